@@ -1,0 +1,29 @@
+// The CUDA runtime facade of a CPU-only build: host paths work, device paths refuse.
+#include "engine/backend.h"
+
+#include <cstring>
+
+#include "engine/error.h"
+
+namespace caption {
+
+#ifndef CAPTION_WITH_CUDA
+namespace {
+[[noreturn]] void no_cuda() { throw Error("this build of caption has no CUDA backend"); }
+}  // namespace
+
+BackingMemory cuda_backing_memory(int) { no_cuda(); }
+void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes) {
+  if (!dst_device.is_cpu() || !src_device.is_cpu()) no_cuda();
+  if (bytes) std::memcpy(dst, src, bytes);
+}
+void zero_bytes(void* dst, Device device, size_t bytes) {
+  if (!device.is_cpu()) no_cuda();
+  if (bytes) std::memset(dst, 0, bytes);
+}
+void synchronize(Device device) {
+  if (!device.is_cpu()) no_cuda();
+}
+#endif
+
+}  // namespace caption

@@ -1,0 +1,178 @@
+// The CUDA runtime facade (engine/backend.h), device probing, the per-device contexts
+// and the error reporting of the check macros.
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "engine/backend.h"
+#include "engine/cuda/check.h"
+#include "engine/cuda/context.h"
+#include "engine/device.h"
+
+namespace caption {
+
+namespace cuda {
+
+namespace {
+int current_device_or(int fallback) {
+  int d = fallback;
+  if (cudaGetDevice(&d) != cudaSuccess) return fallback;
+  return d;
+}
+}  // namespace
+
+void throw_cuda_error(cudaError_t status, const char* stmt, const char* file, int line) {
+  throw Error(str("CUDA error on cuda:", current_device_or(-1), ": ", cudaGetErrorString(status),
+                  " (", cudaGetErrorName(status), ") in ", stmt, " at ", file, ":", line));
+}
+
+void throw_cublas_error(cublasStatus_t status, const char* stmt, const char* file, int line) {
+  throw Error(str("cuBLAS error on cuda:", current_device_or(-1), ": ", cublasGetStatusString(status),
+                  " in ", stmt, " at ", file, ":", line));
+}
+
+void throw_cudnn_error(cudnnStatus_t status, const char* stmt, const char* file, int line) {
+  char detail[512] = {0};
+  cudnnGetLastErrorString(detail, sizeof(detail));
+  throw Error(str("cuDNN error on cuda:", current_device_or(-1), ": ", cudnnGetErrorString(status),
+                  detail[0] ? str(" (", detail, ")") : std::string(), " in ", stmt, " at ", file,
+                  ":", line));
+}
+
+bool sync_after_launch() {
+  static const bool sync = [] {
+    const char* v = std::getenv("CAPTION_CUDA_SYNC");
+    return v != nullptr && std::strcmp(v, "1") == 0;
+  }();
+  return sync;
+}
+
+void launch_check(const char* what, const char* file, int line) {
+  cudaError_t status = cudaGetLastError();
+  if (status == cudaSuccess && sync_after_launch()) status = cudaDeviceSynchronize();
+  if (status != cudaSuccess) throw_cuda_error(status, what, file, line);
+}
+
+DeviceContext& context(int device) {
+  static std::mutex mutex;
+  static auto* contexts = new std::vector<std::unique_ptr<DeviceContext>>();
+  std::lock_guard lock(mutex);
+  CAPTION_CHECK(device >= 0 && device < cuda_device_count(), "cuda:", device,
+                " is not available (", cuda_probe_message(), ")");
+  if (contexts->size() <= static_cast<size_t>(device)) contexts->resize(device + 1);
+  auto& slot = (*contexts)[device];
+  CAPTION_CUDA_CHECK(cudaSetDevice(device));
+  if (!slot) {
+    auto ctx = std::make_unique<DeviceContext>();
+    ctx->device = device;
+    CAPTION_CUDA_CHECK(cudaStreamCreateWithFlags(&ctx->stream, cudaStreamNonBlocking));
+    CAPTION_CUBLAS_CHECK(cublasCreate(&ctx->cublas));
+    CAPTION_CUBLAS_CHECK(cublasSetStream(ctx->cublas, ctx->stream));
+    CAPTION_CUDNN_CHECK(cudnnCreate(&ctx->cudnn));
+    CAPTION_CUDNN_CHECK(cudnnSetStream(ctx->cudnn, ctx->stream));
+    slot = std::move(ctx);
+  }
+  return *slot;
+}
+
+}  // namespace cuda
+
+namespace {
+struct Probe {
+  int count = 0;
+  std::string message;
+};
+const Probe& probe() {
+  static const Probe p = [] {
+    Probe r;
+    const cudaError_t status = cudaGetDeviceCount(&r.count);
+    if (status != cudaSuccess) {
+      r.count = 0;
+      r.message = str(cudaGetErrorString(status), " (", cudaGetErrorName(status), ")");
+      cudaGetLastError();  // clear the sticky error so later calls are not confused
+      return r;
+    }
+    if (r.count == 0) {
+      r.message = "no CUDA device found";
+      return r;
+    }
+    cudaDeviceProp prop{};
+    if (cudaGetDeviceProperties(&prop, 0) == cudaSuccess) {
+      r.message = str(r.count, " device(s); cuda:0 is ", prop.name, " (sm_", prop.major,
+                      prop.minor, ", ", prop.totalGlobalMem >> 20, " MiB)");
+    }
+    return r;
+  }();
+  return p;
+}
+}  // namespace
+
+bool cuda_compiled() { return true; }
+int cuda_device_count() { return probe().count; }
+std::string cuda_probe_message() { return probe().message; }
+
+BackingMemory cuda_backing_memory(int device) {
+  BackingMemory b;
+  b.name = str("cuda:", device);
+  b.allocate = [device](size_t n) -> void* {
+    CAPTION_CUDA_CHECK(cudaSetDevice(device));
+    void* p = nullptr;
+    if (cudaMalloc(&p, n) != cudaSuccess) {
+      cudaGetLastError();
+      return nullptr;
+    }
+    return p;
+  };
+  b.free = [device](void* p) {
+    // Work queued on the stream may still use the block; the caching allocator only
+    // reaches here from empty_cache(), so wait for the device first.
+    cudaSetDevice(device);
+    cudaDeviceSynchronize();
+    if (cudaFree(p) != cudaSuccess) cudaGetLastError();
+  };
+  b.fill = [device](void* p, unsigned char v, size_t n) {
+    CAPTION_CUDA_CHECK(cudaMemsetAsync(p, v, n, cuda::context(device).stream));
+  };
+  b.read = [device](void* dst, const void* src, size_t n) {
+    auto s = cuda::context(device).stream;
+    CAPTION_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, s));
+    CAPTION_CUDA_CHECK(cudaStreamSynchronize(s));
+  };
+  return b;
+}
+
+void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes) {
+  if (bytes == 0) return;
+  if (dst_device.is_cpu() && src_device.is_cpu()) {
+    std::memcpy(dst, src, bytes);
+    return;
+  }
+  const Device d = dst_device.is_cuda() ? dst_device : src_device;
+  cudaStream_t s = cuda::stream(d);
+  if (dst_device.is_cuda() && src_device.is_cuda() && dst_device.index != src_device.index) {
+    CAPTION_CUDA_CHECK(cudaStreamSynchronize(cuda::stream(src_device)));
+    CAPTION_CUDA_CHECK(cudaMemcpyPeerAsync(dst, dst_device.index, src, src_device.index, bytes, s));
+    CAPTION_CUDA_CHECK(cudaStreamSynchronize(s));
+    return;
+  }
+  CAPTION_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, s));
+  // The host side may reuse or read its buffer as soon as we return.
+  if (dst_device.is_cpu() || src_device.is_cpu()) CAPTION_CUDA_CHECK(cudaStreamSynchronize(s));
+}
+
+void zero_bytes(void* dst, Device device, size_t bytes) {
+  if (bytes == 0) return;
+  if (device.is_cpu()) {
+    std::memset(dst, 0, bytes);
+    return;
+  }
+  CAPTION_CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, cuda::stream(device)));
+}
+
+void synchronize(Device device) {
+  if (device.is_cuda()) CAPTION_CUDA_CHECK(cudaStreamSynchronize(cuda::stream(device)));
+}
+
+}  // namespace caption

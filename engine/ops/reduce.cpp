@@ -1,0 +1,92 @@
+// Sum and mean: the reduced axes are brought together (a permutation, which autograd
+// records as a view) so that the kernel sees one [outer, reduce, inner] block.
+#include "engine/ops/reduce.h"
+
+#include <algorithm>
+
+#include "engine/dispatch.h"
+#include "engine/op_node.h"
+#include "engine/op_table.h"
+#include "kernels/cpu/reduce.h"
+
+namespace caption {
+
+namespace {
+
+void reduce_cpu_forward(const OpCall& c) {
+  const auto& p = c.get<ReduceParams>();
+  dispatch_floating(c.in[0].dtype(), "sum", [&]<typename T>() {
+    kernels::cpu::reduce_sum<T>(c.in[0].data<T>(), c.out[0].data<T>(), p.outer, p.reduce,
+                                p.inner, static_cast<T>(p.scale));
+  });
+}
+
+// Backward: in = {grad_out}, out = {grad_x}.
+void reduce_cpu_backward(const OpCall& c) {
+  const auto& p = c.get<ReduceParams>();
+  dispatch_floating(c.in[0].dtype(), "sum backward", [&]<typename T>() {
+    kernels::cpu::reduce_sum_backward<T>(c.in[0].data<T>(), c.out[0].data<T>(), p.outer,
+                                         p.reduce, p.inner, static_cast<T>(p.scale));
+  });
+}
+
+[[maybe_unused]] const bool registered = [] {
+  register_kernels(OpId::Sum, DeviceType::CPU, reduce_cpu_forward, reduce_cpu_backward);
+  register_kernels(OpId::Mean, DeviceType::CPU, reduce_cpu_forward, reduce_cpu_backward);
+  return true;
+}();
+
+Tensor reduce(OpId id, const Tensor& x_in, const std::vector<int64_t>& axes_in, KeepDim keep) {
+  const int64_t rank = x_in.dim();
+  std::vector<bool> reduced(rank, axes_in.empty());
+  for (int64_t a : axes_in) {
+    const int64_t ax = normalize_axis(a, rank, op_name(id).data());
+    CAPTION_CHECK(!reduced[ax], op_name(id), ": axis ", a, " given twice");
+    reduced[ax] = true;
+  }
+  // Permute so that reduced axes sit together after the first kept axes; a run of
+  // reduced axes that is already contiguous needs no permutation.
+  std::vector<int64_t> kept, red;
+  for (int64_t i = 0; i < rank; ++i) (reduced[i] ? red : kept).push_back(i);
+  int64_t first = red.empty() ? rank : red.front();
+  const bool together = red.empty() || red.back() - red.front() + 1 == static_cast<int64_t>(red.size());
+  Tensor x = x_in;
+  std::vector<int64_t> order;
+  if (!together) {
+    order = kept;
+    order.insert(order.end(), red.begin(), red.end());
+    x = x_in.permute(order);
+    first = static_cast<int64_t>(kept.size());
+  }
+  x = x.contiguous();
+  ReduceParams p;
+  const int64_t nred = static_cast<int64_t>(red.size());
+  for (int64_t i = 0; i < first; ++i) p.outer *= x.shape()[i];
+  for (int64_t i = first; i < first + nred; ++i) p.reduce *= x.shape()[i];
+  for (int64_t i = first + nred; i < rank; ++i) p.inner *= x.shape()[i];
+  if (id == OpId::Mean) {
+    CAPTION_CHECK(p.reduce > 0, "mean over an empty axis of ", x_in.describe());
+    p.scale = 1.0 / static_cast<double>(p.reduce);
+  }
+  Shape out_shape;
+  for (int64_t i = 0; i < rank; ++i) {
+    if (!reduced[i]) out_shape.push_back(x_in.shape()[i]);
+    else if (keep == KeepDim::Yes) out_shape.push_back(1);
+  }
+  Tensor out = Tensor::empty(out_shape, x.dtype(), x.device());
+  std::vector<Tensor> in{x}, outs{out};
+  run_forward(id, x.device(), OpCall{in, outs, &p});
+  record_op(id, p, in, {}, outs);
+  return out;
+}
+
+}  // namespace
+
+Tensor sum(const Tensor& x, const std::vector<int64_t>& axes, KeepDim keep) {
+  return reduce(OpId::Sum, x, axes, keep);
+}
+Tensor mean(const Tensor& x, const std::vector<int64_t>& axes, KeepDim keep) {
+  return reduce(OpId::Mean, x, axes, keep);
+}
+
+}  // namespace caption

@@ -1,0 +1,44 @@
+// Sum/mean kernels. Accumulation is in the element type, in input order, so float32
+// results are reproducible run to run.
+#include "kernels/cpu/reduce.h"
+
+#include <cstring>
+
+namespace caption::kernels::cpu {
+
+template <typename T>
+void reduce_sum(const T* x, T* out, int64_t outer, int64_t reduce, int64_t inner, T scale) {
+  for (int64_t o = 0; o < outer; ++o) {
+    T* dst = out + o * inner;
+    if (inner == 1) {
+      T acc = 0;
+      const T* src = x + o * reduce;
+      for (int64_t r = 0; r < reduce; ++r) acc += src[r];
+      dst[0] = acc * scale;
+      continue;
+    }
+    std::memset(dst, 0, sizeof(T) * inner);
+    for (int64_t r = 0; r < reduce; ++r) {
+      const T* src = x + (o * reduce + r) * inner;
+      for (int64_t i = 0; i < inner; ++i) dst[i] += src[i];
+    }
+    for (int64_t i = 0; i < inner; ++i) dst[i] *= scale;
+  }
+}
+
+template <typename T>
+void reduce_sum_backward(const T* g, T* gx, int64_t outer, int64_t reduce, int64_t inner, T scale) {
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t r = 0; r < reduce; ++r) {
+      T* dst = gx + (o * reduce + r) * inner;
+      const T* src = g + o * inner;
+      for (int64_t i = 0; i < inner; ++i) dst[i] = src[i] * scale;
+    }
+}
+
+template void reduce_sum<float>(const float*, float*, int64_t, int64_t, int64_t, float);
+template void reduce_sum<double>(const double*, double*, int64_t, int64_t, int64_t, double);
+template void reduce_sum_backward<float>(const float*, float*, int64_t, int64_t, int64_t, float);
+template void reduce_sum_backward<double>(const double*, double*, int64_t, int64_t, int64_t, double);
+
+}  // namespace caption::kernels::cpu
