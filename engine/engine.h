@@ -11,3 +11,4 @@
 #include "engine/ops/ops.h"
 #include "engine/random.h"
 #include "engine/tensor.h"
+#include "kernels/philox.h"
