@@ -1,0 +1,113 @@
+// conv2d: validation and size resolution, the CPU adapters and table registration.
+// The kernels' scratch buffer (im2col columns, one image at a time) is a tensor from the
+// engine's allocator, so that it is counted and, in guard mode, checked like any other.
+#include "engine/ops/conv.h"
+
+#include "engine/dispatch.h"
+#include "engine/op_node.h"
+#include "engine/op_table.h"
+
+namespace caption {
+
+namespace kc = kernels::cpu;
+
+namespace {
+
+Tensor workspace_for(const Conv2dParams& p, const Tensor& like) {
+  const int64_t n = kc::conv2d_workspace_elems(p);
+  return n > 0 ? Tensor::empty({n}, like.dtype(), like.device()) : Tensor();
+}
+
+// Forward: in = {x, weight, bias (may be undefined)}, out = {y}.
+void conv2d_cpu_forward(const OpCall& c) {
+  const auto& p = c.get<Conv2dParams>();
+  const Tensor ws = workspace_for(p, c.in[0]);
+  dispatch_floating(c.in[0].dtype(), "conv2d", [&]<typename T>() {
+    kc::conv2d_forward<T>(p, c.in[0].data<T>(), c.in[1].data<T>(), data_or_null<T>(c.in[2]),
+                          c.out[0].data<T>(), data_or_null<T>(ws));
+  });
+}
+
+// Backward: in = {x, weight, grad_y}, out = {grad_x, grad_weight, grad_bias}.
+void conv2d_cpu_backward(const OpCall& c) {
+  const auto& p = c.get<Conv2dParams>();
+  const Tensor ws = workspace_for(p, c.in[2]);
+  dispatch_floating(c.in[2].dtype(), "conv2d backward", [&]<typename T>() {
+    kc::conv2d_backward<T>(p, c.in[0].data<T>(), c.in[1].data<T>(), c.in[2].data<T>(),
+                           data_or_null<T>(c.out[0]), data_or_null<T>(c.out[1]),
+                           data_or_null<T>(c.out[2]), data_or_null<T>(ws));
+  });
+}
+
+[[maybe_unused]] const bool registered = [] {
+  register_kernels(OpId::Conv2d, DeviceType::CPU, conv2d_cpu_forward, conv2d_cpu_backward);
+  return true;
+}();
+
+std::string size2_string(Size2 s) { return str("(", s.h, ", ", s.w, ")"); }
+
+}  // namespace
+
+int64_t conv_output_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad,
+                         int64_t dilation) {
+  const int64_t span = in + 2 * pad - dilation * (kernel - 1) - 1;
+  // Floor division: a negative span (window larger than the padded input) gives <= 0.
+  return (span >= 0 ? span / stride : -((-span + stride - 1) / stride)) + 1;
+}
+
+Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, Conv2dOptions o) {
+  CAPTION_CHECK(x_in.defined() && x_in.dim() == 4, "conv2d: input must be [B, C, H, W], got ",
+                x_in.defined() ? x_in.describe() : "an undefined tensor");
+  CAPTION_CHECK(w_in.defined() && w_in.dim() == 4,
+                "conv2d: weight must be [O, C, kh, kw], got ",
+                w_in.defined() ? w_in.describe() : "an undefined tensor");
+  CAPTION_CHECK(x_in.shape()[1] == w_in.shape()[1], "conv2d: input ", x_in.describe(), " has ",
+                x_in.shape()[1], " channels but weight ", w_in.describe(), " expects ",
+                w_in.shape()[1], " (groups are not supported)");
+  CAPTION_CHECK(!b_in.defined() || (b_in.dim() == 1 && b_in.shape()[0] == w_in.shape()[0]),
+                "conv2d: bias ", b_in.describe(), " does not match weight ", w_in.describe(),
+                " (expected [", w_in.shape()[0], "])");
+  CAPTION_CHECK(x_in.device() == w_in.device() && x_in.dtype() == w_in.dtype() &&
+                    (!b_in.defined() || (b_in.device() == x_in.device() &&
+                                         b_in.dtype() == x_in.dtype())),
+                "conv2d: input ", x_in.describe(), ", weight ", w_in.describe(),
+                b_in.defined() ? str(" and bias ", b_in.describe()) : std::string(),
+                " differ in device or dtype");
+  CAPTION_CHECK(o.stride.h >= 1 && o.stride.w >= 1, "conv2d: stride ", size2_string(o.stride),
+                " must be at least 1");
+  CAPTION_CHECK(o.dilation.h >= 1 && o.dilation.w >= 1, "conv2d: dilation ",
+                size2_string(o.dilation), " must be at least 1");
+  CAPTION_CHECK(o.padding.h >= 0 && o.padding.w >= 0, "conv2d: padding ",
+                size2_string(o.padding), " must not be negative");
+  CAPTION_CHECK(w_in.shape()[2] >= 1 && w_in.shape()[3] >= 1, "conv2d: weight ",
+                w_in.describe(), " has an empty kernel");
+  Conv2dParams p;
+  p.batch = x_in.shape()[0];
+  p.in_channels = x_in.shape()[1];
+  p.in_h = x_in.shape()[2];
+  p.in_w = x_in.shape()[3];
+  p.out_channels = w_in.shape()[0];
+  p.kernel_h = w_in.shape()[2];
+  p.kernel_w = w_in.shape()[3];
+  p.stride_h = o.stride.h;
+  p.stride_w = o.stride.w;
+  p.pad_h = o.padding.h;
+  p.pad_w = o.padding.w;
+  p.dilation_h = o.dilation.h;
+  p.dilation_w = o.dilation.w;
+  p.out_h = conv_output_size(p.in_h, p.kernel_h, p.stride_h, p.pad_h, p.dilation_h);
+  p.out_w = conv_output_size(p.in_w, p.kernel_w, p.stride_w, p.pad_w, p.dilation_w);
+  CAPTION_CHECK(p.out_h >= 1 && p.out_w >= 1, "conv2d: kernel ", p.kernel_h, "x", p.kernel_w,
+                " with dilation ", size2_string(o.dilation), " does not fit input ",
+                x_in.describe(), " padded by ", size2_string(o.padding),
+                " (output would be ", p.out_h, "x", p.out_w, ")");
+  const Tensor x = x_in.contiguous(), w = w_in.contiguous();
+  const Tensor b = b_in.defined() ? b_in.contiguous() : Tensor();
+  Tensor y = Tensor::empty({p.batch, p.out_channels, p.out_h, p.out_w}, x.dtype(), x.device());
+  std::vector<Tensor> in{x, w, b}, outs{y};
+  run_forward(OpId::Conv2d, x.device(), OpCall{in, outs, &p});
+  record_op(OpId::Conv2d, p, in, {x, w}, outs);
+  return y;
+}
+
+}  // namespace caption

@@ -1,0 +1,210 @@
+// Convolution kernels: im2col/col2im and the gemms around them (see conv.h).
+//
+// im2col writes each row of col (one channel c and kernel tap (ki, kj)) output row by
+// output row: the output columns whose input column lies inside the image form one
+// contiguous range [lo, hi), computed once per tap, so the inner loop is a plain copy
+// (stride 1) or a strided gather with no bounds test, and the padding is a memset.
+#include "kernels/cpu/conv.h"
+
+#include <algorithm>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "kernels/cpu/blas.h"
+
+namespace caption::kernels::cpu {
+
+namespace {
+
+// Output positions o in [0, out) whose input position o*stride - pad + offset lies in
+// [0, in): a contiguous range [lo, hi) (empty when lo == hi).
+struct Range {
+  int64_t lo, hi;
+};
+Range valid_range(int64_t out, int64_t in, int64_t stride, int64_t pad, int64_t offset) {
+  const int64_t first = pad - offset;  // o*stride >= first
+  const int64_t last = in - 1 + pad - offset;  // o*stride <= last
+  const int64_t lo = first <= 0 ? 0 : (first + stride - 1) / stride;
+  const int64_t hi = last < 0 ? 0 : last / stride + 1;
+  const int64_t l = std::min(lo, out);
+  return {l, std::clamp(hi, l, out)};
+}
+
+// Runs fn(c_begin, c_end) over [0, channels) on up to as many threads as the machine
+// has cores, when the work (elements touched) is large enough to repay a thread start
+// (~20 us); small layers and the double-precision gradient checks stay single-threaded.
+template <typename Fn>
+void over_channels(int64_t channels, int64_t elements, Fn fn) {
+  constexpr int64_t kMinElementsPerThread = int64_t{1} << 18;
+  const int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency());
+  const int64_t threads =
+      std::min({cores, channels, std::max<int64_t>(1, elements / kMinElementsPerThread)});
+  if (threads <= 1) {
+    fn(int64_t{0}, channels);
+    return;
+  }
+  std::vector<std::thread> pool;
+  pool.reserve(static_cast<size_t>(threads - 1));
+  const int64_t per = (channels + threads - 1) / threads;
+  for (int64_t t = 1; t < threads; ++t) {
+    const int64_t b = std::min(channels, t * per), e = std::min(channels, b + per);
+    pool.emplace_back([=] { fn(b, e); });
+  }
+  fn(int64_t{0}, std::min(channels, per));  // the calling thread takes the first share
+  for (std::thread& th : pool) th.join();
+}
+
+template <typename T>
+void im2col_channels(const Conv2dGeometry& g, const T* x, T* col, int64_t c0, int64_t c1) {
+  const int64_t H = g.in_h, W = g.in_w, Ho = g.out_h, Wo = g.out_w, N = Ho * Wo;
+  const int64_t sh = g.stride_h, sw = g.stride_w;
+  for (int64_t c = c0; c < c1; ++c) {
+    const T* xc = x + c * H * W;
+    for (int64_t ki = 0; ki < g.kernel_h; ++ki) {
+      const Range rows = valid_range(Ho, H, sh, g.pad_h, ki * g.dilation_h);
+      for (int64_t kj = 0; kj < g.kernel_w; ++kj) {
+        T* dst = col + ((c * g.kernel_h + ki) * g.kernel_w + kj) * N;
+        const Range cols = valid_range(Wo, W, sw, g.pad_w, kj * g.dilation_w);
+        const int64_t iw0 = cols.lo * sw - g.pad_w + kj * g.dilation_w;
+        std::memset(dst, 0, sizeof(T) * static_cast<size_t>(rows.lo * Wo));
+        for (int64_t oh = rows.lo; oh < rows.hi; ++oh) {
+          T* d = dst + oh * Wo;
+          const T* s = xc + (oh * sh - g.pad_h + ki * g.dilation_h) * W + iw0;
+          std::memset(d, 0, sizeof(T) * static_cast<size_t>(cols.lo));
+          const int64_t n = cols.hi - cols.lo;
+          if (sw == 1) {
+            std::memcpy(d + cols.lo, s, sizeof(T) * static_cast<size_t>(n));
+          } else {
+            for (int64_t k = 0; k < n; ++k) d[cols.lo + k] = s[k * sw];
+          }
+          std::memset(d + cols.hi, 0, sizeof(T) * static_cast<size_t>(Wo - cols.hi));
+        }
+        std::memset(dst + rows.hi * Wo, 0, sizeof(T) * static_cast<size_t>((Ho - rows.hi) * Wo));
+      }
+    }
+  }
+}
+
+// Channels are independent in col2im too (each writes only its own plane of x), which is
+// what makes the split over threads race-free.
+template <typename T>
+void col2im_channels(const Conv2dGeometry& g, const T* col, T* x, int64_t c0, int64_t c1) {
+  const int64_t H = g.in_h, W = g.in_w, Ho = g.out_h, Wo = g.out_w, N = Ho * Wo;
+  const int64_t sh = g.stride_h, sw = g.stride_w;
+  for (int64_t c = c0; c < c1; ++c) {
+    T* xc = x + c * H * W;
+    std::fill_n(xc, H * W, T(0));
+    for (int64_t ki = 0; ki < g.kernel_h; ++ki) {
+      const Range rows = valid_range(Ho, H, sh, g.pad_h, ki * g.dilation_h);
+      for (int64_t kj = 0; kj < g.kernel_w; ++kj) {
+        const T* src = col + ((c * g.kernel_h + ki) * g.kernel_w + kj) * N;
+        const Range cols = valid_range(Wo, W, sw, g.pad_w, kj * g.dilation_w);
+        const int64_t iw0 = cols.lo * sw - g.pad_w + kj * g.dilation_w;
+        const int64_t n = cols.hi - cols.lo;
+        for (int64_t oh = rows.lo; oh < rows.hi; ++oh) {
+          const T* s = src + oh * Wo + cols.lo;
+          T* d = xc + (oh * sh - g.pad_h + ki * g.dilation_h) * W + iw0;
+          if (sw == 1) {
+            for (int64_t k = 0; k < n; ++k) d[k] += s[k];
+          } else {
+            for (int64_t k = 0; k < n; ++k) d[k * sw] += s[k];
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+int64_t conv2d_workspace_elems(const Conv2dGeometry& g) {
+  return g.is_pointwise() ? 0 : g.patch_size() * g.out_plane();
+}
+
+template <typename T>
+void im2col(const Conv2dGeometry& g, const T* x, T* col) {
+  over_channels(g.in_channels, g.patch_size() * g.out_plane(),
+                [&](int64_t c0, int64_t c1) { im2col_channels(g, x, col, c0, c1); });
+}
+
+template <typename T>
+void col2im(const Conv2dGeometry& g, const T* col, T* x) {
+  over_channels(g.in_channels, g.patch_size() * g.out_plane(),
+                [&](int64_t c0, int64_t c1) { col2im_channels(g, col, x, c0, c1); });
+}
+
+template <typename T>
+void conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* bias, T* y,
+                    T* workspace) {
+  const int64_t O = g.out_channels, K = g.patch_size(), N = g.out_plane();
+  const int64_t in_image = g.in_channels * g.in_h * g.in_w;
+  for (int64_t b = 0; b < g.batch; ++b) {
+    const T* xb = x + b * in_image;
+    T* yb = y + b * O * N;
+    const T* colb = xb;
+    if (!g.is_pointwise()) {
+      im2col(g, xb, workspace);
+      colb = workspace;
+    }
+    // The bias goes in first so that the gemm adds onto it (beta = 1): one pass over y.
+    if (bias) {
+      for (int64_t o = 0; o < O; ++o) std::fill_n(yb + o * N, N, bias[o]);
+    }
+    gemm<T>(Trans::No, Trans::No, O, N, K, T(1), w, K, colb, N, bias ? T(1) : T(0), yb, N);
+  }
+}
+
+template <typename T>
+void conv2d_backward(const Conv2dGeometry& g, const T* x, const T* w, const T* grad_y, T* grad_x,
+                     T* grad_w, T* grad_bias, T* workspace) {
+  const int64_t O = g.out_channels, K = g.patch_size(), N = g.out_plane();
+  const int64_t in_image = g.in_channels * g.in_h * g.in_w;
+  if (grad_bias) {
+    std::fill_n(grad_bias, O, T(0));
+    for (int64_t b = 0; b < g.batch; ++b)
+      for (int64_t o = 0; o < O; ++o) {
+        const T* gy = grad_y + (b * O + o) * N;
+        T acc = 0;
+        for (int64_t i = 0; i < N; ++i) acc += gy[i];
+        grad_bias[o] += acc;
+      }
+  }
+  if (grad_w && g.batch == 0) std::fill_n(grad_w, O * K, T(0));
+  for (int64_t b = 0; b < g.batch; ++b) {
+    const T* gyb = grad_y + b * O * N;
+    if (grad_w) {
+      // grad_w [O, K] (+)= grad_y_b [O, N] * col_b^T [N, K]; the first image overwrites.
+      const T* colb = x + b * in_image;
+      if (!g.is_pointwise()) {
+        im2col(g, x + b * in_image, workspace);
+        colb = workspace;
+      }
+      gemm<T>(Trans::No, Trans::Yes, O, K, N, T(1), gyb, N, colb, N, b == 0 ? T(0) : T(1), grad_w,
+              K);
+    }
+    if (grad_x) {
+      // grad_col [K, N] = W^T [K, O] * grad_y_b [O, N], then scattered back by col2im.
+      T* gxb = grad_x + b * in_image;
+      if (g.is_pointwise()) {
+        gemm<T>(Trans::Yes, Trans::No, K, N, O, T(1), w, K, gyb, N, T(0), gxb, N);
+      } else {
+        gemm<T>(Trans::Yes, Trans::No, K, N, O, T(1), w, K, gyb, N, T(0), workspace, N);
+        col2im(g, workspace, gxb);
+      }
+    }
+  }
+}
+
+#define CAPTION_CONV_INSTANTIATE(T)                                                        \
+  template void im2col<T>(const Conv2dGeometry&, const T*, T*);                            \
+  template void col2im<T>(const Conv2dGeometry&, const T*, T*);                            \
+  template void conv2d_forward<T>(const Conv2dGeometry&, const T*, const T*, const T*, T*, \
+                                  T*);                                                     \
+  template void conv2d_backward<T>(const Conv2dGeometry&, const T*, const T*, const T*, T*, \
+                                   T*, T*, T*);
+CAPTION_CONV_INSTANTIATE(float)
+CAPTION_CONV_INSTANTIATE(double)
+#undef CAPTION_CONV_INSTANTIATE
+
+}  // namespace caption::kernels::cpu

@@ -1,0 +1,58 @@
+// CPU kernels of 2-D convolution (no groups: ResNet has none), NCHW, PyTorch semantics.
+//
+// The method is im2col + one gemm per image: the input patches of image b are laid out
+// as a column matrix col [C*kh*kw, Ho*Wo] and y_b [O, Ho*Wo] = W [O, C*kh*kw] * col.
+// A 1x1 convolution with stride 1 and no padding ("pointwise", most of ResNet-50's
+// FLOPs outside the 3x3s) needs no im2col: the image itself is the column matrix.
+// Backward reuses the same scratch buffer twice per image: first as im2col of x_b for
+// grad_weight (gemm accumulated over the batch), then as grad_col = W^T * grad_y_b,
+// which col2im scatters back into grad_x_b. The scratch buffer is the caller's (the op
+// layer takes it from the engine's allocator), conv2d_workspace_elems() says its size.
+// im2col/col2im are split over channels between a few threads when the buffer is
+// large, since OpenBLAS parallelises the gemm but the copy would otherwise run alone.
+#pragma once
+
+#include <cstdint>
+
+namespace caption::kernels::cpu {
+
+// Sizes of one convolution, resolved by the op layer and shared with the CUDA side.
+struct Conv2dGeometry {
+  int64_t batch = 0, in_channels = 0, in_h = 0, in_w = 0;
+  int64_t out_channels = 0, kernel_h = 0, kernel_w = 0;
+  int64_t stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dilation_h = 1, dilation_w = 1;
+  int64_t out_h = 0, out_w = 0;
+
+  int64_t patch_size() const { return in_channels * kernel_h * kernel_w; }  // gemm K
+  int64_t out_plane() const { return out_h * out_w; }                      // gemm N
+  // 1x1, stride 1, no padding: the input image is its own column matrix.
+  bool is_pointwise() const {
+    return kernel_h == 1 && kernel_w == 1 && stride_h == 1 && stride_w == 1 && pad_h == 0 &&
+           pad_w == 0;
+  }
+};
+
+// Scratch elements (of the element type) that the kernels below need: 0 for pointwise.
+int64_t conv2d_workspace_elems(const Conv2dGeometry& g);
+
+// y [B, O, Ho, Wo] = conv(x [B, C, H, W], w [O, C, kh, kw]) + bias [O] (bias may be null).
+template <typename T>
+void conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* bias, T* y,
+                    T* workspace);
+
+// Gradients for grad_y [B, O, Ho, Wo]; each of grad_x [B, C, H, W], grad_w [O, C, kh, kw],
+// grad_bias [O] may be null (not needed) and is written (=) otherwise. x is needed only
+// for grad_w, w only for grad_x.
+template <typename T>
+void conv2d_backward(const Conv2dGeometry& g, const T* x, const T* w, const T* grad_y, T* grad_x,
+                     T* grad_w, T* grad_bias, T* workspace);
+
+// One image: col [C*kh*kw, Ho*Wo] from x [C, H, W] (zeros where the patch is in the padding).
+template <typename T>
+void im2col(const Conv2dGeometry& g, const T* x, T* col);
+// One image, the adjoint of im2col: x [C, H, W] = sum of col's entries over every patch
+// position that reads each pixel (x is written, not accumulated into).
+template <typename T>
+void col2im(const Conv2dGeometry& g, const T* col, T* x);
+
+}  // namespace caption::kernels::cpu
