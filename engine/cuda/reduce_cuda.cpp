@@ -1,0 +1,43 @@
+// CUDA adapters and table registration of sum and mean: the same ReduceParams
+// ([outer, reduce, inner] with a scale) as the CPU side (engine/ops/reduce.cpp),
+// arithmetic in kernels/cuda/reduce.cu. float32 only.
+#include "engine/cuda/context.h"
+#include "engine/op_table.h"
+#include "engine/ops/reduce.h"
+#include "kernels/cuda/reduce.h"
+
+namespace caption {
+
+namespace {
+
+void require_f32(const Tensor& t, const char* op) {
+  CAPTION_CHECK(t.dtype() == DType::F32, op, ": the CUDA backend computes in float32 only, got ",
+                t.describe());
+}
+
+void reduce_cuda_forward(const OpCall& c) {
+  const auto& p = c.get<ReduceParams>();
+  require_f32(c.in[0], "sum");
+  kernels::cuda::reduce_sum(c.in[0].data<float>(), c.out[0].data<float>(), p.outer, p.reduce,
+                            p.inner, static_cast<float>(p.scale), cuda::stream(c.in[0].device()));
+}
+
+// Backward: in = {grad_out}, out = {grad_x}.
+void reduce_cuda_backward(const OpCall& c) {
+  const auto& p = c.get<ReduceParams>();
+  require_f32(c.in[0], "sum backward");
+  if (!c.out[0].defined()) return;
+  kernels::cuda::reduce_sum_backward(c.in[0].data<float>(), c.out[0].data<float>(), p.outer,
+                                     p.reduce, p.inner, static_cast<float>(p.scale),
+                                     cuda::stream(c.in[0].device()));
+}
+
+[[maybe_unused]] const bool registered = [] {
+  register_kernels(OpId::Sum, DeviceType::CUDA, reduce_cuda_forward, reduce_cuda_backward);
+  register_kernels(OpId::Mean, DeviceType::CUDA, reduce_cuda_forward, reduce_cuda_backward);
+  return true;
+}();
+
+}  // namespace
+
+}  // namespace caption

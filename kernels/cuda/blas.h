@@ -1,0 +1,34 @@
+// Matrix products on CUDA through cuBLAS, with the row-major interface of
+// kernels/cpu/blas.h. cuBLAS is column-major; a row-major C = op(A) op(B) is computed as
+// the column-major C^T = op(B)^T op(A)^T, i.e. by swapping the operands (and M with N):
+// a row-major matrix read as column-major is its transpose, so the transpose flags pass
+// through unchanged. float32 only. The handle carries the stream and the math mode (set
+// by the caller: engine/cuda/linear_cuda.cpp). Sizes of zero are allowed: nothing runs
+// when C is empty, and C = beta * C (zeros for beta == 0) when K == 0.
+#pragma once
+
+#include <cublas_v2.h>
+
+#include <cstdint>
+
+#include "kernels/cpu/blas.h"
+
+namespace caption::kernels::cuda {
+
+using cpu::Trans;
+
+// C[M, N] = alpha * op(A)[M, K] op(B)[K, N] + beta * C, row-major with leading
+// dimensions lda, ldb, ldc. With K == 0, C must be dense (ldc == N).
+void gemm(cublasHandle_t handle, Trans ta, Trans tb, int64_t M, int64_t N, int64_t K,
+          float alpha, const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
+          float* C, int64_t ldc);
+
+// `batch` products C_i = alpha op(A_i) op(B_i) + beta C_i with A_i = A + i * stride_a
+// (stride 0: one matrix shared by every product), likewise B and C. With K == 0 the
+// C_i must be dense and consecutive (ldc == N, stride_c == M * N).
+void gemm_strided_batched(cublasHandle_t handle, Trans ta, Trans tb, int64_t M, int64_t N,
+                          int64_t K, float alpha, const float* A, int64_t lda, int64_t stride_a,
+                          const float* B, int64_t ldb, int64_t stride_b, float beta, float* C,
+                          int64_t ldc, int64_t stride_c, int64_t batch);
+
+}  // namespace caption::kernels::cuda

@@ -1,0 +1,20 @@
+// CUDA kernels of sum and mean over axes, mirroring kernels/cpu/reduce.h: x is seen as
+// [outer, reduce, inner] blocks. float32 only; work is queued on `stream`. Also used
+// for linear's bias gradient (column sums) and for summing a shared matmul operand's
+// per-batch gradients.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace caption::kernels::cuda {
+
+// out[o, i] = scale * sum_r x[o, r, i]  (deterministic; zeros when reduce == 0).
+void reduce_sum(const float* x, float* out, int64_t outer, int64_t reduce, int64_t inner,
+                float scale, cudaStream_t stream);
+// grad_x[o, r, i] = scale * grad_out[o, i]
+void reduce_sum_backward(const float* grad_out, float* grad_x, int64_t outer, int64_t reduce,
+                         int64_t inner, float scale, cudaStream_t stream);
+
+}  // namespace caption::kernels::cuda

@@ -1,0 +1,39 @@
+// The CUDA kernels of the foundation ops are in the op table wherever the CUDA backend
+// is compiled (no GPU needed: registration happens when the library loads). Without
+// the backend the test reports itself skipped, with the reason.
+#include <gtest/gtest.h>
+
+#include "engine/op_table.h"
+
+namespace caption {
+namespace {
+
+// Every op with CUDA kernels in engine/cuda/{elementwise,reduce,linear,softmax}_cuda.cpp.
+constexpr OpId kCudaOps[] = {
+    OpId::Add,  OpId::Sub,  OpId::Mul,     OpId::Div,    OpId::Relu,       OpId::Tanh,
+    OpId::Sigmoid, OpId::Copy, OpId::Sum,  OpId::Mean,   OpId::Matmul,     OpId::Linear,
+    OpId::Softmax, OpId::LogSoftmax, OpId::CrossEntropy,
+};
+
+TEST(CudaBuild, FoundationOpsHaveCudaForwardAndBackward) {
+  if (!cuda_compiled()) GTEST_SKIP() << "built without the CUDA backend (nvcc not found or CAPTION_CUDA=OFF)";
+  for (OpId op : kCudaOps) {
+    const OpKernels& k = op_info(op).kernels[static_cast<int>(DeviceType::CUDA)];
+    EXPECT_NE(k.forward, nullptr) << "CUDA forward of " << op_name(op) << " is not registered";
+    EXPECT_NE(k.backward, nullptr) << "CUDA backward of " << op_name(op) << " is not registered";
+    // The CUDA side must not reuse a CPU entry by mistake.
+    const OpKernels& cpu = op_info(op).kernels[static_cast<int>(DeviceType::CPU)];
+    EXPECT_NE(k.forward, cpu.forward) << op_name(op);
+  }
+}
+
+TEST(CudaBuild, MissingListExcludesTheFoundationOps) {
+  if (!cuda_compiled()) GTEST_SKIP() << "built without the CUDA backend (nvcc not found or CAPTION_CUDA=OFF)";
+  const std::vector<std::string> missing = missing_kernels(DeviceType::CUDA);
+  for (OpId op : kCudaOps)
+    for (const std::string& m : missing)
+      EXPECT_NE(m.rfind(std::string(op_name(op)) + " ", 0), 0u) << "listed missing: " << m;
+}
+
+}  // namespace
+}  // namespace caption

@@ -1,0 +1,179 @@
+// CUDA against the CPU on shapes large enough to take the launch paths the small harness
+// cases (tests/ops/*_cases.cpp) never reach: block-per-row softmax and cross-entropy
+// (rows of 1,024 and more), warp- and block-per-element broadcast gradients, block
+// reductions over thousands of terms, the tiled reductions with 8 thread rows. These
+// cases are local to this test (not registered with the harness), so the double-
+// precision gradient check does not run on them. Skipped without a GPU.
+//
+// Tolerance: atol 1e-4 instead of the harness's 1e-5, because sums of thousands of terms
+// taken in another order than the CPU's differ by a few 1e-5 where they cancel.
+#include "tests/harness/gpu.h"
+#include "tests/harness/harness.h"
+
+namespace caption::testing {
+namespace {
+
+constexpr Tolerance kLongSums{1e-4, 1e-4};
+
+OpCase binary(std::string name, OpId op, Shape a, Shape b,
+              Tensor (*fn)(const Tensor&, const Tensor&)) {
+  OpCase c;
+  c.name = std::move(name);
+  c.op = op;
+  c.inputs = [a, b](Generator& g, DType t, Device d) {
+    return std::vector<Tensor>{random_tensor(a, g, t, d), random_tensor(b, g, t, d, -1.0, 1.0, 0.5)};
+  };
+  c.forward = [fn](const std::vector<Tensor>& x) { return std::vector<Tensor>{fn(x[0], x[1])}; };
+  c.consistency = kLongSums;
+  return c;
+}
+
+OpCase reduction(std::string name, OpId op, Shape s, std::vector<int64_t> axes) {
+  OpCase c;
+  c.name = std::move(name);
+  c.op = op;
+  c.inputs = [s](Generator& g, DType t, Device d) { return std::vector<Tensor>{random_tensor(s, g, t, d)}; };
+  c.forward = [op, axes](const std::vector<Tensor>& x) {
+    return std::vector<Tensor>{op == OpId::Sum ? sum(x[0], axes) : mean(x[0], axes)};
+  };
+  c.consistency = kLongSums;
+  return c;
+}
+
+OpCase normalised(std::string name, OpId op, Shape s, int64_t axis, bool masked) {
+  OpCase c;
+  c.name = std::move(name);
+  c.op = op;
+  c.inputs = [s, masked](Generator& g, DType t, Device d) {
+    std::vector<Tensor> v{random_tensor(s, g, t, d, -3.0, 3.0)};
+    if (masked) {  // keep 3 of every 4 entries of the last axis, repeated over the rows
+      std::vector<int32_t> m(s.back());
+      for (size_t i = 0; i < m.size(); ++i) m[i] = i % 4 != 1;
+      v.push_back(Tensor::from_vector<int32_t>(m, {s.back()}).to(d));
+    }
+    return v;
+  };
+  c.forward = [op, axis](const std::vector<Tensor>& x) {
+    const Tensor mask = x.size() > 1 ? x[1] : Tensor();
+    return std::vector<Tensor>{op == OpId::Softmax ? softmax(x[0], axis, mask)
+                                                   : log_softmax(x[0], axis, mask)};
+  };
+  c.consistency = kLongSums;
+  return c;
+}
+
+OpCase cross_entropy_rows(std::string name, int64_t n, int64_t v, DType target_dtype) {
+  OpCase c;
+  c.name = std::move(name);
+  c.op = OpId::CrossEntropy;
+  c.inputs = [=](Generator& g, DType t, Device d) {
+    std::vector<int64_t> targets(n);
+    for (int64_t r = 0; r < n; ++r) targets[r] = r % 3 == 1 ? -100 : (r * 7919) % v;
+    return std::vector<Tensor>{random_tensor({n, v}, g, t, d, -2.0, 2.0),
+                               Tensor::from_vector<int64_t>(targets, {n}).to(target_dtype).to(d)};
+  };
+  c.forward = [](const std::vector<Tensor>& x) {
+    return std::vector<Tensor>{cross_entropy(x[0], x[1])};
+  };
+  c.consistency = kLongSums;
+  return c;
+}
+
+Tensor add_fn(const Tensor& a, const Tensor& b) { return add(a, b); }
+Tensor mul_fn(const Tensor& a, const Tensor& b) { return mul(a, b); }
+Tensor div_fn(const Tensor& a, const Tensor& b) { return div(a, b); }
+Tensor sub_fn(const Tensor& a, const Tensor& b) { return sub(a, b); }
+
+std::vector<OpCase> large_cases() {
+  std::vector<OpCase> cases{
+      binary("add/bias_rows_tiled8", OpId::Add, {2048, 96}, {96}, add_fn),
+      binary("sub/column_warp_per_element", OpId::Sub, {2000, 40}, {2000, 1}, sub_fn),
+      binary("mul/long_rows_block_per_element", OpId::Mul, {3, 5000}, {3, 1}, mul_fn),
+      binary("mul/few_columns_many_rows", OpId::Mul, {8192, 4}, {4}, mul_fn),
+      binary("div/scalar_of_large", OpId::Div, {300, 70}, {}, div_fn),
+      binary("add/rank6_both_broadcast", OpId::Add, {2, 1, 3, 4, 1, 5}, {3, 1, 7, 5}, add_fn),
+      reduction("sum/long_rows_block", OpId::Sum, {3, 5000}, {-1}),
+      reduction("sum/many_rows_warp", OpId::Sum, {2000, 50}, {-1}),
+      reduction("sum/columns_tiled8", OpId::Sum, {64, 40}, {0}),
+      reduction("mean/few_long_columns", OpId::Mean, {5000, 3}, {0}),
+      reduction("sum/everything_large", OpId::Sum, {257, 129}, {}),
+      normalised("softmax/vocab_rows_block", OpId::Softmax, {4, 3001}, -1, false),
+      normalised("log_softmax/masked_vocab_rows_block", OpId::LogSoftmax, {3, 1500}, -1, true),
+      normalised("softmax/masked_short_rows_warp", OpId::Softmax, {700, 49}, -1, true),
+      normalised("softmax/inner_axis_columns", OpId::Softmax, {3, 300, 40}, 1, false),
+      cross_entropy_rows("cross_entropy/vocab_5003_int64", 6, 5003, DType::I64),
+      cross_entropy_rows("cross_entropy/vocab_10000_int32", 40, 10000, DType::I32),
+      cross_entropy_rows("cross_entropy/many_rows_small_vocab", 3000, 37, DType::I64),
+  };
+  OpCase lin;
+  lin.name = "linear/bias_grad_tiled8";
+  lin.op = OpId::Linear;
+  lin.inputs = [](Generator& g, DType t, Device d) {
+    return std::vector<Tensor>{random_tensor({300, 64}, g, t, d), random_tensor({33, 64}, g, t, d),
+                               random_tensor({33}, g, t, d)};
+  };
+  lin.forward = [](const std::vector<Tensor>& v) { return std::vector<Tensor>{linear(v[0], v[1], v[2])}; };
+  lin.consistency = kLongSums;
+  cases.push_back(lin);
+  OpCase shared_a;
+  shared_a.name = "matmul/shared_a_batch_sum";
+  shared_a.op = OpId::Matmul;
+  shared_a.inputs = [](Generator& g, DType t, Device d) {
+    return std::vector<Tensor>{random_tensor({17, 9}, g, t, d), random_tensor({6, 9, 11}, g, t, d)};
+  };
+  shared_a.forward = [](const std::vector<Tensor>& v) { return std::vector<Tensor>{matmul(v[0], v[1])}; };
+  shared_a.consistency = kLongSums;
+  cases.push_back(shared_a);
+  OpCase shared_b_t;
+  shared_b_t.name = "matmul/transposed_a_shared_b_batch_sum";
+  shared_b_t.op = OpId::Matmul;
+  shared_b_t.inputs = [](Generator& g, DType t, Device d) {
+    return std::vector<Tensor>{random_tensor({5, 13, 7}, g, t, d), random_tensor({13, 10}, g, t, d)};
+  };
+  shared_b_t.forward = [](const std::vector<Tensor>& v) {
+    return std::vector<Tensor>{matmul(v[0], v[1], {Trans::Yes, Trans::No})};
+  };
+  shared_b_t.consistency = kLongSums;
+  cases.push_back(shared_b_t);
+  OpCase copy;
+  copy.name = "copy/large_rank4_permuted";
+  copy.op = OpId::Copy;
+  copy.inputs = [](Generator& g, DType t, Device d) {
+    return std::vector<Tensor>{random_tensor({7, 33, 5, 64}, g, t, d)};
+  };
+  copy.forward = [](const std::vector<Tensor>& x) {
+    return std::vector<Tensor>{x[0].permute({3, 1, 0, 2}).contiguous()};
+  };
+  cases.push_back(copy);
+  return cases;
+}
+
+class CudaPaths : public ::testing::TestWithParam<size_t> {};
+
+TEST_P(CudaPaths, CudaMatchesCpu) {
+  CAPTION_REQUIRE_CUDA_OR_SKIP();
+  const OpCase c = large_cases()[GetParam()];
+  CaseRun cpu = run_case(c, 41, DType::F32, Device::cpu());
+  CaseRun gpu = run_case(c, 41, DType::F32, Device::cuda(0));
+  ASSERT_EQ(cpu.outputs.size(), gpu.outputs.size());
+  for (size_t i = 0; i < cpu.outputs.size(); ++i)
+    EXPECT_TRUE(allclose(gpu.outputs[i], cpu.outputs[i], c.consistency, str(c.name, " output ", i)));
+  for (size_t i = 0; i < cpu.grads.size(); ++i) {
+    if (!cpu.grads[i].defined()) continue;
+    EXPECT_TRUE(allclose(gpu.grads[i], cpu.grads[i], c.consistency,
+                         str(c.name, " gradient of input ", i)));
+  }
+}
+
+std::string case_name(const ::testing::TestParamInfo<size_t>& info) {
+  std::string n = large_cases()[info.param].name;
+  for (char& ch : n)
+    if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+  return n;
+}
+
+INSTANTIATE_TEST_SUITE_P(LargeShapes, CudaPaths, ::testing::Range<size_t>(0, large_cases().size()),
+                         case_name);
+
+}  // namespace
+}  // namespace caption::testing
