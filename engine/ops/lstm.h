@@ -1,0 +1,34 @@
+// The fused LSTM cell op (PyTorch LSTMCell; MODEL_SPEC.md section 4).
+//
+// Kernel convention (shared by the CPU and CUDA sides):
+//   forward  in  = {x, h, c, w_ih, w_hh, b_ih, b_hh}
+//            out = {h' [B, H], c' [B, H], gates [B, 4H]}: the activated gates are a
+//                  third, internal output that backward reads (not returned to callers)
+//   backward in  = {x, h, c, w_ih, w_hh, gates, c', grad_h', grad_c'}
+//            out = {dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh} (undefined where not needed)
+// Saving the activated gates [B, 4H] and c' costs 6H floats per sample and spares
+// backward both products and every exp/tanh except tanh(c').
+#pragma once
+
+#include <utility>
+
+#include "engine/tensor.h"
+#include "kernels/cpu/lstm.h"
+
+namespace caption {
+
+struct LstmCellParams {
+  int64_t batch = 0, input = 0, hidden = 0;
+};
+
+struct LstmState {
+  Tensor h;  // [B, H]
+  Tensor c;  // [B, H]
+};
+
+// x [B, I], h [B, H], c [B, H], w_ih [4H, I], w_hh [4H, H], b_ih [4H], b_hh [4H]
+// (biases required, as PyTorch's default bias=True). Returns {h' [B, H], c' [B, H]}.
+LstmState lstm_cell(const Tensor& x, const Tensor& h, const Tensor& c, const Tensor& w_ih,
+                    const Tensor& w_hh, const Tensor& b_ih, const Tensor& b_hh);
+
+}  // namespace caption

@@ -1,0 +1,167 @@
+// Harness cases of the captioning model's fused ops (LSTM cell, additive attention) and
+// of the optimiser ops. The optimiser ops have no backward (gradcheck off): each case
+// copies its inputs, runs one step on the copies and returns them, so the guard and
+// CUDA-consistency modes still cover every updated element.
+#include "tests/harness/harness.h"
+
+namespace caption::testing {
+namespace {
+
+OpCase lstm_case(std::string name, int64_t B, int64_t I, int64_t H, std::vector<int> no_grad = {}) {
+  OpCase c;
+  c.name = std::move(name);
+  c.op = OpId::LstmCell;
+  c.inputs = [=](Generator& g, DType t, Device d) {
+    return std::vector<Tensor>{
+        random_tensor({B, I}, g, t, d),     random_tensor({B, H}, g, t, d),
+        random_tensor({B, H}, g, t, d),     random_tensor({4 * H, I}, g, t, d),
+        random_tensor({4 * H, H}, g, t, d), random_tensor({4 * H}, g, t, d),
+        random_tensor({4 * H}, g, t, d)};
+  };
+  c.forward = [](const std::vector<Tensor>& v) {
+    LstmState s = lstm_cell(v[0], v[1], v[2], v[3], v[4], v[5], v[6]);
+    return std::vector<Tensor>{s.h, s.c};
+  };
+  c.no_grad_inputs = std::move(no_grad);
+  return c;
+}
+
+// Relu cases keep enc_proj + dec_proj at least 0.2 away from the kink: |enc| >= 0.3 and
+// |dec| <= 0.1, so finite differences (eps 1e-6) never cross it.
+OpCase attention_case(std::string name, int64_t B, int64_t P, int64_t A, int64_t D,
+                      AttentionOptions::Activation act, std::vector<int> no_grad = {}) {
+  OpCase c;
+  c.name = std::move(name);
+  c.op = OpId::AdditiveAttention;
+  const bool relu = act == AttentionOptions::Activation::Relu;
+  c.inputs = [=](Generator& g, DType t, Device d) {
+    return std::vector<Tensor>{
+        random_tensor({B, P, A}, g, t, d, -1.0, 1.0, relu ? 0.3 : 0.0),
+        relu ? random_tensor({B, A}, g, t, d, -0.1, 0.1) : random_tensor({B, A}, g, t, d),
+        random_tensor({A}, g, t, d, -2.0, 2.0),  // scores spread enough to make alpha uneven
+        random_tensor({1}, g, t, d), random_tensor({B, P, D}, g, t, d)};
+  };
+  c.forward = [act](const std::vector<Tensor>& v) {
+    AttentionResult r = additive_attention(v[0], v[1], v[2], v[3], v[4], {act});
+    return std::vector<Tensor>{r.context, r.alpha};
+  };
+  c.no_grad_inputs = std::move(no_grad);
+  return c;
+}
+
+Tensor fresh_copy(const Tensor& t) { return t.defined() ? t.detach().clone() : t; }
+
+OpCase sgd_case(std::string name, Shape s, SgdOptions o) {
+  OpCase c;
+  c.name = std::move(name);
+  c.op = OpId::SgdStep;
+  c.gradcheck = false;
+  const bool momentum = o.momentum != 0;
+  c.inputs = [=](Generator& g, DType t, Device d) {
+    return std::vector<Tensor>{random_tensor(s, g, t, d), random_tensor(s, g, t, d),
+                               momentum ? random_tensor(s, g, t, d) : Tensor()};
+  };
+  c.forward = [o](const std::vector<Tensor>& v) {
+    Tensor p = fresh_copy(v[0]), buf = fresh_copy(v[2]);
+    sgd_step(p, v[1], buf, o);
+    return buf.defined() ? std::vector<Tensor>{p, buf} : std::vector<Tensor>{p};
+  };
+  return c;
+}
+
+OpCase adam_case(std::string name, Shape s, AdamOptions o) {
+  OpCase c;
+  c.name = std::move(name);
+  c.op = OpId::AdamStep;
+  c.gradcheck = false;
+  c.inputs = [=](Generator& g, DType t, Device d) {
+    return std::vector<Tensor>{random_tensor(s, g, t, d), random_tensor(s, g, t, d),
+                               random_tensor(s, g, t, d, -0.1, 0.1),
+                               random_tensor(s, g, t, d, 0.0, 0.05)};  // v >= 0
+  };
+  c.forward = [o](const std::vector<Tensor>& v) {
+    Tensor p = fresh_copy(v[0]), m = fresh_copy(v[2]), sq = fresh_copy(v[3]);
+    adam_step(p, v[1], m, sq, o);
+    return std::vector<Tensor>{p, m, sq};
+  };
+  return c;
+}
+
+OpCase sum_of_squares_case(std::string name, Shape s) {
+  OpCase c;
+  c.name = std::move(name);
+  c.op = OpId::SumOfSquares;
+  c.gradcheck = false;
+  c.inputs = [=](Generator& g, DType t, Device d) {
+    return std::vector<Tensor>{random_tensor(s, g, t, d)};
+  };
+  c.forward = [](const std::vector<Tensor>& v) {
+    return std::vector<Tensor>{sum_of_squares(v[0])};
+  };
+  return c;
+}
+
+OpCase scale_case(std::string name, Shape s, double factor) {
+  OpCase c;
+  c.name = std::move(name);
+  c.op = OpId::Scale;
+  c.gradcheck = false;
+  c.inputs = [=](Generator& g, DType t, Device d) {
+    return std::vector<Tensor>{random_tensor(s, g, t, d)};
+  };
+  c.forward = [factor](const std::vector<Tensor>& v) {
+    Tensor x = fresh_copy(v[0]);
+    scale(x, factor);
+    return std::vector<Tensor>{x};
+  };
+  return c;
+}
+
+SgdOptions sgd(double momentum, double dampening, double wd, Nesterov n, int64_t step) {
+  SgdOptions o;
+  o.lr = 0.1;
+  o.momentum = momentum;
+  o.dampening = dampening;
+  o.weight_decay = wd;
+  o.nesterov = n;
+  o.step = step;
+  return o;
+}
+
+AdamOptions adam(double wd, WeightDecayMode mode, int64_t step) {
+  AdamOptions o;
+  o.lr = 0.01;
+  o.weight_decay = wd;
+  o.mode = mode;
+  o.step = step;
+  return o;
+}
+
+using Act = AttentionOptions::Activation;
+
+CAPTION_OP_CASES {
+  return std::vector<OpCase>{
+      lstm_case("lstm_cell/batch1_odd", 1, 3, 5),
+      lstm_case("lstm_cell/prime_sizes", 3, 7, 2),
+      lstm_case("lstm_cell/hidden1_input1", 2, 1, 1),
+      // Only the state and input need gradients: the weight paths are skipped.
+      lstm_case("lstm_cell/no_weight_grads", 5, 4, 3, {3, 4, 5, 6}),
+      attention_case("additive_attention/tanh_odd", 2, 5, 3, 7, Act::Tanh),
+      attention_case("additive_attention/tanh_one_position", 3, 1, 4, 2, Act::Tanh),
+      attention_case("additive_attention/tanh_batch1_prime", 1, 13, 11, 5, Act::Tanh),
+      attention_case("additive_attention/relu_away_from_kink", 2, 7, 5, 3, Act::Relu),
+      attention_case("additive_attention/features_only", 3, 4, 2, 3, Act::Tanh, {0, 1, 2, 3}),
+      sgd_case("sgd_step/momentum_first_step", {37}, sgd(0.9, 0.1, 0.01, Nesterov::No, 1)),
+      sgd_case("sgd_step/momentum_later_step", {3, 5}, sgd(0.9, 0.1, 0.01, Nesterov::No, 4)),
+      sgd_case("sgd_step/nesterov", {2, 3, 7}, sgd(0.8, 0.0, 0.0, Nesterov::Yes, 2)),
+      sgd_case("sgd_step/no_momentum", {1}, sgd(0.0, 0.0, 0.1, Nesterov::No, 1)),
+      adam_case("adam_step/l2_first_step", {4, 7}, adam(0.1, WeightDecayMode::L2, 1)),
+      adam_case("adam_step/adamw_step7", {31}, adam(0.01, WeightDecayMode::Decoupled, 7)),
+      sum_of_squares_case("sum_of_squares/odd", {5, 3}),
+      sum_of_squares_case("sum_of_squares/one", {1}),
+      scale_case("scale/odd", {7, 3}, 0.37),
+  };
+}
+
+}  // namespace
+}  // namespace caption::testing

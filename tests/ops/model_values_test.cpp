@@ -1,0 +1,291 @@
+// Values of the fused model ops against PyTorch (torch 1.13, float64: nn.LSTMCell and
+// the attention formula of MODEL_SPEC section 4 written out in torch), and refusals of
+// bad input with messages that name the problem. The gradients are covered by the
+// harness' finite-difference check (tests/ops/model_cases.cpp).
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "tests/harness/harness.h"
+
+namespace caption::testing {
+namespace {
+
+Tensor t(std::vector<float> v, Shape s) { return Tensor::from_vector(v, s); }
+
+template <typename F>
+void expect_error(F&& f, const std::string& fragment) {
+  try {
+    f();
+    ADD_FAILURE() << "expected an error containing '" << fragment << "'";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos)
+        << "message '" << e.what() << "' lacks '" << fragment << "'";
+  }
+}
+
+const Tolerance kFloat{1e-6, 1e-5};
+
+// ---- LSTM cell -------------------------------------------------------------------
+
+struct LstmInputs {
+  Tensor x = t({-0.2f, 0.5f, 0.1f, -0.3f, 0.4f, 0.0f}, {2, 3});
+  Tensor h = t({0.0f, -0.4f, 0.6f, 0.2f}, {2, 2});
+  Tensor c = t({0.3f, -0.3f, 0.6f, 0.0f}, {2, 2});
+  Tensor w_ih =
+      t({-0.3f, 0.2f,  -0.6f, -0.1f, 0.4f,  -0.4f, 0.1f,  0.6f, -0.2f, 0.3f,  -0.5f, 0.0f,
+         0.5f,  -0.3f, 0.2f,  -0.6f, -0.1f, 0.4f,  -0.4f, 0.1f, 0.6f,  -0.2f, 0.3f,  -0.5f},
+        {8, 3});
+  Tensor w_hh = t({0.0f, 0.45f, -0.15f, 0.3f, -0.3f, 0.15f, -0.45f, 0.0f, 0.45f, -0.15f, 0.3f,
+                   -0.3f, 0.15f, -0.45f, 0.0f, 0.45f},
+                  {8, 2});
+  Tensor b_ih = t({0.1f, -0.2f, 0.0f, 0.2f, -0.1f, 0.1f, -0.2f, 0.0f}, {8});
+  Tensor b_hh = t({-0.1f, -0.05f, 0.0f, 0.05f, -0.1f, -0.05f, 0.0f, 0.05f}, {8});
+};
+
+TEST(LstmCell, MatchesTorchLstmCell) {
+  LstmInputs in;
+  LstmState s = lstm_cell(in.x, in.h, in.c, in.w_ih, in.w_hh, in.b_ih, in.b_hh);
+  EXPECT_TRUE(allclose(s.h,
+                       t({-0.00269547661f, -0.0110396272f, 0.087911372f, 0.0825462148f}, {2, 2}),
+                       kFloat, "h'"));
+  EXPECT_TRUE(allclose(s.c, t({-0.00496959629f, -0.0219729438f, 0.18137349f, 0.143463273f}, {2, 2}),
+                       kFloat, "c'"));
+}
+
+// One unit by hand: with zero weights every gate is sigmoid(b) or tanh(b) of the biases.
+TEST(LstmCell, ZeroWeightsGiveBiasGates) {
+  const Tensor x = Tensor::zeros({1, 2}), h = Tensor::zeros({1, 1});
+  const Tensor c = t({0.5f}, {1, 1});
+  const Tensor b_ih = t({0.2f, -0.4f, 0.3f, 1.0f}, {4}), b_hh = Tensor::zeros({4});
+  LstmState s = lstm_cell(x, h, c, Tensor::zeros({4, 2}), Tensor::zeros({4, 1}), b_ih, b_hh);
+  auto sig = [](double v) { return 1.0 / (1.0 + std::exp(-v)); };
+  const double cn = sig(-0.4) * 0.5 + sig(0.2) * std::tanh(0.3);
+  EXPECT_NEAR(s.c.item(), cn, 1e-6);
+  EXPECT_NEAR(s.h.item(), sig(1.0) * std::tanh(cn), 1e-6);
+}
+
+TEST(LstmCell, NonContiguousInputsGiveTheSameResult) {
+  LstmInputs in;
+  const Tensor w_t = in.w_ih.transpose(0, 1).contiguous().transpose(0, 1);  // a strided view
+  ASSERT_FALSE(w_t.is_contiguous());
+  LstmState a = lstm_cell(in.x, in.h, in.c, in.w_ih, in.w_hh, in.b_ih, in.b_hh);
+  LstmState b = lstm_cell(in.x, in.h, in.c, w_t, in.w_hh, in.b_ih, in.b_hh);
+  EXPECT_TRUE(equal(b.h, a.h, "h'"));
+  EXPECT_TRUE(equal(b.c, a.c, "c'"));
+}
+
+TEST(LstmCell, RefusesBadShapes) {
+  LstmInputs in;
+  expect_error(
+      [&] {
+        lstm_cell(in.x, in.h, in.c, Tensor::zeros({8, 4}), in.w_hh, in.b_ih, in.b_hh);
+      },
+      "lstm_cell: w_ih is float32[8, 4] on cpu, expected [8, 3]");
+  expect_error(
+      [&] {
+        lstm_cell(in.x, Tensor::zeros({3, 2}), in.c, in.w_ih, in.w_hh, in.b_ih, in.b_hh);
+      },
+      "lstm_cell: h is float32[3, 2] on cpu, expected [2, 2]");
+  expect_error(
+      [&] {
+        lstm_cell(in.x, in.h, in.c, in.w_ih, Tensor::zeros({6, 2}), in.b_ih, in.b_hh);
+      },
+      "lstm_cell: w_hh must be [4H, H]");
+  expect_error([&] { lstm_cell(in.x, in.h, in.c, in.w_ih, in.w_hh, Tensor(), in.b_hh); },
+               "lstm_cell: b_ih is undefined");
+  expect_error(
+      [&] { lstm_cell(in.x.reshape({6}), in.h, in.c, in.w_ih, in.w_hh, in.b_ih, in.b_hh); },
+      "lstm_cell: x must be [B, I]");
+  expect_error(
+      [&] { lstm_cell(in.x, in.h, in.c.to(DType::F64), in.w_ih, in.w_hh, in.b_ih, in.b_hh); },
+      "lstm_cell: c float64[2, 2] on cpu differs from x");
+}
+
+// ---- additive attention -----------------------------------------------------------
+
+struct AttentionInputs {
+  Tensor enc =
+      t({-0.2f, 0.8f, 0.0f, -0.8f, 0.2f, -0.6f, 0.4f, -0.4f, 0.6f, -0.2f, 0.8f, 0.0f}, {2, 3, 2});
+  Tensor dec = t({0.25f, -0.25f, 0.5f, 0.0f}, {2, 2});
+  Tensor w = t({-0.7f, 1.1f}, {2});
+  Tensor bias = t({0.3f}, {1});
+  Tensor features =
+      t({-0.3f, 0.4f, -0.2f, 0.5f, -0.1f, 0.6f, 0.0f, -0.6f, 0.1f, -0.5f, 0.2f, -0.4f}, {2, 3, 2});
+};
+
+TEST(AdditiveAttention, TanhMatchesTorch) {
+  AttentionInputs in;
+  AttentionResult r = additive_attention(in.enc, in.dec, in.w, in.bias, in.features);
+  EXPECT_TRUE(allclose(
+      r.alpha,
+      t({0.703881358f, 0.149841548f, 0.146277094f, 0.283745832f, 0.327002913f, 0.389251255f},
+        {2, 3}),
+      kFloat, "alpha"));
+  EXPECT_TRUE(allclose(r.context,
+                       t({-0.255760426f, 0.444239574f, 0.110550542f, -0.489449458f}, {2, 2}),
+                       kFloat, "context"));
+}
+
+TEST(AdditiveAttention, ReluMatchesTorch) {
+  AttentionInputs in;
+  AttentionResult r = additive_attention(in.enc, in.dec, in.w, in.bias, in.features,
+                                         {AttentionOptions::Activation::Relu});
+  EXPECT_TRUE(allclose(
+      r.alpha,
+      t({0.529815788f, 0.251521727f, 0.218662485f, 0.380931778f, 0.331166178f, 0.287902044f},
+        {2, 3}),
+      kFloat, "alpha"));
+  EXPECT_TRUE(allclose(r.context,
+                       t({-0.23111533f, 0.46888467f, 0.0906970266f, -0.509302973f}, {2, 2}), kFloat,
+                       "context"));
+}
+
+// Scores far apart must not overflow: softmax subtracts the maximum.
+TEST(AdditiveAttention, LargeScoresStayFinite) {
+  const Tensor enc = t({1.0f, -1.0f}, {1, 2, 1});
+  const Tensor dec = Tensor::zeros({1, 1});
+  AttentionResult r =
+      additive_attention(enc, dec, t({1000.0f}, {1}), t({0.0f}, {1}), t({2.0f, 5.0f}, {1, 2, 1}));
+  // e = 1000 * tanh(+-1): alpha is one-hot to the first position.
+  EXPECT_TRUE(allclose(r.alpha, t({1.0f, 0.0f}, {1, 2}), kFloat, "alpha"));
+  EXPECT_TRUE(allclose(r.context, t({2.0f}, {1, 1}), kFloat, "context"));
+}
+
+// The bias shifts every score equally, so its gradient is zero (up to rounding).
+TEST(AdditiveAttention, BiasGradientIsZero) {
+  AttentionInputs in;
+  Tensor bias = in.bias.clone();
+  bias.set_requires_grad(true);
+  AttentionResult r = additive_attention(in.enc, in.dec, in.w, bias, in.features);
+  Tensor g = t({0.3f, -1.0f, 0.7f, 0.2f}, {2, 2});
+  r.context.backward(g);
+  ASSERT_TRUE(bias.grad().defined());
+  EXPECT_NEAR(bias.grad().item(), 0.0, 1e-7);
+}
+
+TEST(AdditiveAttention, RefusesBadShapes) {
+  AttentionInputs in;
+  expect_error(
+      [&] {
+        additive_attention(in.enc, Tensor::zeros({2, 3}), in.w, in.bias, in.features);
+      },
+      "additive_attention: dec_proj is float32[2, 3] on cpu, expected [2, 2]");
+  expect_error([&] { additive_attention(in.enc, in.dec, in.w, Tensor::zeros({2}), in.features); },
+               "additive_attention: bias (full_att bias) is float32[2] on cpu, expected [1]");
+  expect_error(
+      [&] {
+        additive_attention(in.enc, in.dec, in.w.reshape({1, 2}), in.bias, in.features);
+      },
+      "additive_attention: w (full_att weight, flattened) is float32[1, 2] on cpu");
+  expect_error(
+      [&] {
+        additive_attention(in.enc, in.dec, in.w, in.bias, Tensor::zeros({2, 4, 2}));
+      },
+      "additive_attention: features is float32[2, 4, 2] on cpu, expected [2, 3, 2]");
+  expect_error(
+      [&] {
+        additive_attention(in.enc.reshape({6, 2}), in.dec, in.w, in.bias, in.features);
+      },
+      "additive_attention: enc_proj must be [B, P, A]");
+  expect_error(
+      [&] {
+        additive_attention(Tensor::zeros({2, 0, 2}), in.dec, in.w, in.bias,
+                           Tensor::zeros({2, 0, 2}));
+      },
+      "additive_attention: softmax over zero positions");
+}
+
+// ---- optimiser ops: bad input -------------------------------------------------------
+
+TEST(OptimiserOps, RefuseBadInput) {
+  const Tensor p = Tensor::zeros({3, 4}), g = Tensor::zeros({3, 4}), m = Tensor::zeros({3, 4});
+  SgdOptions nesterov_damped;
+  nesterov_damped.momentum = 0.9;
+  nesterov_damped.dampening = 0.1;
+  nesterov_damped.nesterov = Nesterov::Yes;
+  expect_error([&] { sgd_step(p, g, m, nesterov_damped); },
+               "sgd_step: Nesterov momentum requires a momentum and zero dampening");
+  SgdOptions momentum;
+  momentum.momentum = 0.9;
+  expect_error([&] { sgd_step(p, g, Tensor(), momentum); }, "sgd_step: momentum_buf is undefined");
+  expect_error(
+      [&] {
+        sgd_step(p, Tensor::zeros({4, 3}), m, momentum);
+      },
+      "sgd_step: grad float32[4, 3] on cpu does not match param float32[3, 4] on cpu");
+  SgdOptions step0;
+  step0.step = 0;
+  expect_error([&] { sgd_step(p, g, Tensor(), step0); }, "sgd_step: step must be 1-based");
+
+  AdamOptions bad_beta;
+  bad_beta.beta2 = 1.0;
+  expect_error([&] { adam_step(p, g, m, m.clone(), bad_beta); }, "adam_step: invalid beta2 1");
+  const Tensor strided = Tensor::zeros({4, 3}).transpose(0, 1);
+  expect_error([&] { adam_step(strided, g, m, m.clone(), AdamOptions{}); },
+               "adam_step: param float32[3, 4] on cpu must be contiguous (it is updated in place)");
+  AdamOptions adamw;
+  adamw.mode = WeightDecayMode::Decoupled;
+  expect_error(
+      [&] {
+        adam_step(p, g, m, Tensor::zeros({3, 4}, DType::F64), adamw);
+      },
+      "adam_step (AdamW): exp_avg_sq float64[3, 4] on cpu differs from param");
+  expect_error([&] { sum_of_squares(Tensor::zeros({2}, DType::I64)); },
+               "sum_of_squares: expected a floating-point tensor");
+  expect_error([&] { scale(strided, 2.0); }, "scale: x float32[3, 4] on cpu must be contiguous");
+}
+
+// ---- optimiser ops: values by hand ----------------------------------------------------
+
+TEST(OptimiserOps, SgdStepByHand) {
+  Tensor p = t({1.0f, -2.0f}, {2});
+  Tensor buf = t({7.0f, 7.0f}, {2});  // ignored on the first step
+  SgdOptions o;
+  o.lr = 0.1;
+  o.momentum = 0.5;
+  o.dampening = 0.25;
+  o.weight_decay = 0.5;
+  sgd_step(p, t({0.5f, 1.0f}, {2}), buf, o);
+  // d = g + 0.5 p = {1.0, 0.0}; buf = d; p -= 0.1 * buf.
+  EXPECT_TRUE(allclose(buf, t({1.0f, 0.0f}, {2}), kFloat, "buf after step 1"));
+  EXPECT_TRUE(allclose(p, t({0.9f, -2.0f}, {2}), kFloat, "param after step 1"));
+  o.step = 2;
+  sgd_step(p, t({0.5f, 1.0f}, {2}), buf, o);
+  // d = {0.5 + 0.45, 1 - 1} = {0.95, 0}; buf = 0.5 buf + 0.75 d = {1.2125, 0}.
+  EXPECT_TRUE(allclose(buf, t({1.2125f, 0.0f}, {2}), kFloat, "buf after step 2"));
+  EXPECT_TRUE(allclose(p, t({0.77875f, -2.0f}, {2}), kFloat, "param after step 2"));
+}
+
+TEST(OptimiserOps, AdamStepByHand) {
+  // Step 1 from zero moments moves each element by lr * g / (|g| + eps * ...) ~ lr * sign(g).
+  Tensor p = t({1.0f, -1.0f, 0.5f}, {3});
+  Tensor m = Tensor::zeros({3}), v = Tensor::zeros({3});
+  AdamOptions o;
+  o.lr = 0.01;
+  adam_step(p, t({0.2f, -3.0f, 0.0f}, {3}), m, v, o);
+  EXPECT_TRUE(allclose(p, t({0.99f, -0.99f, 0.5f}, {3}), kFloat, "param"));
+  EXPECT_TRUE(allclose(m, t({0.02f, -0.3f, 0.0f}, {3}), kFloat, "exp_avg"));
+  EXPECT_TRUE(allclose(v, t({0.00004f, 0.009f, 0.0f}, {3}), {1e-9, 1e-5}, "exp_avg_sq"));
+  // AdamW: decay first, p *= 1 - lr * wd = 0.999, then the same Adam move.
+  Tensor q = t({2.0f}, {1});
+  Tensor m2 = Tensor::zeros({1}), v2 = Tensor::zeros({1});
+  o.weight_decay = 0.1;
+  o.mode = WeightDecayMode::Decoupled;
+  adam_step(q, t({1.0f}, {1}), m2, v2, o);
+  EXPECT_NEAR(q.item(), 2.0 * 0.999 - 0.01, 1e-6);
+}
+
+TEST(OptimiserOps, SumOfSquaresAndScale) {
+  const Tensor x = t({3.0f, -4.0f, 12.0f}, {3});
+  const Tensor s = sum_of_squares(x);
+  EXPECT_EQ(s.dtype(), DType::F64);
+  EXPECT_EQ(s.dim(), 0);
+  EXPECT_DOUBLE_EQ(s.item(), 169.0);
+  Tensor y = x.clone();
+  scale(y, -0.5);
+  EXPECT_TRUE(equal(y, t({-1.5f, 2.0f, -6.0f}, {3}), "scaled"));
+}
+
+}  // namespace
+}  // namespace caption::testing
