@@ -1,0 +1,187 @@
+// The captioning model: encoder pooling, the packed decoder loop, the loss.
+#include "nn/caption_model.h"
+
+#include <algorithm>
+
+namespace caption::nn {
+
+namespace {
+AttentionOptions attention_options(AttentionActivation a) {
+  AttentionOptions o;
+  o.activation = a == AttentionActivation::Tanh ? AttentionOptions::Activation::Tanh
+                                                : AttentionOptions::Activation::Relu;
+  return o;
+}
+}  // namespace
+
+AttentionDecoder::AttentionDecoder(const ModelConfig& c, Generator& gen)
+    : embedding(c.vocab_size, c.embed_dim, gen),
+      encoder_att(c.encoder_channels(), c.attention_dim, gen),
+      decoder_att(c.decoder_dim, c.attention_dim, gen),
+      full_att(c.attention_dim, 1, gen),
+      init_h(c.encoder_channels(), c.decoder_dim, gen),
+      init_c(c.encoder_channels(), c.decoder_dim, gen),
+      f_beta(c.decoder_dim, c.encoder_channels(), gen),
+      lstm(c.embed_dim + c.encoder_channels(), c.decoder_dim, gen),
+      dropout(c.dropout),
+      fc(c.decoder_dim, c.vocab_size, gen),
+      activation_(c.attention_activation) {
+  register_module("embedding", embedding);
+  register_module("encoder_att", encoder_att);
+  register_module("decoder_att", decoder_att);
+  register_module("full_att", full_att);
+  register_module("init_h", init_h);
+  register_module("init_c", init_c);
+  register_module("f_beta", f_beta);
+  register_module("lstm", lstm);
+  register_module("dropout", dropout);
+  register_module("fc", fc);
+}
+
+AttentionDecoder::Step AttentionDecoder::attend_and_update(const Tensor& emb, const LstmState& s,
+                                                           const Tensor& features,
+                                                           const Tensor& enc_proj) const {
+  const Tensor dec_proj = decoder_att.forward(s.h);  // [rows, A]
+  const int64_t A = full_att.weight.size(1);
+  AttentionResult att = additive_attention(enc_proj, dec_proj, full_att.weight.reshape({A}),
+                                           full_att.bias, features, attention_options(activation_));
+  const Tensor gate = sigmoid(f_beta.forward(s.h));        // [rows, D]
+  const Tensor z = mul(gate, att.context);                 // [rows, D]
+  const Tensor x = concat({emb, z}, 1);                    // [rows, E + D]
+  return {lstm.forward(x, s), att.alpha};
+}
+
+DecoderOutput AttentionDecoder::forward(const Tensor& features, const CaptionBatch& batch,
+                                        double teacher_forcing, Generator& gen) const {
+  CAPTION_CHECK(features.dim() == 3, "decoder: features must be [B, P, D], got ", features.describe());
+  const int64_t B = features.size(0), P = features.size(1);
+  CAPTION_CHECK(static_cast<int64_t>(batch.lengths.size()) == B && batch.captions.dim() == 2 &&
+                    batch.captions.size(0) == B,
+                "decoder: ", B, " images but captions ", batch.captions.describe(), " and ",
+                batch.lengths.size(), " lengths");
+  CAPTION_CHECK(teacher_forcing >= 0 && teacher_forcing <= 1, "decoder: teacher_forcing ",
+                teacher_forcing, " is outside [0, 1]");
+  for (int64_t b = 0; b < B; ++b) {
+    CAPTION_CHECK(batch.lengths[b] >= 2 && batch.lengths[b] <= batch.captions.size(1),
+                  "decoder: caption ", b, " has length ", batch.lengths[b], " (captions are ",
+                  batch.captions.describe(), ")");
+    CAPTION_CHECK(b == 0 || batch.lengths[b] <= batch.lengths[b - 1],
+                  "decoder: the batch must be sorted by caption length, longest first");
+  }
+  const int64_t T = batch.lengths[0] - 1;  // decode steps
+  const std::vector<int64_t> tokens = batch.captions.to_vector<int64_t>();
+  const int64_t L = batch.captions.size(1);
+  const Device device = features.device();
+
+  DecoderOutput out;
+  std::vector<int64_t> targets;
+  for (int64_t t = 0; t < T; ++t) {
+    int64_t bt = 0;
+    while (bt < B && batch.lengths[bt] - 1 > t) ++bt;
+    out.batch_sizes.push_back(bt);
+    for (int64_t b = 0; b < bt; ++b) targets.push_back(tokens[b * L + t + 1]);
+  }
+  out.targets = Tensor::from_vector<int64_t>(targets, {static_cast<int64_t>(targets.size())}).to(device);
+
+  const Tensor enc_proj = encoder_att.forward(features);  // [B, P, A], once per image
+  const Tensor mean_a = mean(features, {1});              // [B, D]
+  LstmState state{init_h.forward(mean_a), init_c.forward(mean_a)};
+  const bool full_tf = teacher_forcing >= 1.0;
+  // Full teacher forcing: every step's input word is known, so look them all up at once.
+  const Tensor all_emb = full_tf ? embedding.forward(batch.captions.to(device).narrow(1, 0, T)) : Tensor();
+
+  std::vector<Tensor> hidden, step_logits, alpha_rows;
+  std::vector<int64_t> previous_prediction;  // argmax of the last step, per row
+  for (int64_t t = 0; t < T; ++t) {
+    const int64_t bt = out.batch_sizes[t];
+    LstmState s{state.h.narrow(0, 0, bt), state.c.narrow(0, 0, bt)};
+    Tensor emb;
+    if (full_tf) {
+      emb = all_emb.narrow(0, 0, bt).select(1, t);
+    } else {
+      std::vector<int64_t> words(bt);
+      for (int64_t b = 0; b < bt; ++b) {
+        words[b] = tokens[b * L + t];
+        // One coin per sample and step from step 2 on (t >= 1 here, 0-based).
+        if (t >= 1 && gen.uniform() >= teacher_forcing) words[b] = previous_prediction[b];
+      }
+      emb = embedding.forward(Tensor::from_vector<int64_t>(words, {bt}).to(device));
+    }
+    Step step = attend_and_update(emb, s, features.narrow(0, 0, bt), enc_proj.narrow(0, 0, bt));
+    state = step.state;
+    const Tensor h_drop = dropout.forward(state.h, gen);  // [bt, H]
+    if (full_tf) {
+      hidden.push_back(h_drop);
+    } else {
+      Tensor logits = fc.forward(h_drop);  // [bt, V]
+      const std::vector<float> lv = logits.to_vector<float>();
+      const int64_t V = logits.size(1);
+      previous_prediction.assign(bt, 0);
+      for (int64_t b = 0; b < bt; ++b)
+        previous_prediction[b] = std::max_element(lv.begin() + b * V, lv.begin() + (b + 1) * V) -
+                                 (lv.begin() + b * V);
+      step_logits.push_back(logits);
+    }
+    Tensor a = step.alpha;  // [bt, P]
+    if (bt < B) a = concat({a, Tensor::zeros({B - bt, P}, a.dtype(), device)}, 0);
+    alpha_rows.push_back(a.unsqueeze(1));  // [B, 1, P]
+  }
+  // One vocabulary projection over all steps under full teacher forcing.
+  out.logits = full_tf ? fc.forward(concat(hidden, 0)) : concat(step_logits, 0);
+  out.alphas = concat(alpha_rows, 1);  // [B, T, P]
+  return out;
+}
+
+DecoderState AttentionDecoder::init_state(const Tensor& features) const {
+  CAPTION_CHECK(features.dim() == 3, "decoder: features must be [K, P, D], got ", features.describe());
+  DecoderState s;
+  const Tensor mean_a = mean(features, {1});
+  s.h = init_h.forward(mean_a);
+  s.c = init_c.forward(mean_a);
+  s.features = features;
+  s.enc_proj = encoder_att.forward(features);
+  return s;
+}
+
+StepOutput AttentionDecoder::step(const Tensor& tokens, DecoderState& state) const {
+  Step st = attend_and_update(embedding.forward(tokens), {state.h, state.c}, state.features, state.enc_proj);
+  state.h = st.state.h;
+  state.c = st.state.c;
+  // Decoding is inference: dropout is the identity there, so it is not applied.
+  return {log_softmax(fc.forward(state.h), -1), st.alpha};
+}
+
+CaptionModel::CaptionModel(const ModelConfig& config, Generator& gen)
+    : encoder(resnet_spec(config.encoder_depth()), gen), decoder(config, gen), config_(config) {
+  config_.validate();
+  register_module("encoder", encoder);
+  register_module("decoder", decoder);
+  apply_fine_tune();
+}
+
+Tensor CaptionModel::encode(const Tensor& images) const {
+  const int64_t S = config_.encoder_size;
+  const Tensor maps = adaptive_avg_pool2d(encoder.forward(images), {S, S});  // [B, D, S, S]
+  const int64_t B = maps.size(0), D = maps.size(1);
+  return maps.permute({0, 2, 3, 1}).reshape({B, S * S, D});
+}
+
+void CaptionModel::apply_fine_tune() {
+  const FineTune& f = config_.fine_tune;
+  encoder.set_frozen(f.kind != FineTune::Kind::All);
+  if (f.kind == FineTune::Kind::From)
+    for (int layer = f.from_layer; layer <= 4; ++layer) encoder.stage(layer).set_frozen(false);
+}
+
+LossParts caption_loss(const DecoderOutput& out, double alpha_c) {
+  LossParts parts;
+  parts.cross_entropy = cross_entropy(out.logits, out.targets);
+  const Tensor alpha_sum = sum(out.alphas, {1});  // [B, P]
+  const Tensor one = Tensor::ones({}, alpha_sum.dtype(), alpha_sum.device());
+  const Tensor gap = sub(one, alpha_sum);
+  parts.attention = mul(mean(mul(gap, gap)), alpha_c);
+  parts.total = alpha_c != 0 ? add(parts.cross_entropy, parts.attention) : parts.cross_entropy;
+  return parts;
+}
+
+}  // namespace caption::nn

@@ -1,0 +1,131 @@
+// The captioning model of MODEL_SPEC sections 3-6: a ResNet encoder with adaptive
+// pooling to an S x S grid, and an LSTM decoder with additive attention, its training
+// loss, and greedy and beam-search decoding.
+//
+// Training runs the decoder over a batch sorted by caption length, shrinking the active
+// rows as captions end (packed sequences: finished rows cost nothing). Under full
+// teacher forcing the embeddings of all steps are looked up at once and the vocabulary
+// projection runs once over all steps' hidden states; with scheduled sampling both
+// happen per step, since a step's input depends on the previous step's prediction.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "nn/config.h"
+#include "nn/layers.h"
+#include "nn/resnet.h"
+
+namespace caption::nn {
+
+inline constexpr int64_t kPadId = 0, kSosId = 1, kEosId = 2, kUnkId = 3;
+inline constexpr int64_t kSpecialTokens = 4;
+
+// Decoder inputs for one batch, sorted by length (descending).
+struct CaptionBatch {
+  Tensor captions;               // [B, L] int64: <sos> w1 .. wn <eos> <pad>...
+  std::vector<int64_t> lengths;  // [B] tokens per caption incl. <sos> and <eos>
+};
+
+struct DecoderOutput {
+  Tensor logits;                     // [N, V], packed step-major: step t holds rows 0..bt-1
+  Tensor targets;                    // [N] int64, the word each row is scored against
+  Tensor alphas;                     // [B, T, P], zero where a caption has ended
+  std::vector<int64_t> batch_sizes;  // bt per step
+};
+
+struct LossParts {
+  Tensor total;          // scalar
+  Tensor cross_entropy;  // scalar, mean over valid (b, t)
+  Tensor attention;      // scalar, alpha_c * mean over (b, p) of (1 - sum_t alpha)^2
+};
+
+// The decoder's recurrent state for decoding.
+struct DecoderState {
+  Tensor h, c;        // [K, H]
+  Tensor features;    // [K, P, D]
+  Tensor enc_proj;    // [K, P, A] = encoder_att(features), once per image
+};
+
+struct StepOutput {
+  Tensor log_probs;  // [K, V]
+  Tensor alpha;      // [K, P]
+};
+
+class AttentionDecoder : public Module {
+ public:
+  AttentionDecoder(const ModelConfig& config, Generator& gen);
+
+  // Teacher-forced (or scheduled-sampling) forward pass over a batch.
+  DecoderOutput forward(const Tensor& features /*[B, P, D]*/, const CaptionBatch& batch,
+                        double teacher_forcing, Generator& gen) const;
+
+  // Decoding: the initial state for features, then one step from the previous tokens.
+  DecoderState init_state(const Tensor& features) const;
+  StepOutput step(const Tensor& tokens /*[K] int64*/, DecoderState& state) const;
+
+  Embedding embedding;
+  Linear encoder_att, decoder_att, full_att, init_h, init_c, f_beta;
+  LSTMCell lstm;
+  Dropout dropout;
+  Linear fc;
+
+ private:
+  // One decoder step on the first `rows` rows; returns the new (h, c) and alpha.
+  struct Step {
+    LstmState state;
+    Tensor alpha;
+  };
+  Step attend_and_update(const Tensor& emb /*[rows, E]*/, const LstmState& state,
+                         const Tensor& features, const Tensor& enc_proj) const;
+  AttentionActivation activation_;
+};
+
+class CaptionModel : public Module {
+ public:
+  CaptionModel(const ModelConfig& config, Generator& gen);
+  const ModelConfig& config() const { return config_; }
+
+  // images [B, 3, H, W] -> features [B, P, D], position-major (p = row * S + col).
+  Tensor encode(const Tensor& images) const;
+  // Freezes the encoder per config().fine_tune (MODEL_SPEC section 3).
+  void apply_fine_tune();
+
+  ResNet encoder;
+  AttentionDecoder decoder;
+
+ private:
+  ModelConfig config_;
+};
+
+// The training objective of MODEL_SPEC section 5.
+LossParts caption_loss(const DecoderOutput& out, double alpha_c);
+
+// ---- decoding (MODEL_SPEC section 6) ----
+
+struct DecodedCaption {
+  std::vector<int64_t> tokens;               // words only (no special tokens)
+  std::vector<float> log_probs;              // per word
+  std::vector<std::vector<float>> attention; // per word, [P]
+  double score = 0;     // sum of log-probabilities of all decoded tokens (incl. <eos>)
+  bool finished = false;  // ended with <eos>
+  int steps = 0;          // decoded tokens, special ones and the final <eos> included
+};
+
+struct DecodeOptions {
+  int max_len = 50;           // decode steps, the <eos> step included
+  int beam = 1;               // 1 = greedy
+  double length_penalty = 0;  // finished scores divided by L^length_penalty
+};
+
+// Greedy decoding of a batch of images' features [B, P, D].
+std::vector<DecodedCaption> greedy_decode(const AttentionDecoder& decoder, const Tensor& features,
+                                          int max_len);
+// Shrinking-beam search for one image's features [1, P, D] (or [P, D]).
+DecodedCaption beam_search(const AttentionDecoder& decoder, const Tensor& features,
+                           const DecodeOptions& options);
+// Greedy when beam == 1, else beam search per image.
+std::vector<DecodedCaption> decode(const AttentionDecoder& decoder, const Tensor& features,
+                                   const DecodeOptions& options);
+
+}  // namespace caption::nn

@@ -1,0 +1,161 @@
+// Greedy decoding and the shrinking beam search of MODEL_SPEC section 6. Both run the
+// decoder step on a batch of rows (images for greedy, live hypotheses for a beam) with
+// autograd off; the encoder features and encoder_att(features) are computed once per
+// image (init_state) and gathered, not recomputed, when hypotheses are reordered.
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "nn/caption_model.h"
+
+namespace caption::nn {
+
+namespace {
+
+bool is_special(int64_t id) { return id < kSpecialTokens; }
+
+// Appends a decoded token to a result, leaving out special tokens and their data.
+void append_token(DecodedCaption& c, int64_t token, float log_prob, const float* alpha, int64_t P) {
+  c.score += log_prob;
+  ++c.steps;
+  if (is_special(token)) return;
+  c.tokens.push_back(token);
+  c.log_probs.push_back(log_prob);
+  c.attention.emplace_back(alpha, alpha + P);
+}
+
+Tensor rows_of(const Tensor& t, const std::vector<int64_t>& rows) {
+  const Tensor index = Tensor::from_vector<int64_t>(rows, {static_cast<int64_t>(rows.size())}).to(t.device());
+  return index_select(t, 0, index);
+}
+
+}  // namespace
+
+std::vector<DecodedCaption> greedy_decode(const AttentionDecoder& decoder, const Tensor& features,
+                                          int max_len) {
+  CAPTION_CHECK(max_len > 0, "greedy decoding: max_len must be positive, got ", max_len);
+  NoGradGuard no_grad;
+  const int64_t B = features.size(0);
+  DecoderState state = decoder.init_state(features);
+  std::vector<DecodedCaption> results(B);
+  std::vector<int64_t> live(B);  // result index of each row still decoding
+  std::iota(live.begin(), live.end(), 0);
+  std::vector<int64_t> tokens(B, kSosId);
+  for (int step = 0; step < max_len && !live.empty(); ++step) {
+    const int64_t K = static_cast<int64_t>(live.size());
+    StepOutput out = decoder.step(Tensor::from_vector<int64_t>(tokens, {K}).to(features.device()), state);
+    const std::vector<float> lp = out.log_probs.to_vector<float>();
+    const std::vector<float> alpha = out.alpha.to_vector<float>();
+    const int64_t V = out.log_probs.size(1), P = out.alpha.size(1);
+    std::vector<int64_t> keep, next_tokens, next_live;
+    for (int64_t k = 0; k < K; ++k) {
+      const float* row = lp.data() + k * V;
+      // Arg-max; exact ties go to the lowest id (max_element returns the first).
+      const int64_t best = std::max_element(row, row + V) - row;
+      DecodedCaption& r = results[live[k]];
+      append_token(r, best, row[best], alpha.data() + k * P, P);
+      if (best == kEosId) {
+        r.finished = true;
+      } else {
+        keep.push_back(k);
+        next_tokens.push_back(best);
+        next_live.push_back(live[k]);
+      }
+    }
+    if (next_live.size() != live.size() && !next_live.empty()) {
+      state.h = rows_of(state.h, keep);
+      state.c = rows_of(state.c, keep);
+      state.features = rows_of(state.features, keep);
+      state.enc_proj = rows_of(state.enc_proj, keep);
+    }
+    live = std::move(next_live);
+    tokens = std::move(next_tokens);
+  }
+  return results;
+}
+
+DecodedCaption beam_search(const AttentionDecoder& decoder, const Tensor& features_in,
+                           const DecodeOptions& options) {
+  CAPTION_CHECK(options.beam >= 1, "beam search: width must be at least 1, got ", options.beam);
+  CAPTION_CHECK(options.max_len > 0, "beam search: max_len must be positive, got ", options.max_len);
+  NoGradGuard no_grad;
+  const Tensor features = features_in.dim() == 2 ? features_in.unsqueeze(0) : features_in;
+  CAPTION_CHECK(features.dim() == 3 && features.size(0) == 1,
+                "beam search: expected one image's features [1, P, D], got ", features.describe());
+  const int k = options.beam;
+  DecoderState state = decoder.init_state(features);
+  std::vector<DecodedCaption> live(1);
+  std::vector<int64_t> tokens{kSosId};
+  std::vector<DecodedCaption> finished;
+  for (int step = 0; step < options.max_len && !live.empty() &&
+                     static_cast<int>(finished.size()) < k; ++step) {
+    const int64_t K = static_cast<int64_t>(live.size());
+    StepOutput out = decoder.step(Tensor::from_vector<int64_t>(tokens, {K}).to(features.device()), state);
+    const std::vector<float> lp = out.log_probs.to_vector<float>();
+    const std::vector<float> alpha = out.alpha.to_vector<float>();
+    const int64_t V = out.log_probs.size(1), P = out.alpha.size(1);
+    // The (k - finished) best one-token extensions of all live hypotheses, by the sum
+    // of log-probabilities; ties broken by hypothesis, then token id (so that k = 1 is
+    // exactly greedy's lowest-id rule).
+    const int64_t want = k - static_cast<int64_t>(finished.size());
+    std::vector<int64_t> order(K * V);
+    std::iota(order.begin(), order.end(), 0);
+    auto score = [&](int64_t i) { return live[i / V].score + static_cast<double>(lp[i]); };
+    const int64_t take = std::min<int64_t>(want, K * V);
+    std::partial_sort(order.begin(), order.begin() + take, order.end(), [&](int64_t a, int64_t b) {
+      const double sa = score(a), sb = score(b);
+      return sa != sb ? sa > sb : a < b;
+    });
+    std::vector<DecodedCaption> next;
+    std::vector<int64_t> rows, next_tokens;
+    for (int64_t j = 0; j < take; ++j) {
+      const int64_t hyp = order[j] / V, token = order[j] % V;
+      DecodedCaption c = live[hyp];
+      append_token(c, token, lp[order[j]], alpha.data() + hyp * P, P);
+      if (token == kEosId) {
+        c.finished = true;
+        finished.push_back(std::move(c));
+      } else {
+        next.push_back(std::move(c));
+        rows.push_back(hyp);
+        next_tokens.push_back(token);
+      }
+    }
+    if (!next.empty()) {
+      state.h = rows_of(state.h, rows);
+      state.c = rows_of(state.c, rows);
+      state.features = rows_of(state.features, rows);
+      state.enc_proj = rows_of(state.enc_proj, rows);
+    }
+    live = std::move(next);
+    tokens = std::move(next_tokens);
+  }
+  if (finished.empty()) {
+    // Nothing finished within max_len: the live hypothesis with the best raw score.
+    CAPTION_ASSERT(!live.empty());
+    return *std::max_element(live.begin(), live.end(), [](const auto& a, const auto& b) {
+      return a.score < b.score;
+    });
+  }
+  // Length normalisation: L counts every decoded token, the final <eos> included.
+  auto normalised = [&](const DecodedCaption& c) {
+    if (options.length_penalty == 0) return c.score;
+    const double L = static_cast<double>(c.steps);
+    return c.score / std::pow(L, options.length_penalty);
+  };
+  size_t best = 0;
+  for (size_t i = 1; i < finished.size(); ++i)
+    if (normalised(finished[i]) > normalised(finished[best])) best = i;
+  return finished[best];
+}
+
+std::vector<DecodedCaption> decode(const AttentionDecoder& decoder, const Tensor& features,
+                                   const DecodeOptions& options) {
+  if (options.beam == 1) return greedy_decode(decoder, features, options.max_len);
+  std::vector<DecodedCaption> out;
+  for (int64_t b = 0; b < features.size(0); ++b)
+    out.push_back(beam_search(decoder, features.narrow(0, b, 1), options));
+  return out;
+}
+
+}  // namespace caption::nn

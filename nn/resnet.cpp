@@ -1,0 +1,109 @@
+// ResNet construction. Initialisation as torchvision: convolutions kaiming_normal
+// (fan_out, relu), batch norm weight 1 and bias 0 (converted weights replace all of it).
+#include "nn/resnet.h"
+
+namespace caption::nn {
+
+ResNetSpec resnet_spec(int depth) {
+  switch (depth) {
+    case 18: return {18, BlockKind::Basic, {2, 2, 2, 2}};
+    case 34: return {34, BlockKind::Basic, {3, 4, 6, 3}};
+    case 50: return {50, BlockKind::Bottleneck, {3, 4, 6, 3}};
+    case 101: return {101, BlockKind::Bottleneck, {3, 4, 23, 3}};
+    case 152: return {152, BlockKind::Bottleneck, {3, 8, 36, 3}};
+    default: break;
+  }
+  throw Error(str("ResNet depth ", depth, " is not supported (18, 34, 50, 101 or 152)"));
+}
+
+namespace {
+int64_t expansion(BlockKind k) { return k == BlockKind::Bottleneck ? 4 : 1; }
+}  // namespace
+
+ResidualBlock::Downsample::Downsample(int64_t in, int64_t out, int64_t stride, Generator& gen)
+    : conv(Conv2dSpec{in, out, 1, stride, 0, 1, Bias::No}, gen), bn(out) {
+  register_module("0", conv);
+  register_module("1", bn);
+}
+
+ResidualBlock::ResidualBlock(BlockKind kind, int64_t in, int64_t planes, int64_t stride, Generator& gen)
+    : kind_(kind) {
+  const int64_t out = planes * expansion(kind);
+  if (kind == BlockKind::Bottleneck) {
+    conv1_ = std::make_unique<Conv2d>(Conv2dSpec{in, planes, 1, 1, 0, 1, Bias::No}, gen);
+    bn1_ = std::make_unique<BatchNorm2d>(planes);
+    conv2_ = std::make_unique<Conv2d>(Conv2dSpec{planes, planes, 3, stride, 1, 1, Bias::No}, gen);
+    bn2_ = std::make_unique<BatchNorm2d>(planes);
+    conv3_ = std::make_unique<Conv2d>(Conv2dSpec{planes, out, 1, 1, 0, 1, Bias::No}, gen);
+    bn3_ = std::make_unique<BatchNorm2d>(out);
+  } else {
+    conv1_ = std::make_unique<Conv2d>(Conv2dSpec{in, planes, 3, stride, 1, 1, Bias::No}, gen);
+    bn1_ = std::make_unique<BatchNorm2d>(planes);
+    conv2_ = std::make_unique<Conv2d>(Conv2dSpec{planes, planes, 3, 1, 1, 1, Bias::No}, gen);
+    bn2_ = std::make_unique<BatchNorm2d>(planes);
+  }
+  register_module("conv1", *conv1_);
+  register_module("bn1", *bn1_);
+  register_module("conv2", *conv2_);
+  register_module("bn2", *bn2_);
+  if (conv3_) {
+    register_module("conv3", *conv3_);
+    register_module("bn3", *bn3_);
+  }
+  if (stride != 1 || in != out) {
+    downsample_ = std::make_unique<Downsample>(in, out, stride, gen);
+    register_module("downsample", *downsample_);
+  }
+}
+
+Tensor ResidualBlock::forward(const Tensor& x) const {
+  Tensor y = relu(bn1_->forward(conv1_->forward(x)));
+  if (kind_ == BlockKind::Bottleneck) {
+    y = relu(bn2_->forward(conv2_->forward(y)));
+    y = bn3_->forward(conv3_->forward(y));
+  } else {
+    y = bn2_->forward(conv2_->forward(y));
+  }
+  const Tensor identity = downsample_ ? downsample_->bn.forward(downsample_->conv.forward(x)) : x;
+  return relu(add(y, identity));
+}
+
+Stage::Stage(BlockKind kind, int64_t& in, int64_t planes, int blocks, int64_t stride, Generator& gen) {
+  for (int i = 0; i < blocks; ++i) {
+    blocks_.push_back(std::make_unique<ResidualBlock>(kind, in, planes, i == 0 ? stride : 1, gen));
+    in = planes * expansion(kind);
+    register_module(std::to_string(i), *blocks_.back());
+  }
+}
+
+Tensor Stage::forward(const Tensor& x) const {
+  Tensor y = x;
+  for (const auto& b : blocks_) y = b->forward(y);
+  return y;
+}
+
+ResNet::ResNet(const ResNetSpec& spec, Generator& gen) : spec_(spec) {
+  conv1_ = std::make_unique<Conv2d>(Conv2dSpec{3, 64, 7, 2, 3, 1, Bias::No}, gen);
+  bn1_ = std::make_unique<BatchNorm2d>(64);
+  register_module("conv1", *conv1_);
+  register_module("bn1", *bn1_);
+  int64_t in = 64;
+  const int64_t planes[4] = {64, 128, 256, 512};
+  for (int s = 0; s < 4; ++s) {
+    stages_.push_back(std::make_unique<Stage>(spec.block, in, planes[s], spec.blocks[s], s == 0 ? 1 : 2, gen));
+    register_module("layer" + std::to_string(s + 1), *stages_.back());
+  }
+}
+
+Tensor ResNet::forward(const Tensor& x) const {
+  CAPTION_CHECK(x.dim() == 4 && x.size(1) == 3, "ResNet: expected images [B, 3, H, W], got ", x.describe());
+  MaxPool2dOptions pool;
+  pool.kernel = {3, 3};
+  pool.stride = Size2{2, 2};
+  pool.padding = {1, 1};
+  Tensor y = max_pool2d(relu(bn1_->forward(conv1_->forward(x))), pool);
+  for (const auto& s : stages_) y = s->forward(y);
+  return y;
+}
+
+}  // namespace caption::nn

@@ -1,0 +1,71 @@
+// ResNet-18/34/50/101/152 exactly as torchvision builds them (v1.5: the stride of a
+// downsampling bottleneck sits in its 3x3 convolution), without the average pool and
+// the fully connected layer. Parameter names follow torchvision ("layer1.0.conv1.weight",
+// "layer2.0.downsample.0.weight"), so converted ImageNet weights load by name.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "nn/layers.h"
+
+namespace caption::nn {
+
+enum class BlockKind { Basic, Bottleneck };
+
+struct ResNetSpec {
+  int depth = 50;
+  BlockKind block = BlockKind::Bottleneck;
+  std::vector<int> blocks;  // per stage
+  int64_t out_channels() const { return block == BlockKind::Bottleneck ? 2048 : 512; }
+};
+// The spec of a supported depth (18, 34, 50, 101, 152); others are refused.
+ResNetSpec resnet_spec(int depth);
+
+class ResidualBlock : public Module {
+ public:
+  ResidualBlock(BlockKind kind, int64_t in, int64_t planes, int64_t stride, Generator& gen);
+  Tensor forward(const Tensor& x) const;
+
+ private:
+  BlockKind kind_;
+  std::unique_ptr<Conv2d> conv1_, conv2_, conv3_;
+  std::unique_ptr<BatchNorm2d> bn1_, bn2_, bn3_;
+  // downsample.0 (1x1 conv) and downsample.1 (batch norm), when shape changes
+  struct Downsample : public Module {
+    Downsample(int64_t in, int64_t out, int64_t stride, Generator& gen);
+    Conv2d conv;
+    BatchNorm2d bn;
+  };
+  std::unique_ptr<Downsample> downsample_;
+};
+
+class Stage : public Module {
+ public:
+  Stage(BlockKind kind, int64_t& in, int64_t planes, int blocks, int64_t stride, Generator& gen);
+  Tensor forward(const Tensor& x) const;
+
+ private:
+  std::vector<std::unique_ptr<ResidualBlock>> blocks_;
+};
+
+// The trunk: conv1, bn1, relu, maxpool, layer1..layer4. Input [B, 3, H, W], output
+// [B, D, H/32, W/32] with D = 2048 (bottleneck) or 512 (basic).
+class ResNet : public Module {
+ public:
+  ResNet(const ResNetSpec& spec, Generator& gen);
+  Tensor forward(const Tensor& x) const;
+  const ResNetSpec& spec() const { return spec_; }
+  // layer1..layer4, for partial fine-tuning.
+  Stage& stage(int i) { return *stages_.at(i - 1); }
+  Conv2d& conv1() { return *conv1_; }
+  BatchNorm2d& bn1() { return *bn1_; }
+
+ private:
+  ResNetSpec spec_;
+  std::unique_ptr<Conv2d> conv1_;
+  std::unique_ptr<BatchNorm2d> bn1_;
+  std::vector<std::unique_ptr<Stage>> stages_;
+};
+
+}  // namespace caption::nn
