@@ -2,7 +2,6 @@
 // missing, <pad> zero, coverage, the seeded N(0, 1) rows (determinism, independence of
 // other rows, statistics, fixed values), malformed lines reported with file and line,
 // dimension mismatch, and the load time of a 400k-line 50-d file.
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -179,7 +178,9 @@ TEST(Glove, LenientWhitespaceDuplicatesAndLastLine) {
   EXPECT_NE(row(e, kUnkId), (std::vector<float>{9, 9}));
 }
 
-TEST(Glove, FourHundredThousandLinesOfFiftyLoadQuickly) {
+// A full-size 50-d file (400k lines): counts and values. Its load time is measured by
+// bench/data_bench.cpp, not here (speed goals live in benchmarks).
+TEST(Glove, FourHundredThousandLinesOfFifty) {
   fs::path d = fs::path(CAPTION_TEST_TMP) / "glove";
   fs::create_directories(d);
   fs::path p = d / "big50.txt";
@@ -206,16 +207,12 @@ TEST(Glove, FourHundredThousandLinesOfFiftyLoadQuickly) {
   }
   tokens.push_back("not_in_glove");
   auto v = Vocabulary::from_tokens(tokens, "big");
-  auto t0 = std::chrono::steady_clock::now();
   auto e = load_glove_embedding(p, v, 5);
-  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_EQ(e.words_found, 10000);
   EXPECT_EQ(e.words_total, 10001);
   EXPECT_EQ(e.file_vectors, 400000);
   EXPECT_EQ(e.missing_examples, std::vector<std::string>{"not_in_glove"});
   EXPECT_NEAR(row(e, 5)[1], ((40 * 31 + 7) % 2001 - 1000) * 0.001, 1e-6);
-  EXPECT_LT(s, 2.0) << "loading a 400k-line 50-d file took " << s << " s";
-  std::printf("400k x 50 GloVe file loaded in %.3f s\n", s);
   fs::remove(p);
 }
 

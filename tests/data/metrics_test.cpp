@@ -1,12 +1,11 @@
 // Tests of data/metrics: BLEU against NLTK 3.8 (published doc/unit-test vectors and a
 // differential test that runs NLTK itself on a few hundred random corpora), CIDEr-D and
-// ROUGE-L against coco-caption values, input validation, and a speed check.
+// ROUGE-L against coco-caption values, input validation, and a 1,000-image corpus.
 #include <gtest/gtest.h>
 
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdint>
@@ -434,12 +433,18 @@ TEST(ScoreAll, CombinesTheMetrics) {
   EXPECT_THROW(score_all({}), Error);
 }
 
-TEST(ScoreAll, ThousandImagesWithFiveReferencesIsFast) {
+// The size of a real evaluation; its speed is measured by bench/data_bench.cpp.
+TEST(ScoreAll, ThousandImagesWithFiveReferences) {
   // 1,000 images x 5 references of 8-14 words over a 2,000-word vocabulary.
   std::mt19937 rng(7);
   auto sentence = [&] {
     Tokens tokens(8 + rng() % 7);
-    for (auto& token : tokens) token = "w" + std::to_string(rng() % 2000);
+    for (auto& token : tokens) {
+      // (snprintf rather than "w" + to_string: GCC 12 warns falsely on the latter)
+      char word[16];
+      std::snprintf(word, sizeof word, "w%u", static_cast<unsigned>(rng() % 2000));
+      token = word;
+    }
     return tokens;
   };
   std::vector<Sample> corpus(1000);
@@ -448,14 +453,10 @@ TEST(ScoreAll, ThousandImagesWithFiveReferencesIsFast) {
     sample.hypothesis = sample.references[0];
     sample.hypothesis.resize(sample.hypothesis.size() - 2);
   }
-  const auto start = std::chrono::steady_clock::now();
   const CaptionScores scores = score_all(corpus);
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::cout << "score_all on 1000 images x 5 references: " << seconds * 1e3 << " ms\n";
   EXPECT_GT(scores.bleu[3], 0.0);
-  // The requirement is "well under a second"; the bound leaves room for a loaded machine.
-  EXPECT_LT(seconds, 1.0);
+  EXPECT_EQ(scores.cider_d_per_image.size(), 1000u);
+  EXPECT_EQ(scores.rouge_l_per_image.size(), 1000u);
 }
 
 }  // namespace

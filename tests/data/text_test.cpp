@@ -1,7 +1,6 @@
 // Caption normalisation: each option on its own, the order of the steps, the JSON form
-// of the options, the stopword list, and the speed on 40k captions. Lemmatising needs
+// of the options, the stopword list, and a 40k-caption corpus. Lemmatising needs
 // the WordNet database (/usr/share/wordnet); those tests skip, saying so, without it.
-#include <chrono>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -179,7 +178,9 @@ TEST(Normalize, MissingWordNetNamesThePath) {
   EXPECT_NO_THROW(Normalizer(o, r));
 }
 
-TEST(Normalize, FortyThousandCaptionsWellUnderASecond) {
+// 40k captions (a Flickr8k-sized corpus) with the default options and with every
+// option on. The time this takes is measured by bench/data_bench.cpp, not here.
+TEST(Normalize, FortyThousandCaptions) {
   std::vector<std::string> captions;
   const char* base[] = {"A man riding a wave on top of a surfboard.",
                         "Two giraffes standing next to each other in a field!",
@@ -187,22 +188,20 @@ TEST(Normalize, FortyThousandCaptionsWellUnderASecond) {
                         "People walking down a busy city street at night."};
   for (int i = 0; i < 40000; ++i) captions.push_back(base[i % 4]);
   Normalizer n{TextOptions{}};
-  auto t0 = std::chrono::steady_clock::now();
   size_t total = 0;
   for (const auto& c : captions) total += n.normalize(c).size();
-  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_EQ(total, 10000u * (10 + 10 + 9 + 9));
-  EXPECT_LT(s, 1.0) << "default normalisation of 40k captions took " << s << " s";
 
   TextOptions all;
   all.stem = true;
   all.remove_stopwords = true;
   all.lemmatize = have_wordnet();
   Normalizer heavy(all);
-  t0 = std::chrono::steady_clock::now();
-  for (const auto& c : captions) total += heavy.normalize(c).size();
-  s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  EXPECT_LT(s, 1.0) << "normalisation with every option of 40k captions took " << s << " s";
+  size_t heavy_total = 0;
+  for (const auto& c : captions) heavy_total += heavy.normalize(c).size();
+  // Stopword removal only ever removes tokens; every caption keeps some content words.
+  EXPECT_LT(heavy_total, total);
+  EXPECT_GT(heavy_total, 0u);
 }
 
 // ---- options JSON -------------------------------------------------------------------
