@@ -162,7 +162,7 @@ BackingMemory host_backing() {
 CachingAllocator& allocator_for(Device device) {
   if (device.is_cpu()) {
     // Leaked on purpose: tensors with static lifetime may free into it at exit.
-    static CachingAllocator* host = new CachingAllocator(host_backing(), CachePolicy::NoCache);
+    static CachingAllocator* host = new CachingAllocator(host_backing(), CachePolicy::Cache);
     return *host;
   }
   static std::mutex mutex;

@@ -1,0 +1,124 @@
+#!/usr/bin/python3
+"""The CPU speed race of the model against PyTorch (issue 3), in one run on one machine.
+
+    bench/cpu_race.py [--build build] [--repeats 5] [--threads 2] [--json OUT]
+
+Both sides get the same weights (a random ResNet-50 + decoder with V = 5000,
+E = H = A = 512, written by weights-tools/reference_model.py as our checkpoint) and the
+same inputs (images, precomputed features, captions of 20 words). PyTorch runs the
+reference implementation of MODEL_SPEC (weights-tools/reference_model.py) in eager
+float32 with `threads` threads; ours runs build/bench/bench_model with as many BLAS
+threads. Rows (median milliseconds):
+  encoder_b1 / encoder_b8   ResNet-50 trunk + pooling, 224x224, no grad
+  decoder_step_b32          one decoding step for 32 rows (attention, LSTM, fc, log-softmax)
+  train_step_b32            teacher-forced decoder training step on precomputed features:
+                            forward, loss, backward, AdamW (dropout 0.5 on)
+  greedy_caption_1img       encoder + greedy decoding of up to 20 words, one image
+Prints a table with the ratio PyTorch / ours (> 1: we are faster).
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "weights-tools"))
+import reference_model as rm  # noqa: E402
+import safetensors_io  # noqa: E402
+
+V, B, WORDS = 5000, 32, 20
+
+
+def median_ms(fn, repeats):
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--build", default=os.path.join(HERE, "..", "build"))
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", help="also write the figures here")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    config = rm.make_config(vocab_size=V)
+    model = rm.CaptionModel(config, V).eval()
+    vocab = rm.SPECIAL_TOKENS + [f"w{i}" for i in range(V - rm.NUM_SPECIAL)]
+    gen = torch.Generator().manual_seed(1)
+    images8 = torch.randn(8, 3, 224, 224, generator=gen)
+    images1 = images8[:1].contiguous()
+    with torch.no_grad():
+        features = model.encoder(images8[:1]).repeat(B, 1, 1) + 0.1 * torch.randn(B, 196, 2048, generator=gen)
+    captions = torch.randint(rm.NUM_SPECIAL, V, (B, WORDS + 2), generator=gen)
+    captions[:, 0] = rm.SOS
+    captions[:, -1] = rm.EOS
+    lengths = torch.full((B,), WORDS + 2, dtype=torch.int64)
+    step_tokens = torch.randint(rm.NUM_SPECIAL, V, (B,), generator=gen)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = os.path.join(tmp, "model.safetensors")
+        inputs = os.path.join(tmp, "inputs.safetensors")
+        safetensors_io.save(ckpt, rm.checkpoint_tensors(model), rm.checkpoint_metadata(config, vocab))
+        safetensors_io.save(inputs, {"images1": images1.numpy(), "images8": images8.numpy(),
+                                     "features": features.numpy(), "captions": captions.numpy(),
+                                     "lengths": lengths.numpy(), "step_tokens": step_tokens.numpy()})
+        env = dict(os.environ, OPENBLAS_NUM_THREADS=str(args.threads))
+        exe = os.path.join(args.build, "bench", "bench_model")
+        out = subprocess.run([exe, "--checkpoint", ckpt, "--inputs", inputs, "--repeats", str(args.repeats)],
+                             env=env, capture_output=True, text=True)
+        if out.returncode != 0:
+            sys.exit(f"cpu_race: {exe} failed:\n{out.stderr}")
+        ours = json.loads(out.stdout.strip().splitlines()[-1])
+
+    dec = model.decoder
+    theirs = {}
+    with torch.no_grad():
+        theirs["encoder_b1"] = median_ms(lambda: model.encoder(images1), args.repeats)
+        theirs["encoder_b8"] = median_ms(lambda: model.encoder(images8), max(1, args.repeats // 2))
+        h, c, enc_proj = dec.init_state(features)
+        theirs["decoder_step_b32"] = median_ms(
+            lambda: torch.log_softmax(dec.fc(dec.step(step_tokens, h, c, features, enc_proj)[0]), 1),
+            args.repeats * 4)
+    dec.train()
+    opt = torch.optim.AdamW(dec.parameters(), lr=1e-3, weight_decay=0.01)
+
+    def train_step():
+        opt.zero_grad()
+        logits, alphas = dec(features, captions, lengths)
+        rm.caption_loss(logits, alphas, captions, lengths, 1.0)[0].backward()
+        opt.step()
+    theirs["train_step_b32"] = median_ms(train_step, args.repeats)
+    dec.eval()
+    theirs["greedy_caption_1img"] = median_ms(lambda: rm.greedy_decode(dec, model.encoder(images1), WORDS),
+                                              args.repeats)
+
+    print(f"CPU race, {args.threads} threads, torch {torch.__version__}, median of {args.repeats}")
+    print(f"{'row':24s} {'ours ms':>10s} {'PyTorch ms':>11s} {'ratio':>7s}")
+    rows = {}
+    for k in ["encoder_b1", "encoder_b8", "decoder_step_b32", "train_step_b32", "greedy_caption_1img"]:
+        ratio = theirs[k] / ours[k]
+        rows[k] = {"ours_ms": ours[k], "pytorch_ms": theirs[k], "ratio": ratio}
+        print(f"{k:24s} {ours[k]:10.2f} {theirs[k]:11.2f} {ratio:6.2f}x")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"threads": args.threads, "torch": torch.__version__, "rows": rows,
+                       "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", "")}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
