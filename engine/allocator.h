@@ -1,10 +1,10 @@
 // Memory: one allocator per device, all built on CachingAllocator.
 //
-// - Host memory is 64-byte aligned (AVX-512 loads, cache lines) and not cached: the C
-//   library's malloc already caches, and host buffers are few.
-// - Device memory is cached: freed blocks go to size-keyed free lists and are handed
-//   out again, so a steady training step makes no cudaMalloc (tested by counting real
-//   allocations in the statistics). The caching logic is the same class on both sides,
+// - Host memory is 64-byte aligned (AVX-512 loads, cache lines).
+// - Both host and device memory are cached: freed blocks go to size-keyed free lists
+//   and are handed out again, so a steady training step makes no cudaMalloc (tested by
+//   counting real allocations in the statistics) and, on the host, large activations
+//   are not page-faulted in afresh at every forward pass. The caching logic is the same class on both sides,
 //   which is how the CPU-only test suite checks it (tests/engine/allocator_test.cpp).
 // - Guard mode (tests): every block gets a guard region after its end, filled with a
 //   pattern checked when the block is freed, and new blocks are filled with 0xFF bytes
