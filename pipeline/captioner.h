@@ -1,0 +1,102 @@
+// Captioning images from a checkpoint: the library entry point a native program links
+// (the `caption` app is a thin shell over it). A Captioner owns the model (eval mode, on
+// one device), the vocabulary and the image transform of the checkpoint's config.
+//
+// Choices:
+// - Images are encoded in batches (batch_size at a time, one encoder pass each), then
+//   decoded with nn::decode: greedy decoding runs the whole batch together, beam search
+//   runs image by image (MODEL_SPEC section 6), so results do not depend on how the
+//   images were grouped.
+// - Decoding options come from the caller; default_options() gives the checkpoint's
+//   max_decode_len with greedy decoding and no length penalty.
+// - Reading an image is separate from captioning it (prepare / caption_prepared), so a
+//   caller can skip an unreadable file and go on with the others; caption_each does
+//   exactly that and streams results batch by batch, keeping memory bounded.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "data/image/image.h"
+#include "data/image/transform.h"
+#include "engine/device.h"
+#include "engine/error.h"
+#include "nn/caption_model.h"
+#include "nn/checkpoint.h"
+
+namespace caption::pipeline {
+
+struct CaptionResult {
+  std::string image_path;
+  std::vector<std::string> words;               // special tokens left out
+  std::string text;                             // words joined by single spaces
+  std::vector<float> log_probs;                 // per word
+  std::vector<std::vector<float>> attention;    // per word, [P], P = grid_size^2, row-major
+  int grid_size = 0;                            // S: attention is an S x S grid
+  double score = 0;      // sum of log-probabilities of every decoded token (incl. <eos>)
+  bool finished = false; // ended with <eos> within max_len
+};
+
+// One image read from disk and made ready for the encoder.
+struct PreparedImage {
+  std::string path;
+  data::RgbImage image;  // as decoded (for drawing attention maps)
+  data::ChwImage input;  // [3, image_size, image_size], normalised
+};
+
+class Captioner {
+ public:
+  static constexpr int kDefaultBatchSize = 16;
+
+  // Loads the checkpoint (refused, naming the file, when missing, truncated or
+  // inconsistent) onto `device`.
+  explicit Captioner(const std::string& checkpoint_path, Device device = Device::cpu());
+
+  // Greedy, max_len = the checkpoint's max_decode_len, no length penalty.
+  nn::DecodeOptions default_options() const;
+
+  // Images per encoder pass (>= 1).
+  void set_batch_size(int batch_size);
+  int batch_size() const { return batch_size_; }
+
+  // Reads and preprocesses one image; throws caption::Error naming the path.
+  PreparedImage prepare(const std::string& image_path) const;
+
+  CaptionResult caption(const std::string& image_path) const { return caption(image_path, default_options()); }
+  CaptionResult caption(const std::string& image_path, const nn::DecodeOptions& options) const;
+  // All images, in order; the first unreadable image throws (naming it).
+  std::vector<CaptionResult> caption(const std::vector<std::string>& image_paths,
+                                     const nn::DecodeOptions& options) const;
+  // Already prepared images, encoded batch_size at a time.
+  std::vector<CaptionResult> caption_prepared(const std::vector<PreparedImage>& images,
+                                              const nn::DecodeOptions& options) const;
+
+  // Streams: reads batch_size images, captions the readable ones, calls on_result for
+  // each (in input order, with the prepared image for drawing) and on_error for each
+  // image that could not be read, then goes on. Errors of the model itself still throw.
+  using ResultCallback = std::function<void(const CaptionResult&, const PreparedImage&)>;
+  using ErrorCallback = std::function<void(const std::string& image_path, const Error&)>;
+  void caption_each(const std::vector<std::string>& image_paths, const nn::DecodeOptions& options,
+                    const ResultCallback& on_result, const ErrorCallback& on_error) const;
+
+  const nn::ModelConfig& config() const { return checkpoint_.config; }
+  const std::vector<std::string>& vocab() const { return checkpoint_.vocab; }
+  const nn::CaptionModel& model() const { return *checkpoint_.model; }
+  const data::ImageTransform& transform() const { return transform_; }
+  Device device() const { return device_; }
+
+ private:
+  void check_options(const nn::DecodeOptions& options) const;
+  // One encoder pass over images[begin, end) and their decoding.
+  std::vector<CaptionResult> caption_batch(const std::vector<PreparedImage>& images, size_t begin,
+                                           size_t end, const nn::DecodeOptions& options) const;
+  CaptionResult to_result(const std::string& path, const nn::DecodedCaption& decoded) const;
+
+  Device device_;
+  nn::Checkpoint checkpoint_;
+  data::ImageTransform transform_;
+  int batch_size_ = kDefaultBatchSize;
+};
+
+}  // namespace caption::pipeline
