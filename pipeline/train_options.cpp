@@ -33,6 +33,7 @@ void TrainOptions::validate() const {
   CAPTION_CHECK(eval_beam >= 1, "--beam must be at least 1, got ", eval_beam);
   CAPTION_CHECK(threads >= 0 && workers >= 0, "--threads and --workers must be >= 0");
   CAPTION_CHECK(!output.empty(), "--output must name a folder");
+  CAPTION_CHECK(stop_after >= 0, "--stop-after must be >= 0");
 }
 
 }  // namespace caption::pipeline

@@ -71,6 +71,7 @@ struct TrainOptions {
   bool resume = false;
   bool feature_cache = true;        // cache encoder features when the encoder is frozen
   int log_every = 20;               // batches between plain progress lines
+  int stop_after = 0;               // end this session after so many epochs (0: run to --epochs)
 
   // Refuses inconsistent settings, naming the option.
   void validate() const;

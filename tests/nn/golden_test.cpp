@@ -25,10 +25,10 @@ const char* kRegenerate = "/usr/bin/python3 weights-tools/make_golden.py --out <
 class Golden : public ::testing::Test {
  protected:
   void SetUp() override {
+    // The environment may point elsewhere; by default the build's folder, which CTest's
+    // fixture golden_files fills before this test runs.
     const char* dir = std::getenv("CAPTION_GOLDEN_DIR");
-    ASSERT_NE(dir, nullptr) << "CAPTION_GOLDEN_DIR is not set: run through ctest (fixture golden_files), or "
-                            << kRegenerate << " and set it";
-    dir_ = dir;
+    dir_ = dir ? dir : CAPTION_GOLDEN_DIR;
     ASSERT_TRUE(std::filesystem::exists(dir_ + "/golden_run.safetensors"))
         << dir_ << "/golden_run.safetensors is missing; make it with " << kRegenerate;
     run_ = load_tensors(dir_ + "/golden_run.safetensors");
@@ -123,7 +123,9 @@ TEST_F(Golden, FrozenEncoderForwardBackwardAndAdamW) {
   }
   EXPECT_TRUE(close(Tensor::from_vector<double>(losses, {4}).to(DType::F32), "adamw.losses", 1e-4));
   for (const auto& r : m->decoder.named_parameters("decoder"))
-    if (!noise_driven(r.name)) EXPECT_TRUE(close_param(*r.tensor, "step3." + r.name));
+    if (!noise_driven(r.name)) {
+      EXPECT_TRUE(close_param(*r.tensor, "step3." + r.name));
+    }
 }
 
 TEST_F(Golden, FineTuningLayer4) {
@@ -141,7 +143,9 @@ TEST_F(Golden, FineTuningLayer4) {
       for (const auto& r : m->named_buffers()) stats_after_step3[r.name] = r.tensor->clone();
     opt.zero_grad();
     const Tensor features = m->encode(run_.at("images"));
-    if (step == 0) EXPECT_TRUE(close(features, "ft4.features", 1e-4));
+    if (step == 0) {
+      EXPECT_TRUE(close(features, "ft4.features", 1e-4));
+    }
     DecoderOutput o = m->decoder.forward(features, batch(), 1.0, g);
     LossParts l = caption_loss(o, 1.0);
     losses.push_back(l.total.item());
@@ -208,8 +212,9 @@ TEST_F(Golden, ReluAttention) {
   loss.total.backward();
   for (const char* n : {"encoder_att", "decoder_att", "full_att"}) {
     for (const auto& r : m->decoder.named_parameters("decoder"))
-      if (r.name == str("decoder.", n, ".weight") || r.name == str("decoder.", n, ".bias"))
+      if (r.name == str("decoder.", n, ".weight") || r.name == str("decoder.", n, ".bias")) {
         EXPECT_TRUE(close_grad(r.tensor->grad(), "relu.grad." + r.name));
+      }
   }
 }
 

@@ -32,7 +32,7 @@ std::string tmp(const std::string& name) {
 
 std::vector<std::string> tiny_vocab(int n) {
   std::vector<std::string> v{"<pad>", "<sos>", "<eos>", "<unk>"};
-  for (int i = 4; i < n; ++i) v.push_back("w" + std::to_string(i));
+  for (int i = 4; i < n; ++i) v.push_back(str("w", i));
   return v;
 }
 

@@ -20,12 +20,11 @@ const char* kRegenerate = "/usr/bin/python3 weights-tools/make_resnet_reference.
 
 std::string reference_dir() {
   const char* dir = std::getenv("CAPTION_TORCHVISION_DIR");
-  return dir ? dir : "";
+  return dir ? dir : CAPTION_TORCHVISION_DIR;  // filled by CTest's fixture torchvision_reference
 }
 
 TEST(Torchvision, ResNet50FeaturesMatchOnARealImage) {
   const std::string dir = reference_dir();
-  ASSERT_FALSE(dir.empty()) << "CAPTION_TORCHVISION_DIR is not set: run through ctest, or " << kRegenerate;
   ASSERT_TRUE(std::filesystem::exists(dir + "/reference.safetensors")) << "missing; make it with " << kRegenerate;
   const LoadedTensors ref = load_tensors(dir + "/reference.safetensors");
 
