@@ -9,6 +9,9 @@
 //   caption-train evaluate  --checkpoint FILE --data DIR [--split test] [--beam K]
 //                           [--predictions-out FILE] | --predictions FILE (no model)
 //
+// Exit status: 0 on success, 1 for an error while running (bad data, files, values),
+// 2 for a usage error (unknown option or subcommand, a value of the wrong kind).
+//
 // Every option of fit can come from a TOML/INI config file (--config), the command line
 // overriding it. Boolean options have --no- forms.
 #include <CLI/CLI.hpp>
@@ -59,6 +62,8 @@ void add_fit_options(CLI::App* app, TrainOptions& o, std::string& fine_tune, std
   app->add_option("--encoder", o.model.encoder, "resnet18, resnet34, resnet50, resnet101 or resnet152");
   app->add_option("--encoder-weights", o.encoder_weights, "converted torchvision weights (weights-tools)");
   app->add_option("--fine-tune", fine_tune, "none, all or from:N (N in 2..4)");
+  app->add_option("--calibrate-batches", o.calibrate_batches,
+                  "without --encoder-weights: batches of training images that set batch-norm statistics (0: off)");
   app->add_option("--image-size", o.model.image_size, "input images are resized to this square");
   app->add_option("--encoder-size", o.model.encoder_size, "S: the encoder grid is S x S");
   app->add_option("--embed-dim", o.model.embed_dim, "word embedding size E");
@@ -155,7 +160,7 @@ std::vector<std::string> expand_config(CLI::App& app, std::vector<std::string> a
       } catch (const CLI::OptionNotFound&) {
         throw Error(str(path, ": unknown option '", item.name, "' for caption-train ", args[1]));
       }
-      if (opt->get_type_size() == 0) {  // a flag
+      if (opt->get_expected_max() == 0) {  // a flag
         CAPTION_CHECK(item.inputs.size() == 1 && (item.inputs[0] == "true" || item.inputs[0] == "false"), path,
                       ": option '", item.name, "' is on/off: write true or false");
         expanded.push_back(item.inputs[0] == "true" ? "--" + item.name : "--no-" + item.name);
@@ -237,7 +242,8 @@ int run(int argc, char** argv) {
     args.pop_back();  // the program name
     app.parse(args);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // Help and version exit 0; every usage error exits 2 (CLI11's own codes vary).
+    return app.exit(e) == 0 ? 0 : 2;
   }
 
   if (synth->parsed()) {

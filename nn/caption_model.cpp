@@ -173,6 +173,33 @@ void CaptionModel::apply_fine_tune() {
     for (int layer = f.from_layer; layer <= 4; ++layer) encoder.stage(layer).set_frozen(false);
 }
 
+void CaptionModel::calibrate_batch_norm(const std::function<Tensor()>& next) {
+  NoGradGuard no_grad;
+  const Mode mode = encoder.mode();
+  std::vector<BatchNorm2d*> norms;
+  for (Module* m : encoder.modules())
+    if (auto* bn = dynamic_cast<BatchNorm2d*>(m)) norms.push_back(bn);
+  std::vector<double> momentum;
+  for (BatchNorm2d* bn : norms) {
+    momentum.push_back(bn->momentum);
+    bn->running_mean.zero_();
+    bn->running_var.fill_(1.0);
+  }
+  encoder.set_frozen(false);  // frozen batch norm would ignore training mode
+  encoder.train();
+  int batches = 0;
+  for (Tensor images = next(); images.defined(); images = next()) {
+    // Cumulative average: batch k contributes with weight 1 / (k + 1).
+    for (BatchNorm2d* bn : norms) bn->momentum = 1.0 / static_cast<double>(batches + 1);
+    encoder.forward(images);
+    ++batches;
+  }
+  CAPTION_CHECK(batches > 0, "batch-norm calibration: no images");
+  for (size_t i = 0; i < norms.size(); ++i) norms[i]->momentum = momentum[i];
+  apply_fine_tune();
+  encoder.set_mode(mode);
+}
+
 LossParts caption_loss(const DecoderOutput& out, double alpha_c) {
   LossParts parts;
   parts.cross_entropy = cross_entropy(out.logits, out.targets);

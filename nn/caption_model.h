@@ -9,6 +9,7 @@
 // happen per step, since a step's input depends on the previous step's prediction.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -90,6 +91,14 @@ class CaptionModel : public Module {
   Tensor encode(const Tensor& images) const;
   // Freezes the encoder per config().fine_tune (MODEL_SPEC section 3).
   void apply_fine_tune();
+  // Sets the encoder's batch-norm running statistics from data: the trunk runs in
+  // training mode, without gradients, over the batches `next` yields (until it returns
+  // an undefined tensor), and each statistic becomes the average over those batches
+  // (PyTorch's momentum = None). Weights are untouched. This is what makes a randomly
+  // initialised encoder usable as a frozen feature extractor when no pretrained weights
+  // are at hand (the synthetic demo): every layer's output is then normalised for the
+  // data it sees instead of growing layer after layer.
+  void calibrate_batch_norm(const std::function<Tensor()>& next);
 
   ResNet encoder;
   AttentionDecoder decoder;

@@ -70,6 +70,15 @@ void Module::to(Device device) {
   for (auto& [n, m] : children_) m->to(device);
 }
 
+std::vector<Module*> Module::modules() {
+  std::vector<Module*> out{this};
+  for (auto& [n, m] : children_) {
+    auto sub = m->modules();
+    out.insert(out.end(), sub.begin(), sub.end());
+  }
+  return out;
+}
+
 Tensor make_parameter(Tensor t) {
   t = t.detach();
   t.set_requires_grad(true);

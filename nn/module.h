@@ -52,6 +52,9 @@ class Module {
   // Moves every parameter and buffer to `device` (parameters stay leaves).
   void to(Device device);
 
+  // This module and all its descendants, depth first.
+  std::vector<Module*> modules();
+
  protected:
   // `t` must be a member of the derived module (its address is kept).
   void register_parameter(std::string name, Tensor& t);

@@ -33,6 +33,7 @@ struct TrainOptions {
   nn::ModelConfig model;            // architecture (vocab_size is set from the data)
   std::string encoder_weights;      // converted torchvision weights (empty: random init)
   std::string glove;                // GloVe text file (empty: random embeddings)
+  int calibrate_batches = 16;       // without encoder weights: batches that set batch-norm statistics
   bool train_embeddings = true;
 
   double teacher_forcing = 1.0;

@@ -148,6 +148,7 @@ Trainer::Trainer(TrainOptions options, std::ostream& log) : impl_(std::make_uniq
     if (!o.glove.empty()) log << apply_glove(*model_, *vocab_, o.glove, o.seed) << "\n";
   }
   log << "vocabulary: " << vocab_->size() << " tokens (min_word_freq " << o.min_word_freq << ")\n";
+  m.transform = image_transform(model_->config());
   {
     const nn::ModelConfig& c = model_->config();
     const char* schedulers[] = {"none", "onecycle", "plateau"};
@@ -161,10 +162,27 @@ Trainer::Trainer(TrainOptions options, std::ostream& log) : impl_(std::make_uniq
   }
   model_->to(m.device);
   model_->train();
-  m.transform = image_transform(model_->config());
 
   // A frozen encoder computes each image's features once.
   const bool frozen_encoder = model_->config().fine_tune.kind == nn::FineTune::Kind::None;
+  if (!resuming && o.encoder_weights.empty() && o.calibrate_batches > 0) {
+    // No pretrained weights: normalise the random encoder's layers for this data.
+    data::LoaderOptions co;
+    co.items = data::EpochItems::OneCaptionPerImage;
+    co.batch_size = o.eval_batch_size;
+    co.seed = o.seed;
+    co.workers = o.workers;
+    data::DataLoader calibration(m.dataset, *m.normalizer, *vocab_, m.transform, co);
+    int left = o.calibrate_batches;
+    const Device device = m.device;
+    model_->calibrate_batch_norm([&]() -> Tensor {
+      if (left-- <= 0) return Tensor();
+      auto b = calibration.next();
+      return b ? b->images.to(device) : Tensor();
+    });
+    log << "encoder: random weights, batch norm calibrated on " << o.calibrate_batches << " batches of "
+        << o.eval_batch_size << " training images\n";
+  }
   if (frozen_encoder && o.feature_cache) {
     nn::CaptionModel& model = *model_;
     Device device = m.device;
