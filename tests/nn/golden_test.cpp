@@ -10,6 +10,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <iostream>
 #include <filesystem>
 #include <map>
 
@@ -53,6 +54,16 @@ class Golden : public ::testing::Test {
     const Tensor& ref = run_.at(name);
     double max_ref = 0;
     for (double v : ref.to_vector<double>()) max_ref = std::max(max_ref, std::abs(v));
+    // Largest error relative to the tensor's scale, printed per test for the record.
+    const std::vector<double> g = got.detach().reshape(ref.shape()).to_vector<double>(), r = ref.to_vector<double>();
+    double worst = 0;
+    for (size_t i = 0; i < g.size(); ++i) worst = std::max(worst, std::abs(g[i] - r[i]));
+    const double ratio = max_ref > 0 ? worst / max_ref : worst;
+    // (full_att.bias's gradient is zero in exact arithmetic: it has no scale to compare to.)
+    if (ratio > worst_ratio_ && !noise_driven(name)) {
+      worst_ratio_ = ratio;
+      worst_name_ = name;
+    }
     return testing::allclose(got.detach().reshape(ref.shape()), ref,
                              {std::max(1e-5 * max_ref, atol_floor), rtol},
                              str(name, " (regenerate: ", kRegenerate, ")"));
@@ -76,8 +87,14 @@ class Golden : public ::testing::Test {
     return {run_.at("captions"), run_.at("lengths").to_vector<int64_t>()};
   }
 
+  void TearDown() override {
+    std::cout << "largest error: " << worst_name_ << " max |got - ref| / max |ref| = " << worst_ratio_ << "\n";
+  }
+
   std::string dir_;
   LoadedTensors run_;
+  double worst_ratio_ = 0;
+  std::string worst_name_;
 };
 
 TEST_F(Golden, FrozenEncoderForwardBackwardAndAdamW) {
