@@ -247,6 +247,8 @@ int run(int argc, char** argv) {
   }
 
   if (synth->parsed()) {
+    CAPTION_CHECK(overwrite || !std::filesystem::exists(synth_out), synth_out,
+                  ": already exists (use --overwrite to replace it)");
     so.existing = overwrite ? data::ExistingOutput::Replace : data::ExistingOutput::Refuse;
     const auto images = data::generate_synthetic_dataset(synth_out, so);
     std::cout << "synthetic set: " << images.size() << " images in " << synth_out << "\n";

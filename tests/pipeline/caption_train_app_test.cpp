@@ -25,14 +25,12 @@ std::string slurp(const fs::path& p) {
   return s.str();
 }
 
-const fs::path& dir() {
-  static const fs::path d = [] {
-    fs::path p = fs::path(CAPTION_TEST_TMP) / "caption_train_app";
-    fs::remove_all(p);
-    fs::create_directories(p);
-    return p;
-  }();
-  return d;
+// One folder per test: CTest runs the tests of this program in parallel processes.
+fs::path dir() {
+  const fs::path p = fs::path(CAPTION_TEST_TMP) / "caption_train_app" /
+                     ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  fs::create_directories(p);
+  return p;
 }
 
 AppResult run(const std::string& args) {
@@ -91,6 +89,7 @@ TEST(CaptionTrainApp, BadConfigsAndPathsAreNamed) {
 
 TEST(CaptionTrainApp, SynthWritesTheFlickrLayoutAndRefusesToOverwrite) {
   const fs::path out = dir() / "synthetic";
+  fs::remove_all(out);
   AppResult r = run("synth --out '" + out.string() + "' --train 4 --val 2 --test 2 --image-size 32");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(fs::exists(out / "Flickr8k.token.txt"));
@@ -98,6 +97,7 @@ TEST(CaptionTrainApp, SynthWritesTheFlickrLayoutAndRefusesToOverwrite) {
   r = run("synth --out '" + out.string() + "' --train 4 --val 2 --test 2");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find(out.string()), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--overwrite"), std::string::npos) << r.err;
 }
 
 }  // namespace
