@@ -36,8 +36,10 @@ fs::path dir() {
 AppResult run(const std::string& args) {
   const fs::path bin = fs::weakly_canonical(fs::path(CAPTION_TEST_TMP) / ".." / ".." / "bin" / "caption-train");
   EXPECT_TRUE(fs::exists(bin)) << "caption-train is not built: " << bin;
-  const std::string cmd = "'" + bin.string() + "' " + args + " >'" + (dir() / "out").string() + "' 2>'" +
-                          (dir() / "err").string() + "'";
+  // Built with append: GCC 12 warns falsely (-Wrestrict) on "literal" + std::string.
+  std::string cmd;
+  cmd.append("'").append(bin.string()).append("' ").append(args);
+  cmd.append(" >'").append((dir() / "out").string()).append("' 2>'").append((dir() / "err").string()).append("'");
   const int status = std::system(cmd.c_str());
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(dir() / "out"), slurp(dir() / "err")};
 }
