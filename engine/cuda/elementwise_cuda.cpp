@@ -5,6 +5,7 @@
 // of any dtype, since Tensor::contiguous() and strided copy_ go through it.
 #include <algorithm>
 
+#include "engine/cuda/adapter.h"
 #include "engine/cuda/context.h"
 #include "engine/op_table.h"
 #include "engine/ops/elementwise.h"
@@ -15,12 +16,9 @@ namespace caption {
 
 namespace {
 
-namespace kcu = kernels::cuda;
+using cuda::require_f32;
 
-void require_f32(const Tensor& t, const char* op) {
-  CAPTION_CHECK(t.dtype() == DType::F32, op, ": the CUDA backend computes in float32 only, got ",
-                t.describe());
-}
+namespace kcu = kernels::cuda;
 
 float* f32_or_null(const Tensor& t) { return t.defined() ? t.data<float>() : nullptr; }
 

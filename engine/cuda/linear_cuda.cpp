@@ -20,6 +20,7 @@
 #include <cstring>
 
 #include "engine/cuda/check.h"
+#include "engine/cuda/adapter.h"
 #include "engine/cuda/context.h"
 #include "engine/op_table.h"
 #include "engine/ops/linear.h"
@@ -31,12 +32,9 @@ namespace caption {
 
 namespace {
 
-namespace kcu = kernels::cuda;
+using cuda::require_f32;
 
-void require_f32(const Tensor& t, const char* op) {
-  CAPTION_CHECK(t.dtype() == DType::F32, op, ": the CUDA backend computes in float32 only, got ",
-                t.describe());
-}
+namespace kcu = kernels::cuda;
 
 Trans flip(Trans t) { return t == Trans::Yes ? Trans::No : Trans::Yes; }
 

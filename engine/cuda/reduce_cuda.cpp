@@ -1,6 +1,7 @@
 // CUDA adapters and table registration of sum and mean: the same ReduceParams
 // ([outer, reduce, inner] with a scale) as the CPU side (engine/ops/reduce.cpp),
 // arithmetic in kernels/cuda/reduce.cu. float32 only.
+#include "engine/cuda/adapter.h"
 #include "engine/cuda/context.h"
 #include "engine/op_table.h"
 #include "engine/ops/reduce.h"
@@ -10,10 +11,7 @@ namespace caption {
 
 namespace {
 
-void require_f32(const Tensor& t, const char* op) {
-  CAPTION_CHECK(t.dtype() == DType::F32, op, ": the CUDA backend computes in float32 only, got ",
-                t.describe());
-}
+using cuda::require_f32;
 
 void reduce_cuda_forward(const OpCall& c) {
   const auto& p = c.get<ReduceParams>();

@@ -6,7 +6,9 @@
 // output); the per-row loss terms summed into the scalar live in a temporary [N] buffer
 // from the device's caching allocator. The upstream gradient of the loss stays on the
 // device: the backward kernel reads it there (no host round trip).
+#include "engine/cuda/adapter.h"
 #include "engine/cuda/context.h"
+#include "engine/dispatch.h"
 #include "engine/op_table.h"
 #include "engine/ops/softmax.h"
 #include "kernels/cuda/softmax.h"
@@ -15,22 +17,9 @@ namespace caption {
 
 namespace {
 
+using cuda::require_f32;
+
 namespace kcu = kernels::cuda;
-
-void require_f32(const Tensor& t, const char* op) {
-  CAPTION_CHECK(t.dtype() == DType::F32, op, ": the CUDA backend computes in float32 only, got ",
-                t.describe());
-}
-
-template <typename F>
-decltype(auto) dispatch_index(DType dtype, const char* op, F&& f) {
-  switch (dtype) {
-    case DType::I32: return f.template operator()<int32_t>();
-    case DType::I64: return f.template operator()<int64_t>();
-    default: break;
-  }
-  throw Error(str(op, ": expected int32 or int64 targets, got ", dtype_name(dtype)));
-}
 
 kcu::SoftmaxKind kind_of(OpId op) {
   return op == OpId::Softmax ? kcu::SoftmaxKind::Softmax : kcu::SoftmaxKind::LogSoftmax;

@@ -22,17 +22,6 @@ namespace kc = kernels::cpu;
 
 namespace {
 
-// Calls f.template operator()<I>() with I = int32_t or int64_t per `dtype`.
-template <typename F>
-decltype(auto) dispatch_index(DType dtype, const char* op, F&& f) {
-  switch (dtype) {
-    case DType::I32: return f.template operator()<int32_t>();
-    case DType::I64: return f.template operator()<int64_t>();
-    default: break;
-  }
-  throw Error(str(op, ": expected an int32 or int64 index tensor, got ", dtype_name(dtype)));
-}
-
 // Calls f.template operator()<T>() for any element type (ops that only move elements).
 template <typename F>
 decltype(auto) dispatch_any(DType dtype, const char* op, F&& f) {

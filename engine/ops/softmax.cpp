@@ -25,17 +25,6 @@ namespace kc = kernels::cpu;
 
 namespace {
 
-// Calls f.template operator()<I>() with I = int32_t or int64_t per `dtype`.
-template <typename F>
-decltype(auto) dispatch_index(DType dtype, const char* op, F&& f) {
-  switch (dtype) {
-    case DType::I32: return f.template operator()<int32_t>();
-    case DType::I64: return f.template operator()<int64_t>();
-    default: break;
-  }
-  throw Error(str(op, ": expected int32 or int64 targets, got ", dtype_name(dtype)));
-}
-
 kc::SoftmaxKind kind_of(OpId op) {
   return op == OpId::Softmax ? kc::SoftmaxKind::Softmax : kc::SoftmaxKind::LogSoftmax;
 }
