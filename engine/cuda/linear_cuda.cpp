@@ -21,6 +21,7 @@
 
 #include "engine/cuda/check.h"
 #include "engine/cuda/adapter.h"
+#include "engine/cuda/blas_handle.h"
 #include "engine/cuda/context.h"
 #include "engine/op_table.h"
 #include "engine/ops/linear.h"
@@ -38,25 +39,6 @@ namespace kcu = kernels::cuda;
 
 Trans flip(Trans t) { return t == Trans::Yes ? Trans::No : Trans::Yes; }
 
-cublasMath_t cublas_math_mode() {
-  static const cublasMath_t mode = [] {
-    const char* v = std::getenv("CAPTION_TF32");
-    const bool tf32 = v != nullptr && std::strcmp(v, "1") == 0;
-    log_info(tf32 ? "cuBLAS products use TF32 tensor cores (CAPTION_TF32=1)"
-                  : "cuBLAS products use full float32 (set CAPTION_TF32=1 for TF32)");
-    return tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH;
-  }();
-  return mode;
-}
-
-// The device's cuBLAS handle (bound to its stream) with our math mode.
-cublasHandle_t cublas_for(Device d) {
-  const cublasMath_t mode = cublas_math_mode();
-  cublasHandle_t h = cuda::context(d).cublas;
-  CAPTION_CUBLAS_CHECK(cublasSetMathMode(h, mode));
-  return h;
-}
-
 // dst[rows * cols] = sum over the batch of tmp[batch, rows * cols].
 void sum_batches(const Tensor& tmp, float* dst, int64_t batch, int64_t n, Device d) {
   kcu::reduce_sum(tmp.data<float>(), dst, 1, batch, n, 1.f, cuda::stream(d));
@@ -67,7 +49,7 @@ void matmul_cuda_forward(const OpCall& c) {
   require_f32(c.in[0], "matmul");
   require_f32(c.in[1], "matmul");
   const Device dev = c.in[0].device();
-  cublasHandle_t h = cublas_for(dev);
+  cublasHandle_t h = cuda::cublas_handle(dev);
   const float* A = c.in[0].data<float>();
   const float* B = c.in[1].data<float>();
   float* C = c.out[0].data<float>();
@@ -88,7 +70,7 @@ void matmul_cuda_backward(const OpCall& c) {
   const auto& p = c.get<MatmulParams>();
   require_f32(c.in[2], "matmul backward");
   const Device dev = c.in[2].device();
-  cublasHandle_t h = cublas_for(dev);
+  cublasHandle_t h = cuda::cublas_handle(dev);
   const float* A = c.in[0].data<float>();
   const float* B = c.in[1].data<float>();
   const float* G = c.in[2].data<float>();
@@ -166,7 +148,7 @@ void linear_cuda_forward(const OpCall& c) {
   require_f32(c.in[0], "linear");
   require_f32(c.in[1], "linear");
   const Device dev = c.in[0].device();
-  cublasHandle_t h = cublas_for(dev);
+  cublasHandle_t h = cuda::cublas_handle(dev);
   float* y = c.out[0].data<float>();
   const bool bias = c.in.size() > 2 && c.in[2].defined();
   if (bias) {
@@ -182,7 +164,7 @@ void linear_cuda_backward(const OpCall& c) {
   const auto& p = c.get<LinearParams>();
   require_f32(c.in[2], "linear backward");
   const Device dev = c.in[2].device();
-  cublasHandle_t h = cublas_for(dev);
+  cublasHandle_t h = cuda::cublas_handle(dev);
   const float* x = c.in[0].data<float>();
   const float* w = c.in[1].data<float>();
   const float* g = c.in[2].data<float>();

@@ -8,11 +8,19 @@
 namespace caption {
 namespace {
 
-// Every op with CUDA kernels in engine/cuda/{elementwise,reduce,linear,softmax}_cuda.cpp.
+// Every op with CUDA kernels in engine/cuda/{elementwise,reduce,linear,softmax,
+// indexing,lstm,attention}_cuda.cpp.
 constexpr OpId kCudaOps[] = {
     OpId::Add,  OpId::Sub,  OpId::Mul,     OpId::Div,    OpId::Relu,       OpId::Tanh,
     OpId::Sigmoid, OpId::Copy, OpId::Sum,  OpId::Mean,   OpId::Matmul,     OpId::Linear,
     OpId::Softmax, OpId::LogSoftmax, OpId::CrossEntropy,
+    OpId::Embedding, OpId::Dropout, OpId::Concat, OpId::Slice, OpId::IndexSelect, OpId::Gather,
+    OpId::LstmCell, OpId::AdditiveAttention,
+};
+
+// Ops without a backward (the optimisers, engine/cuda/optim_cuda.cpp): a CUDA forward only.
+constexpr OpId kCudaForwardOnlyOps[] = {
+    OpId::SgdStep, OpId::AdamStep, OpId::SumOfSquares, OpId::Scale,
 };
 
 TEST(CudaBuild, FoundationOpsHaveCudaForwardAndBackward) {
@@ -27,10 +35,24 @@ TEST(CudaBuild, FoundationOpsHaveCudaForwardAndBackward) {
   }
 }
 
+TEST(CudaBuild, OptimiserOpsHaveCudaForward) {
+  if (!cuda_compiled()) GTEST_SKIP() << "built without the CUDA backend (nvcc not found or CAPTION_CUDA=OFF)";
+  for (OpId op : kCudaForwardOnlyOps) {
+    EXPECT_FALSE(op_info(op).has_backward) << op_name(op);
+    const OpKernels& k = op_info(op).kernels[static_cast<int>(DeviceType::CUDA)];
+    EXPECT_NE(k.forward, nullptr) << "CUDA forward of " << op_name(op) << " is not registered";
+    const OpKernels& cpu = op_info(op).kernels[static_cast<int>(DeviceType::CPU)];
+    EXPECT_NE(k.forward, cpu.forward) << op_name(op);
+  }
+}
+
 TEST(CudaBuild, MissingListExcludesTheFoundationOps) {
   if (!cuda_compiled()) GTEST_SKIP() << "built without the CUDA backend (nvcc not found or CAPTION_CUDA=OFF)";
   const std::vector<std::string> missing = missing_kernels(DeviceType::CUDA);
   for (OpId op : kCudaOps)
+    for (const std::string& m : missing)
+      EXPECT_NE(m.rfind(std::string(op_name(op)) + " ", 0), 0u) << "listed missing: " << m;
+  for (OpId op : kCudaForwardOnlyOps)
     for (const std::string& m : missing)
       EXPECT_NE(m.rfind(std::string(op_name(op)) + " ", 0), 0u) << "listed missing: " << m;
 }
