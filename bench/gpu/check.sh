@@ -1,0 +1,396 @@
+#!/usr/bin/env bash
+# The one prepared GPU check, run from the repository root on the lent GPU machine (see
+# bench/gpu/README.md for the exact device `run` call). That machine has nvcc, CMake,
+# ninja and Python with PyTorch but no package registry: the Debian packages the build
+# needs come carried as .gpu-deps/root.tar.gz (made here by scripts/gpu-deps.sh).
+#
+# Steps, each guarded (a failure is recorded and the next step still runs), each under
+# its own time limit inside an overall budget (CHECK_BUDGET_S, default 450 s):
+#   env        nvidia-smi, tool versions, where cuDNN was found        -> env.txt
+#   deps       unpack the carried prefix; WordNet; library paths       -> env.txt
+#   probe      bench/gpu/device_probe.cu: copy GB/s, SGEMM/TF32/BF16    -> probe.txt
+#   configure  CMake, sm_90 only, deps from .gpu-deps/root             -> build.log
+#   build      everything (library, apps, tests, benchmarks)           -> build.log
+#   ctest      the whole suite with CAPTION_REQUIRE_GPU=1               -> ctest.log, ctest-junit.xml
+#   sanitizer  compute-sanitizer memcheck on test_ops_consistency      -> sanitizer.log
+#   bench      GPU benchmarks (none yet: the place marked >>> below)  -> bench.log
+# Results go to $OUT/gpu-check-<UTC date>-<GPU name>/ (8 files at most, the device tool's
+# limit), with summary.md; the same table is printed last. Exit status: 0 when every
+# step passed (or was skipped by design), 1 otherwise.
+#
+# Environment: OUT (results root; default /tmp/caption-gpu-check/out), CHECK_BUDGET_S,
+# CHECK_BUILD_DIR (default build-gpu), CHECK_LABEL (free text for the summary, e.g. the
+# commit), CHECK_JOBS (default nproc), CHECK_CMAKE_ARGS (extra configure arguments).
+set -uo pipefail
+cd "$(dirname "$0")/../.." || exit 2
+repo=$PWD
+
+t_start=$(date +%s)
+budget=${CHECK_BUDGET_S:-450}
+deadline=$((t_start + budget))
+jobs=${CHECK_JOBS:-$(nproc)}
+build=${CHECK_BUILD_DIR:-build-gpu}
+work=/tmp/caption-gpu-check
+mkdir -p "$work"
+arch=x86_64-linux-gnu
+
+gpu_name=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+safe_gpu=$(printf '%s' "${gpu_name:-no-gpu}" | tr -c 'A-Za-z0-9._-' '-' | tr -s '-' | sed 's/-$//')
+res=${OUT:-$work/out}/gpu-check-$(date -u +%Y%m%d-%H%MZ)-$safe_gpu
+mkdir -p "$res"
+# The only files written under $res (the device tool returns at most 8).
+ENV=$res/env.txt PROBE=$res/probe.txt BUILDLOG=$res/build.log CTESTLOG=$res/ctest.log
+JUNIT=$res/ctest-junit.xml SANLOG=$res/sanitizer.log BENCHLOG=$res/bench.log
+SUMMARY=$res/summary.md
+
+names=() states=() secs=() details=()
+record() {  # name status seconds detail
+  names+=("$1"); states+=("$2"); secs+=("$3"); details+=("$4")
+  printf '>>> %-10s %-7s %4ss  %s\n' "$1" "$2" "$3" "$4"
+}
+remaining() { echo $((deadline - $(date +%s))); }
+# cap WANT RESERVE: seconds a step may take, leaving RESERVE for the steps after it.
+cap() {
+  local r=$(($(remaining) - $2))
+  [ "$r" -lt "$1" ] && echo "$r" || echo "$1"
+}
+# run_limited SECONDS LOG cmd...: runs cmd with a time limit, appending to LOG; sets rc
+# (124 on time-out).
+run_limited() {
+  local t=$1 log=$2
+  shift 2
+  if [ "$t" -lt 5 ]; then  # (timeout 0 would mean no limit at all)
+    echo "### not run: the budget is spent ($*)" >>"$log"
+    rc=124
+    return
+  fi
+  timeout -k 10 "$t" "$@" >>"$log" 2>&1
+  rc=$?
+}
+
+echo "=== caption GPU check: ${gpu_name:-no GPU visible}, $(date -u '+%F %T') UTC, budget ${budget}s"
+nvidia-smi 2>&1 || true
+
+# ---- env ------------------------------------------------------------------------------
+t0=$(date +%s)
+{
+  echo "# caption GPU check, $(date -u '+%F %T') UTC; label: ${CHECK_LABEL:-none}"
+  echo "## uname"; uname -a
+  echo "## nvidia-smi"; nvidia-smi 2>&1
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,temperature.gpu,power.draw,power.limit \
+             --format=csv 2>&1
+} >"$ENV" 2>&1
+nvcc=$(command -v nvcc || true)
+for c in /usr/local/cuda/bin/nvcc /usr/local/cuda-*/bin/nvcc; do
+  [ -z "$nvcc" ] && [ -x "$c" ] && nvcc=$c
+done
+cuda_home=""
+[ -n "$nvcc" ] && cuda_home=$(cd "$(dirname "$nvcc")/.." && pwd)
+sanitizer=$(command -v compute-sanitizer || true)
+for c in "$cuda_home/bin/compute-sanitizer" "$cuda_home/compute-sanitizer/compute-sanitizer"; do
+  [ -z "$sanitizer" ] && [ -x "$c" ] && sanitizer=$c
+done
+gen=()
+command -v ninja >/dev/null && gen=(-G Ninja)
+
+# cuDNN: an explicit CUDNN_INCLUDE_DIR/CUDNN_LIBRARY_DIR, else the CUDA folders, else
+# the system, else Python's nvidia/cudnn wheel (PyTorch's); headers last from the carried
+# copy. CMakeLists.txt reads the two variables as hints; we also pass the exact files.
+cudnn_inc="" cudnn_lib=""
+for d in "${CUDNN_INCLUDE_DIR:-}" "$cuda_home/include" /usr/include /usr/include/$arch; do
+  [ -n "$d" ] && [ -f "$d/cudnn.h" ] && { cudnn_inc=$d; break; }
+done
+pick_lib() {  # folder -> libcudnn.so, else the highest libcudnn.so.N*
+  [ -e "$1/libcudnn.so" ] && { echo "$1/libcudnn.so"; return; }
+  local f
+  for f in "$1"/libcudnn.so.[0-9]*; do [ -e "$f" ] && echo "$f"; done | sort -V | tail -1
+}
+for d in "${CUDNN_LIBRARY_DIR:-}" "$cuda_home/lib64" "$cuda_home/lib" /usr/lib/$arch; do
+  [ -n "$d" ] && [ -n "$(pick_lib "$d")" ] && { cudnn_lib=$(pick_lib "$d"); break; }
+done
+if [ -z "$cudnn_inc" ] || [ -z "$cudnn_lib" ]; then
+  for py in python3 /opt/torch/.venv/bin/python3; do
+    command -v "$py" >/dev/null || continue
+    for sp in $("$py" -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null); do
+      [ -d "$sp/nvidia" ] || continue
+      [ -z "$cudnn_inc" ] && cudnn_inc=$(dirname "$(find "$sp/nvidia" -maxdepth 4 -name cudnn.h | head -1)" 2>/dev/null)
+      [ "$cudnn_inc" = "." ] && cudnn_inc=""
+      if [ -z "$cudnn_lib" ]; then
+        l=$(find "$sp/nvidia" -maxdepth 4 -name 'libcudnn.so*' | grep -E '/libcudnn\.so(\.[0-9]+)*$' | head -1)
+        [ -n "$l" ] && cudnn_lib=$(pick_lib "$(dirname "$l")")
+      fi
+    done
+    [ -n "$cudnn_inc" ] && [ -n "$cudnn_lib" ] && break
+  done
+fi
+cudnn_note=""
+if [ -z "$cudnn_inc" ] && [ -n "$cudnn_lib" ] && [ -f .gpu-deps/root/cudnn/include/cudnn.h ]; then
+  cudnn_inc=$repo/.gpu-deps/root/cudnn/include
+  cudnn_note=" (headers: carried copy)"
+fi
+{
+  echo "## tools"
+  echo "nvcc: ${nvcc:-MISSING}"; [ -n "$nvcc" ] && "$nvcc" --version | tail -2
+  echo "cmake: $(cmake --version 2>&1 | head -1)"; echo "ninja: $(ninja --version 2>&1)"
+  echo "c++: $(c++ --version 2>&1 | head -1)"
+  echo "compute-sanitizer: ${sanitizer:-MISSING}"
+  echo "python3: $(command -v python3) $(python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)' 2>&1 | tail -1)"
+  echo "/usr/bin/python3 (the tests' reference interpreter):" \
+       "$(/usr/bin/python3 -c 'import torch, torchvision, nltk; print("torch+torchvision+nltk ok")' 2>&1 | tail -1)"
+  echo "cuDNN include: ${cudnn_inc:-MISSING}$cudnn_note"
+  [ -n "$cudnn_inc" ] && grep -hE '#define CUDNN_(MAJOR|MINOR|PATCHLEVEL) ' "$cudnn_inc/cudnn_version.h" 2>/dev/null
+  echo "cuDNN library: ${cudnn_lib:-MISSING} -> $(readlink -f "${cudnn_lib:-/nonexistent}" 2>/dev/null)"
+  echo "carried deps: $(tr '\n' ' ' <.gpu-deps/STAMP 2>/dev/null)"
+  echo "git: $(git rev-parse HEAD 2>/dev/null || echo 'no .git here'); label: ${CHECK_LABEL:-none}"
+} >>"$ENV" 2>&1
+if [ -n "$gpu_name" ] && [ -n "$nvcc" ]; then
+  record env PASS $(($(date +%s) - t0)) "$gpu_name; nvcc $("$nvcc" --version | grep -o 'release [0-9.]*')"
+else
+  record env FAIL $(($(date +%s) - t0)) "GPU: ${gpu_name:-none visible}; nvcc: ${nvcc:-missing}"
+fi
+
+# ---- deps -------------------------------------------------------------------------------
+t0=$(date +%s)
+deps_ok=1 deps_detail=""
+if [ ! -d .gpu-deps/root ] && [ -f .gpu-deps/root.tar.gz ]; then
+  tar -C .gpu-deps -xzf .gpu-deps/root.tar.gz || deps_ok=0
+fi
+deps=$repo/.gpu-deps/root
+if [ ! -f "$deps/usr/include/gtest/gtest.h" ]; then
+  deps_ok=0 deps_detail="no .gpu-deps/root (carry .gpu-deps/root.tar.gz; scripts/gpu-deps.sh makes it)"
+fi
+# Library path at build and run time: libopenblas (the build's RUNPATH covers libcaption's
+# direct links, but not libopenblas's own needs); libgfortran/libquadmath only when the
+# system lacks them (ours, from GCC 12, must not shadow a newer one); cuDNN's folder,
+# whose libcudnn.so.9 loads its sub-libraries (libcudnn_graph, _ops, ...) by name.
+ld_extra=$deps/usr/lib/$arch/openblas-pthread
+if ! ldconfig -p 2>/dev/null | grep -q 'libgfortran\.so\.5 '; then
+  mkdir -p "$work/fallback-libs"
+  ln -sf "$deps/usr/lib/$arch"/libgfortran.so.5 "$deps/usr/lib/$arch"/libquadmath.so.0 "$work/fallback-libs/"
+  ld_extra=$ld_extra:$work/fallback-libs
+  deps_detail="$deps_detail libgfortran from the carried prefix;"
+fi
+[ -n "$cudnn_lib" ] && ld_extra=$ld_extra:$(dirname "$cudnn_lib")
+[ -n "$cuda_home" ] && [ -d "$cuda_home/lib64" ] && ld_extra=$ld_extra:$cuda_home/lib64
+export LD_LIBRARY_PATH=$ld_extra${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+# WordNet: data/text/wordnet.cpp reads /usr/share/wordnet (Debian's wordnet-base). The
+# machine is bare and given back after the session, so a link to the carried copy is safe.
+if [ ! -e /usr/share/wordnet ] && [ -f "$deps/usr/share/wordnet/index.noun" ]; then
+  if ln -s "$deps/usr/share/wordnet" /usr/share/wordnet 2>/dev/null; then
+    deps_detail="$deps_detail /usr/share/wordnet linked to the carried copy;"
+  else
+    deps_detail="$deps_detail /usr/share/wordnet missing (WordNet tests skip);"
+  fi
+fi
+if [ -z "$cudnn_inc" ] || [ -z "$cudnn_lib" ]; then
+  deps_ok=0 deps_detail="$deps_detail cuDNN not found (include: ${cudnn_inc:-none}, lib: ${cudnn_lib:-none});"
+fi
+echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH" >>"$ENV"
+echo "deps: $deps_detail" >>"$ENV"
+if [ $deps_ok -eq 1 ]; then
+  record deps PASS $(($(date +%s) - t0)) "cuDNN $(basename "$(readlink -f "$cudnn_lib")")$cudnn_note;$deps_detail"
+else
+  record deps FAIL $(($(date +%s) - t0)) "$deps_detail"
+fi
+
+# ---- probe: the machine's ceilings (independent of the engine's build) --------------------
+t0=$(date +%s)
+: >"$PROBE"
+if [ -z "$nvcc" ]; then
+  record probe FAIL 0 "no nvcc"
+else
+  t=$(cap 150 300)
+  run_limited "$t" "$PROBE" "$nvcc" -O2 -std=c++17 -arch=sm_90 -lineinfo bench/gpu/device_probe.cu \
+    -lcublas -o "$work/device_probe"
+  if [ $rc -ne 0 ]; then
+    record probe FAIL $(($(date +%s) - t0)) "compile failed (rc $rc)"
+  else
+    t=$(cap 120 300)
+    run_limited "$t" "$PROBE" "$work/device_probe"
+    summary=$(awk '/^RESULT/ {printf "%s%s %s %s %s", sep, $2, $3, $4, $5; sep="; "}' "$PROBE")
+    if [ $rc -eq 0 ]; then
+      record probe PASS $(($(date +%s) - t0)) "$summary"
+    else
+      record probe FAIL $(($(date +%s) - t0)) "rc $rc; ${summary:-$(tail -1 "$PROBE")}"
+    fi
+  fi
+fi
+
+# ---- configure ------------------------------------------------------------------------------
+t0=$(date +%s)
+cmake_args=(-S . -B "$build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DCAPTION_CUDA=ON
+            -DCAPTION_DEPS_PREFIX="$deps"
+            # CMakeLists.txt sets CMAKE_CUDA_ARCHITECTURES from CAPTION_CUDA_ARCHITECTURES.
+            -DCAPTION_CUDA_ARCHITECTURES=90 -DCMAKE_CUDA_ARCHITECTURES=90
+            # CMake 4 refuses packages' config files written for very old CMake; older
+            # versions ignore this (with a note that it was unused).
+            -DCMAKE_POLICY_VERSION_MINIMUM=3.5)
+[ -n "$nvcc" ] && cmake_args+=(-DCMAKE_CUDA_COMPILER="$nvcc")
+# Extra arguments, split on spaces (e.g. -DCMAKE_SYSTEM_IGNORE_PREFIX_PATH=/usr for a dry
+# run that must not find the system's packages).
+read -r -a extra_args <<<"${CHECK_CMAKE_ARGS:-}"
+cmake_args+=("${extra_args[@]}")
+if [ -n "$cudnn_inc" ] && [ -n "$cudnn_lib" ]; then
+  CUDNN_INCLUDE_DIR=$cudnn_inc
+  CUDNN_LIBRARY_DIR=$(dirname "$cudnn_lib")
+  export CUDNN_INCLUDE_DIR CUDNN_LIBRARY_DIR
+  # The exact files too: a wheel ships libcudnn.so.9 only, and find_library wants libcudnn.so.
+  cmake_args+=(-DCUDNN_INCLUDE_DIR="$cudnn_inc" -DCUDNN_LIBRARY="$cudnn_lib")
+fi
+{ echo "### configure: cmake ${cmake_args[*]}"; } >"$BUILDLOG"
+t=$(cap 120 240)
+run_limited "$t" "$BUILDLOG" cmake "${cmake_args[@]}"
+configured=0
+if [ $rc -eq 0 ] && grep -q "CUDA backend ON" "$BUILDLOG"; then
+  configured=1
+  record configure PASS $(($(date +%s) - t0)) "$(grep -o 'CUDA backend ON.*' "$BUILDLOG" | tail -1)"
+elif [ $rc -eq 0 ]; then
+  configured=1
+  record configure FAIL $(($(date +%s) - t0)) "configured WITHOUT the CUDA backend: see build.log"
+else
+  record configure FAIL $(($(date +%s) - t0)) "rc $rc: $(grep -m1 'CMake Error' -A2 "$BUILDLOG" | tr '\n' ' ' | cut -c1-200)"
+fi
+
+# ---- build ----------------------------------------------------------------------------------
+t0=$(date +%s)
+built=0
+if [ $configured -eq 1 ]; then
+  echo "### build: cmake --build $build -j$jobs" >>"$BUILDLOG"
+  t=$(cap 330 150)  # leave 150 s for ctest and the sanitizer
+  # Keep going past a failing file so that one error does not hide the others, and so
+  # that the tests which did build can still run.
+  keep_going=()
+  [ ${#gen[@]} -gt 0 ] && keep_going=(-- -k 0)
+  run_limited "$t" "$BUILDLOG" cmake --build "$build" -j"$jobs" "${keep_going[@]}"
+  if [ $rc -eq 0 ]; then
+    built=1
+    record build PASS $(($(date +%s) - t0)) "$(grep -c warning: "$BUILDLOG") warning lines"
+  else
+    [ -f "$build/libcaption.so" ] && built=1  # partial: run what exists
+    why="rc $rc"; [ $rc -eq 124 ] && why="TIME-OUT after ${t}s"
+    record build FAIL $(($(date +%s) - t0)) "$why; $(grep -c 'FAILED:' "$BUILDLOG") failed targets; first: $(grep -m1 'error' "$BUILDLOG" | cut -c1-160)"
+  fi
+else
+  record build SKIP 0 "not configured"
+fi
+
+# ---- ctest ----------------------------------------------------------------------------------
+# Tests that need Debian's /usr/bin/python3 with torch and torchvision (the PyTorch golden
+# files and the torchvision reference, written by fixtures, and the weights-tools' own
+# tests) cannot run where that interpreter lacks them; they run in CI on the CPU. Tests
+# needing NLTK or PIL skip themselves there. GPU tests must not skip: CAPTION_REQUIRE_GPU=1.
+t0=$(date +%s)
+: >"$CTESTLOG"
+exclude=""
+if ! /usr/bin/python3 -c 'import torch, torchvision' >/dev/null 2>&1; then
+  exclude='^(golden_files_make|torchvision_reference_make|weights_tools_python)$|^Golden\.|^Torchvision\.'
+fi
+if [ $built -eq 1 ]; then
+  t=$(cap 240 75)
+  [ "$t" -lt 10 ] && t=10  # never a stop time in the past (ctest would read it as tomorrow)
+  stop=$(date -u -d "@$(($(date +%s) + t))" '+%H:%M:%S +0000')
+  ctest_args=(--test-dir "$build" --output-on-failure -j"$jobs" --timeout 300 --stop-time "$stop"
+              --output-junit "$JUNIT")
+  [ -n "$exclude" ] && ctest_args+=(-E "$exclude")
+  echo "### CAPTION_REQUIRE_GPU=1 ctest ${ctest_args[*]}" >>"$CTESTLOG"
+  [ -n "$exclude" ] && echo "### excluded (no torch/torchvision for /usr/bin/python3; they run in CI): $exclude" >>"$CTESTLOG"
+  CAPTION_REQUIRE_GPU=1 run_limited $((t + 30)) "$CTESTLOG" ctest "${ctest_args[@]}"
+  line=$(grep -E 'tests passed, [0-9]+ tests? failed out of' "$CTESTLOG" | tail -1)
+  nskip=$(grep -c '\*\*\*Skipped\|Not Run' "$CTESTLOG")
+  ex_note=""; [ -n "$exclude" ] && ex_note="; Python-reference tests excluded (no torch for /usr/bin/python3)"
+  if [ $rc -eq 0 ]; then
+    record ctest PASS $(($(date +%s) - t0)) "$line; $nskip skipped/not run$ex_note"
+  else
+    # Failures counted by suite (AllOps/Consistency.CudaMatchesCpu/x -> Consistency).
+    failed=$(sed -n '/The following tests FAILED/,$p' "$CTESTLOG" | grep -E '^\s+[0-9]+ - ' |
+             awk '{print $3}' | sed -E 's#^[^/.]*/##; s#[./].*##' | sort | uniq -c | sort -rn |
+             awk '{printf "%s%s:%s", sep, $2, $1; sep=" "}')
+    why="rc $rc"; [ $rc -eq 124 ] && why="TIME-OUT"
+    record ctest FAIL $(($(date +%s) - t0)) "$why; ${line:-no summary line}; $nskip skipped/not run; failed by suite: ${failed:-see ctest.log}$ex_note"
+  fi
+else
+  record ctest SKIP 0 "nothing built"
+fi
+
+# ---- sanitizer --------------------------------------------------------------------------------
+# memcheck over the CUDA-vs-CPU consistency cases. Under the sanitizer each kernel runs
+# far slower; when less than 150 s is left, only a quarter of the cases run (gtest's
+# sharding picks every fourth), and the summary says so. CAPTION_CUDA_SYNC=1 makes an
+# asynchronous fault name its kernel. Note: the caching allocator hands out blocks from
+# larger allocations, so memcheck cannot see every overrun; the Guard tests cover that.
+t0=$(date +%s)
+: >"$SANLOG"
+bin=$build/tests/test_ops_consistency
+if [ -z "$sanitizer" ]; then
+  record sanitizer FAIL 0 "compute-sanitizer not found"
+elif [ ! -x "$bin" ]; then
+  record sanitizer SKIP 0 "$bin not built"
+else
+  t=$(cap 200 40)
+  subset="all cases"
+  shard=()
+  if [ "$t" -lt 150 ]; then
+    subset="subset: shard 1 of 4"
+    shard=(env GTEST_TOTAL_SHARDS=4 GTEST_SHARD_INDEX=0)
+  fi
+  echo "### compute-sanitizer memcheck $bin ($subset, limit ${t}s)" >>"$SANLOG"
+  CAPTION_REQUIRE_GPU=1 CAPTION_CUDA_SYNC=1 run_limited "$t" "$SANLOG" "${shard[@]}" "$sanitizer" \
+    --tool memcheck --error-exitcode 86 --print-limit 50 --leak-check no "$bin"
+  errs=$(grep -o 'ERROR SUMMARY: [0-9]* error' "$SANLOG" | tail -1)
+  ran=$(grep -c '^\[       OK \]\|^\[  FAILED  \]' "$SANLOG")
+  if [ $rc -eq 0 ]; then
+    record sanitizer PASS $(($(date +%s) - t0)) "$subset; $ran tests; ${errs:-no summary}"
+  else
+    why="rc $rc"; [ $rc -eq 124 ] && why="TIME-OUT after ${t}s (partial)"; [ $rc -eq 86 ] && why="memory errors"
+    record sanitizer FAIL $(($(date +%s) - t0)) "$why; $subset; $ran tests done; ${errs:-no summary}"
+  fi
+fi
+
+# ---- GPU benchmarks -----------------------------------------------------------------------
+# >>> ADD GPU BENCHMARKS HERE. None exist yet beyond device_probe (step "probe"). A GPU
+# benchmark is a program in bench/ (ENGINEERING.md: warm-up, CUDA events, many repeats,
+# the median, inputs rotated beyond L2, never zeros) built by the step "build"; run it
+# here with run_limited "$(cap 120 10)" "$BENCHLOG" "$build/bench/bench_<name>" ..., append
+# its table to bench.log, and record its status. Keep the whole check under the budget.
+t0=$(date +%s)
+echo "No GPU benchmarks yet (bench/*_bench.cpp are CPU benchmarks); see device_probe in probe.txt." >"$BENCHLOG"
+record bench SKIP 0 "no GPU benchmarks yet (marked place in check.sh)"
+
+# ---- summary ----------------------------------------------------------------------------------
+nfail=0
+for s in "${states[@]}"; do [ "$s" = FAIL ] && nfail=$((nfail + 1)); done
+overall=PASS; [ $nfail -gt 0 ] && overall="FAIL ($nfail step(s))"
+{
+  echo "# caption GPU check"
+  echo
+  echo "- GPU: ${gpu_name:-none visible}; $(date -u '+%F %T') UTC; label: ${CHECK_LABEL:-none}"
+  echo "- Total: $(($(date +%s) - t_start)) s of a ${budget} s budget; result: **$overall**"
+  echo "- Files: env.txt, probe.txt, build.log, ctest.log, ctest-junit.xml, sanitizer.log, bench.log"
+  echo
+  echo "| step | status | s | detail |"
+  echo "|---|---|---:|---|"
+  for i in "${!names[@]}"; do
+    echo "| ${names[$i]} | ${states[$i]} | ${secs[$i]} | ${details[$i]//|//} |"
+  done
+  echo
+  echo "## device_probe"
+  echo
+  echo '```'
+  sed -n '/^measurement/,/^RESULT/p' "$PROBE" | grep -v '^RESULT'
+  echo '```'
+} >"$SUMMARY"
+# Logs over the device tool's 16 MB per file keep their end.
+for f in "$res"/*; do
+  if [ "$(stat -c %s "$f")" -gt 15000000 ]; then
+    tail -c 15000000 "$f" >"$f.tmp" && mv "$f.tmp" "$f"
+  fi
+done
+
+echo
+echo "=== results in $res"
+printf '%-10s %-7s %5s  %s\n' step status s detail
+for i in "${!names[@]}"; do
+  printf '%-10s %-7s %5s  %s\n' "${names[$i]}" "${states[$i]}" "${secs[$i]}" "${details[$i]:0:230}"
+done
+echo "overall: $overall in $(($(date +%s) - t_start)) s"
+[ $nfail -eq 0 ]
