@@ -5,6 +5,7 @@
 // also checked against the Python reader's verdict), truncation, and the writer's
 // atomicity.
 #include "engine/safetensors.h"
+#include "tests/harness/expect_error.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -114,16 +115,7 @@ bool python_available() { return ::access(kPython, X_OK) == 0; }
                       "need it";                                               \
   } while (0)
 
-// Runs `fn` and returns the caption::Error message it throws ("" if it does not throw).
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using caption::testing::error_of;
 
 // ---- round trip ---------------------------------------------------------------------
 

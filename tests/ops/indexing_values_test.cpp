@@ -8,6 +8,7 @@
 #include <string>
 
 #include "kernels/philox.h"
+#include "tests/harness/expect_error.h"
 #include "tests/harness/harness.h"
 
 namespace caption::testing {
@@ -23,22 +24,6 @@ Tensor arange(const Shape& s, DType t = DType::F64) {
   return f64(v, s).to(t);
 }
 
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
-#define EXPECT_ERROR_WITH(statement, text)                                      \
-  do {                                                                          \
-    EXPECT_THROW(statement, Error);                                             \
-    const std::string message = error_of([&] { statement; });                   \
-    EXPECT_NE(message.find(text), std::string::npos) << "message: " << message; \
-  } while (0)
 
 // ---- embedding ----------------------------------------------------------------------------
 

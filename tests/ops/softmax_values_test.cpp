@@ -6,6 +6,7 @@
 #include <limits>
 #include <string>
 
+#include "tests/harness/expect_error.h"
 #include "tests/harness/harness.h"
 
 namespace caption::testing {
@@ -17,23 +18,6 @@ Tensor f64(const std::vector<double>& v, const Shape& s) { return Tensor::from_v
 Tensor i32(const std::vector<int32_t>& v, const Shape& s) { return Tensor::from_vector<int32_t>(v, s); }
 Tensor i64(const std::vector<int64_t>& v, const Shape& s) { return Tensor::from_vector<int64_t>(v, s); }
 
-// The message of the Error that f throws ("" if none).
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
-#define EXPECT_ERROR_WITH(statement, text)                                    \
-  do {                                                                        \
-    EXPECT_THROW(statement, Error);                                           \
-    const std::string message = error_of([&] { statement; });                 \
-    EXPECT_NE(message.find(text), std::string::npos) << "message: " << message; \
-  } while (0)
 
 const Tensor kX = f64({1.0, 2.0, 3.0, -1.0, 0.0, 0.5}, {2, 3});
 const Tensor kG = f64({1.0, -1.0, 0.5, 0.25, 2.0, -3.0}, {2, 3});
