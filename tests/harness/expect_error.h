@@ -20,6 +20,18 @@ std::string error_of(F&& f) {
   return "";
 }
 
+// Expects f to throw caption::Error whose message contains `fragment`.
+template <typename F>
+void expect_error(F&& f, const std::string& fragment) {
+  const std::string message = error_of(f);
+  if (message.empty()) {
+    ADD_FAILURE() << "expected an error containing '" << fragment << "'";
+    return;
+  }
+  EXPECT_NE(message.find(fragment), std::string::npos)
+      << "message '" << message << "' lacks '" << fragment << "'";
+}
+
 }  // namespace caption::testing
 
 // Expects `statement` to throw caption::Error with `text` in its message.

@@ -14,6 +14,7 @@
 #include <memory>
 
 #include "nn/parameters.h"
+#include "tests/harness/expect_error.h"
 #include "tests/harness/harness.h"
 
 namespace caption::nn {
@@ -25,16 +26,7 @@ using caption::testing::Tolerance;
 
 Tensor t(std::vector<float> v, Shape s) { return Tensor::from_vector(v, s); }
 
-template <typename F>
-void expect_error(F&& f, const std::string& fragment) {
-  try {
-    f();
-    ADD_FAILURE() << "expected an error containing '" << fragment << "'";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos)
-        << "message '" << e.what() << "' lacks '" << fragment << "'";
-  }
-}
+using caption::testing::expect_error;
 
 // Two parameters in two groups: encoder.w [2, 3] (lr 0.05) and decoder.b [3] (lr 0.1).
 struct Fixture {

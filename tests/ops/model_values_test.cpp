@@ -6,6 +6,7 @@
 
 #include <cmath>
 
+#include "tests/harness/expect_error.h"
 #include "tests/harness/harness.h"
 
 namespace caption::testing {
@@ -13,16 +14,7 @@ namespace {
 
 Tensor t(std::vector<float> v, Shape s) { return Tensor::from_vector(v, s); }
 
-template <typename F>
-void expect_error(F&& f, const std::string& fragment) {
-  try {
-    f();
-    ADD_FAILURE() << "expected an error containing '" << fragment << "'";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos)
-        << "message '" << e.what() << "' lacks '" << fragment << "'";
-  }
-}
+using caption::testing::expect_error;
 
 const Tolerance kFloat{1e-6, 1e-5};
 
