@@ -1,11 +1,8 @@
 // CUDA adapters and table registration of matmul and linear (same MatmulParams and
 // LinearParams as engine/ops/linear.cpp), products by cuBLAS (kernels/cuda/blas.h).
 //
-// Precision of cuBLAS products is decided here, in one place: full float32
-// (CUBLAS_DEFAULT_MATH) unless the environment sets CAPTION_TF32=1, which selects
-// CUBLAS_TF32_TENSOR_OP_MATH. The choice is read once and logged at the first product;
-// it is applied to the device's handle before every call (a cheap host-side setting),
-// so nothing else sharing the handle can change it under us.
+// Precision of cuBLAS products: engine/cuda/precision.h's one switch (full float32
+// unless CAPTION_TF32=1), applied by cublas_handle() before every call.
 //
 // Batches: a batched product runs as one strided-batched gemm, a shared (2-D) operand
 // with stride 0. When the shared operand is b and a is not transposed, the batch is

@@ -1,0 +1,325 @@
+// CUDA adapters and table registration of conv2d: the same Conv2dParams, saved tensors
+// ({x, w}) and OpCall contract as engine/ops/conv.cpp, arithmetic by cuDNN 9.
+//
+// Decisions (bench/NOTES.md has the measurements as they come):
+// - cuDNN's legacy convolution API (cudnnConvolutionForward / BackwardData /
+//   BackwardFilter), deprecated in cuDNN 9 but complete: it is one call per direction
+//   with algorithm choice, workspace queries and determinism reported per algorithm.
+//   The graph API earns its verbosity where it fuses (convolution + bias + activation
+//   epilogues through runtime-compiled engines); that is the next step for the encoder,
+//   once a GPU run has measured what the plain calls leave on the table.
+// - NCHW float32, the engine's layout everywhere; the CPU reference and every other op
+//   read NCHW. NHWC pays off with tensor-core math (bf16), which is issue 6's autocast.
+// - Algorithms: by cuDNN's heuristics (the _v7 queries, no trial runs), or, with
+//   CAPTION_CUDNN_BENCHMARK=1, by measurement (cudnnFind*, once per geometry: what
+//   torch.backends.cudnn.benchmark does). Deterministic algorithms only, unless
+//   CAPTION_DETERMINISTIC=0: the engine promises bit-identical runs (no atomics), and
+//   some backward-filter and backward-data algorithms sum in a varying order. Workspace
+//   at most CAPTION_CUDNN_WORKSPACE_MB (default 1024) MiB, from the caching allocator, so
+//   a steady training step calls no cudaMalloc.
+// - Math: full float32 (CUDNN_FMA_MATH), or TF32 tensor cores with CAPTION_TF32=1 (the
+//   engine's one precision switch, engine/cuda/precision.h).
+// - Bias: added by cudnnAddTensor; its gradient is the engine's deterministic reduction
+//   (sum over each output plane, then over the batch), not cudnnConvolutionBackwardBias.
+// Each geometry's descriptors and chosen algorithms form a plan, built on first use and
+// kept for the process (a few hundred bytes each; ResNet-50 has about 20 geometries).
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <tuple>
+
+#include "engine/cuda/adapter.h"
+#include "engine/cuda/check.h"
+#include "engine/cuda/context.h"
+#include "engine/cuda/precision.h"
+#include "engine/op_table.h"
+#include "engine/ops/conv.h"
+#include "kernels/cuda/reduce.h"
+
+namespace caption {
+
+namespace {
+
+using cuda::require_f32;
+
+struct Policy {
+  bool benchmark = false;      // CAPTION_CUDNN_BENCHMARK=1
+  bool deterministic = true;   // CAPTION_DETERMINISTIC=0 turns it off
+  size_t workspace_limit = size_t{1024} << 20;
+};
+
+const Policy& policy() {
+  static const Policy p = [] {
+    Policy r;
+    const char* b = std::getenv("CAPTION_CUDNN_BENCHMARK");
+    r.benchmark = b != nullptr && std::strcmp(b, "1") == 0;
+    const char* d = std::getenv("CAPTION_DETERMINISTIC");
+    r.deterministic = !(d != nullptr && std::strcmp(d, "0") == 0);
+    if (const char* w = std::getenv("CAPTION_CUDNN_WORKSPACE_MB")) {
+      char* end = nullptr;
+      const long long mb = std::strtoll(w, &end, 10);
+      CAPTION_CHECK(end != w && *end == '\0' && mb >= 0 && mb <= (1 << 20),
+                    "CAPTION_CUDNN_WORKSPACE_MB='", w, "' is not a size in MiB (0 to 1048576)");
+      r.workspace_limit = static_cast<size_t>(mb) << 20;
+    }
+    log_info(str("cuDNN ", cudnnGetVersion(), " convolutions: algorithms by ",
+                 r.benchmark ? "measurement (CAPTION_CUDNN_BENCHMARK=1)" : "heuristics",
+                 ", ", r.deterministic ? "deterministic only" : "any (CAPTION_DETERMINISTIC=0)",
+                 ", workspace <= ", r.workspace_limit >> 20, " MiB, ",
+                 cuda::tf32_enabled() ? "TF32" : "full float32", " math"));
+    return r;
+  }();
+  return p;
+}
+
+int as_int(int64_t v, const char* what, const Conv2dParams& p) {
+  CAPTION_CHECK(v >= 0 && v <= INT32_MAX, "conv2d on CUDA: ", what, " ", v,
+                " exceeds cuDNN's 32-bit sizes (batch ", p.batch, ", ", p.in_channels, "x",
+                p.in_h, "x", p.in_w, " -> ", p.out_channels, "x", p.out_h, "x", p.out_w, ")");
+  return static_cast<int>(v);
+}
+
+using Key = std::tuple<int, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+                       int64_t, int64_t, int64_t, int64_t, int64_t, int64_t>;
+
+Key key_of(const Conv2dParams& p, int device) {
+  return {device,      p.batch,    p.in_channels, p.in_h,     p.in_w,
+          p.out_channels, p.kernel_h, p.kernel_w, p.stride_h, p.stride_w,
+          p.pad_h,     p.pad_w,    p.dilation_h, p.dilation_w};
+}
+
+// Descriptors and chosen algorithms of one geometry. The backward algorithms are chosen
+// at the first backward (an inference-only process never pays for them).
+struct Plan {
+  cudnnTensorDescriptor_t x = nullptr, y = nullptr, bias = nullptr;
+  cudnnFilterDescriptor_t w = nullptr;
+  cudnnConvolutionDescriptor_t conv = nullptr;
+  bool have_forward = false, have_backward_data = false, have_backward_filter = false;
+  cudnnConvolutionFwdAlgo_t forward{};
+  cudnnConvolutionBwdDataAlgo_t backward_data{};
+  cudnnConvolutionBwdFilterAlgo_t backward_filter{};
+  cudnnMathType_t forward_math{}, backward_data_math{}, backward_filter_math{};
+  size_t forward_bytes = 0, backward_data_bytes = 0, backward_filter_bytes = 0;
+};
+
+std::string describe(const Conv2dParams& p) {
+  return str("[", p.batch, ", ", p.in_channels, ", ", p.in_h, ", ", p.in_w, "] * [",
+             p.out_channels, ", ", p.in_channels, ", ", p.kernel_h, ", ", p.kernel_w,
+             "] stride (", p.stride_h, ", ", p.stride_w, ") padding (", p.pad_h, ", ", p.pad_w,
+             ") dilation (", p.dilation_h, ", ", p.dilation_w, ")");
+}
+
+Plan make_plan(const Conv2dParams& p) {
+  Plan plan;
+  const int B = as_int(p.batch, "batch", p), C = as_int(p.in_channels, "channels", p);
+  const int O = as_int(p.out_channels, "output channels", p);
+  as_int(p.batch * p.in_channels * p.in_h * p.in_w, "input elements", p);
+  as_int(p.batch * p.out_channels * p.out_h * p.out_w, "output elements", p);
+  CAPTION_CUDNN_CHECK(cudnnCreateTensorDescriptor(&plan.x));
+  CAPTION_CUDNN_CHECK(cudnnCreateTensorDescriptor(&plan.y));
+  CAPTION_CUDNN_CHECK(cudnnCreateTensorDescriptor(&plan.bias));
+  CAPTION_CUDNN_CHECK(cudnnCreateFilterDescriptor(&plan.w));
+  CAPTION_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&plan.conv));
+  CAPTION_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan.x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, B, C,
+                                                 as_int(p.in_h, "height", p),
+                                                 as_int(p.in_w, "width", p)));
+  CAPTION_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan.y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, B, O,
+                                                 as_int(p.out_h, "output height", p),
+                                                 as_int(p.out_w, "output width", p)));
+  CAPTION_CUDNN_CHECK(
+      cudnnSetTensor4dDescriptor(plan.bias, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, O, 1, 1));
+  CAPTION_CUDNN_CHECK(cudnnSetFilter4dDescriptor(plan.w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, O, C,
+                                                 as_int(p.kernel_h, "kernel height", p),
+                                                 as_int(p.kernel_w, "kernel width", p)));
+  CAPTION_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(
+      plan.conv, as_int(p.pad_h, "padding", p), as_int(p.pad_w, "padding", p),
+      as_int(p.stride_h, "stride", p), as_int(p.stride_w, "stride", p),
+      as_int(p.dilation_h, "dilation", p), as_int(p.dilation_w, "dilation", p),
+      CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+  CAPTION_CUDNN_CHECK(cudnnSetConvolutionMathType(
+      plan.conv, cuda::tf32_enabled() ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH));
+  // cuDNN's own output size must be ours (a mismatch would be a bug in one of them).
+  int n = 0, c = 0, h = 0, w = 0;
+  CAPTION_CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(plan.conv, plan.x, plan.w, &n, &c, &h, &w));
+  CAPTION_CHECK(n == B && c == O && h == p.out_h && w == p.out_w, "conv2d on CUDA: cuDNN computes an "
+                "output of [", n, ", ", c, ", ", h, ", ", w, "] for ", describe(p), ", the engine [",
+                B, ", ", O, ", ", p.out_h, ", ", p.out_w, "]");
+  return plan;
+}
+
+// The first acceptable result (results come best first): it ran or can run, fits the
+// workspace limit, is deterministic when required, and does not use TF32 when full
+// float32 was asked for.
+template <typename Perf>
+const Perf* pick(const Perf* perf, int count) {
+  const Policy& pol = policy();
+  for (int i = 0; i < count; ++i) {
+    const Perf& r = perf[i];
+    if (r.status != CUDNN_STATUS_SUCCESS || r.memory > pol.workspace_limit) continue;
+    if (pol.deterministic && r.determinism != CUDNN_DETERMINISTIC) continue;
+    if (!cuda::tf32_enabled() && r.mathType != CUDNN_FMA_MATH && r.mathType != CUDNN_DEFAULT_MATH)
+      continue;
+    return &r;
+  }
+  return nullptr;
+}
+
+// The math type to run a chosen algorithm with: its own under TF32; otherwise FMA math
+// always (cuDNN may report an algorithm as "default math", which on Ampere and later
+// would let it use TF32).
+template <typename Perf>
+cudnnMathType_t math_of(const Perf& r) {
+  return cuda::tf32_enabled() ? r.mathType : CUDNN_FMA_MATH;
+}
+
+[[noreturn]] void no_algorithm(const char* direction, const Conv2dParams& p) {
+  const Policy& pol = policy();
+  throw Error(str("conv2d on CUDA: cuDNN offers no ", direction, " algorithm for ", describe(p),
+                  pol.deterministic ? " that is deterministic" : "", " within the ",
+                  pol.workspace_limit >> 20, " MiB workspace limit (CAPTION_CUDNN_WORKSPACE_MB",
+                  pol.deterministic ? ", CAPTION_DETERMINISTIC=0" : "", ")"));
+}
+
+std::mutex plans_mutex;
+std::map<Key, std::unique_ptr<Plan>>& plans() {
+  static auto* m = new std::map<Key, std::unique_ptr<Plan>>();  // kept for the process
+  return *m;
+}
+
+Plan& plan_for(const Conv2dParams& p, Device dev) {
+  std::lock_guard lock(plans_mutex);
+  auto& slot = plans()[key_of(p, dev.index)];
+  if (!slot) slot = std::make_unique<Plan>(make_plan(p));
+  return *slot;
+}
+
+constexpr int kMaxAlgos = 16;
+
+void choose_forward(Plan& plan, const Conv2dParams& p, cudnnHandle_t h) {
+  cudnnConvolutionFwdAlgoPerf_t perf[kMaxAlgos];
+  int count = 0;
+  if (policy().benchmark)
+    CAPTION_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(h, plan.x, plan.w, plan.conv, plan.y,
+                                                             kMaxAlgos, &count, perf));
+  else
+    CAPTION_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, plan.x, plan.w, plan.conv,
+                                                               plan.y, kMaxAlgos, &count, perf));
+  const auto* r = pick(perf, count);
+  if (!r) no_algorithm("forward", p);
+  plan.forward = r->algo;
+  plan.forward_math = math_of(*r);
+  plan.forward_bytes = r->memory;
+  plan.have_forward = true;
+}
+
+void choose_backward_data(Plan& plan, const Conv2dParams& p, cudnnHandle_t h) {
+  cudnnConvolutionBwdDataAlgoPerf_t perf[kMaxAlgos];
+  int count = 0;
+  if (policy().benchmark)
+    CAPTION_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(h, plan.w, plan.y, plan.conv,
+                                                                  plan.x, kMaxAlgos, &count, perf));
+  else
+    CAPTION_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(
+        h, plan.w, plan.y, plan.conv, plan.x, kMaxAlgos, &count, perf));
+  const auto* r = pick(perf, count);
+  if (!r) no_algorithm("backward-data", p);
+  plan.backward_data = r->algo;
+  plan.backward_data_math = math_of(*r);
+  plan.backward_data_bytes = r->memory;
+  plan.have_backward_data = true;
+}
+
+void choose_backward_filter(Plan& plan, const Conv2dParams& p, cudnnHandle_t h) {
+  cudnnConvolutionBwdFilterAlgoPerf_t perf[kMaxAlgos];
+  int count = 0;
+  if (policy().benchmark)
+    CAPTION_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(
+        h, plan.x, plan.y, plan.conv, plan.w, kMaxAlgos, &count, perf));
+  else
+    CAPTION_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(
+        h, plan.x, plan.y, plan.conv, plan.w, kMaxAlgos, &count, perf));
+  const auto* r = pick(perf, count);
+  if (!r) no_algorithm("backward-filter", p);
+  plan.backward_filter = r->algo;
+  plan.backward_filter_math = math_of(*r);
+  plan.backward_filter_bytes = r->memory;
+  plan.have_backward_filter = true;
+}
+
+// A workspace of `bytes` from the caching allocator (undefined when none is needed).
+Tensor workspace(size_t bytes, Device dev) {
+  if (bytes == 0) return Tensor();
+  return Tensor::empty({static_cast<int64_t>((bytes + 3) / 4)}, DType::F32, dev);
+}
+void* ptr_or_null(const Tensor& t) { return t.defined() ? t.raw_data() : nullptr; }
+
+// Forward: in = {x, weight, bias (may be undefined)}, out = {y}.
+void conv2d_cuda_forward(const OpCall& c) {
+  const auto& p = c.get<Conv2dParams>();
+  require_f32(c.in[0], "conv2d");
+  require_f32(c.in[1], "conv2d");
+  const Device dev = c.in[0].device();
+  cudnnHandle_t h = cuda::context(dev).cudnn;
+  Plan& plan = plan_for(p, dev);
+  if (!plan.have_forward) choose_forward(plan, p, h);
+  CAPTION_CUDNN_CHECK(cudnnSetConvolutionMathType(plan.conv, plan.forward_math));
+  const Tensor ws = workspace(plan.forward_bytes, dev);
+  const float one = 1.f, zero = 0.f;
+  CAPTION_CUDNN_CHECK(cudnnConvolutionForward(h, &one, plan.x, c.in[0].data<float>(), plan.w,
+                                              c.in[1].data<float>(), plan.conv, plan.forward,
+                                              ptr_or_null(ws), plan.forward_bytes, &zero, plan.y,
+                                              c.out[0].data<float>()));
+  if (c.in[2].defined()) {
+    require_f32(c.in[2], "conv2d");
+    CAPTION_CUDNN_CHECK(cudnnAddTensor(h, &one, plan.bias, c.in[2].data<float>(), &one, plan.y,
+                                       c.out[0].data<float>()));
+  }
+}
+
+// Backward: in = {x, weight, grad_y}, out = {grad_x, grad_weight, grad_bias}.
+void conv2d_cuda_backward(const OpCall& c) {
+  const auto& p = c.get<Conv2dParams>();
+  require_f32(c.in[2], "conv2d backward");
+  const Device dev = c.in[2].device();
+  cudnnHandle_t h = cuda::context(dev).cudnn;
+  Plan& plan = plan_for(p, dev);
+  const float one = 1.f, zero = 0.f;
+  const float* gy = c.in[2].data<float>();
+  if (c.out[0].defined()) {
+    if (!plan.have_backward_data) choose_backward_data(plan, p, h);
+    CAPTION_CUDNN_CHECK(cudnnSetConvolutionMathType(plan.conv, plan.backward_data_math));
+    const Tensor ws = workspace(plan.backward_data_bytes, dev);
+    CAPTION_CUDNN_CHECK(cudnnConvolutionBackwardData(
+        h, &one, plan.w, c.in[1].data<float>(), plan.y, gy, plan.conv, plan.backward_data,
+        ptr_or_null(ws), plan.backward_data_bytes, &zero, plan.x, c.out[0].data<float>()));
+  }
+  if (c.out.size() > 1 && c.out[1].defined()) {
+    if (!plan.have_backward_filter) choose_backward_filter(plan, p, h);
+    CAPTION_CUDNN_CHECK(cudnnSetConvolutionMathType(plan.conv, plan.backward_filter_math));
+    const Tensor ws = workspace(plan.backward_filter_bytes, dev);
+    CAPTION_CUDNN_CHECK(cudnnConvolutionBackwardFilter(
+        h, &one, plan.x, c.in[0].data<float>(), plan.y, gy, plan.conv, plan.backward_filter,
+        ptr_or_null(ws), plan.backward_filter_bytes, &zero, plan.w, c.out[1].data<float>()));
+  }
+  if (c.out.size() > 2 && c.out[2].defined()) {
+    // grad_bias[o] = sum over b and the output plane of grad_y[b, o, :]: first each
+    // plane's sum [B*O], then the sum over the batch [O]; fixed order, no atomics.
+    const cudaStream_t s = cuda::stream(dev);
+    const int64_t planes = p.batch * p.out_channels;
+    Tensor per_plane = Tensor::empty({planes}, DType::F32, dev);
+    kernels::cuda::reduce_sum(gy, per_plane.data<float>(), planes, p.out_plane(), 1, 1.f, s);
+    kernels::cuda::reduce_sum(per_plane.data<float>(), c.out[2].data<float>(), 1, p.batch,
+                              p.out_channels, 1.f, s);
+  }
+}
+
+[[maybe_unused]] const bool registered = [] {
+  register_kernels(OpId::Conv2d, DeviceType::CUDA, conv2d_cuda_forward, conv2d_cuda_backward);
+  return true;
+}();
+
+}  // namespace
+
+}  // namespace caption
