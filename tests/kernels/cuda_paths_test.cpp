@@ -79,6 +79,65 @@ OpCase cross_entropy_rows(std::string name, int64_t n, int64_t v, DType target_d
   return c;
 }
 
+// Image ops at ResNet sizes: cuDNN picks other algorithms for these than for the tiny
+// harness cases, and the batch-norm channel reductions run over many blocks' worth.
+OpCase conv_large(std::string name, Shape x, Shape w, bool bias, Conv2dOptions o) {
+  OpCase c;
+  c.name = std::move(name);
+  c.op = OpId::Conv2d;
+  c.inputs = [=](Generator& g, DType t, Device d) {
+    return std::vector<Tensor>{random_tensor(x, g, t, d), random_tensor(w, g, t, d, -0.2, 0.2),
+                               bias ? random_tensor({w[0]}, g, t, d) : Tensor()};
+  };
+  c.forward = [o](const std::vector<Tensor>& v) {
+    return std::vector<Tensor>{conv2d(v[0], v[1], v[2], o)};
+  };
+  c.consistency = kLongSums;
+  return c;
+}
+
+OpCase batch_norm_large(std::string name, Shape x, BatchNormOptions::Mode mode) {
+  OpCase c;
+  c.name = std::move(name);
+  c.op = OpId::BatchNorm2d;
+  const int64_t C = x[1];
+  c.inputs = [=](Generator& g, DType t, Device d) {
+    return std::vector<Tensor>{random_tensor(x, g, t, d, -2.0, 3.0),
+                               random_tensor({C}, g, t, d, 0.5, 1.5), random_tensor({C}, g, t, d),
+                               random_tensor({C}, g, t, d, -0.5, 0.5),
+                               random_tensor({C}, g, t, d, 0.5, 2.0)};
+  };
+  c.forward = [mode](const std::vector<Tensor>& v) {
+    BatchNormOptions o;
+    o.mode = mode;
+    return std::vector<Tensor>{batch_norm2d(v[0], v[1], v[2], v[3], v[4], o)};
+  };
+  c.no_grad_inputs = {3, 4};
+  c.consistency = kLongSums;
+  return c;
+}
+
+OpCase pool_large(std::string name, Shape x, bool max) {
+  OpCase c;
+  c.name = std::move(name);
+  c.op = max ? OpId::MaxPool2d : OpId::AdaptiveAvgPool2d;
+  c.inputs = [=](Generator& g, DType t, Device d) {
+    return std::vector<Tensor>{random_tensor(x, g, t, d)};
+  };
+  c.forward = [max](const std::vector<Tensor>& v) {
+    if (max) {
+      MaxPool2dOptions o;
+      o.kernel = {3, 3};
+      o.stride = Size2{2, 2};
+      o.padding = {1, 1};
+      return std::vector<Tensor>{max_pool2d(v[0], o)};
+    }
+    return std::vector<Tensor>{adaptive_avg_pool2d(v[0], {14, 14})};
+  };
+  c.consistency = kLongSums;
+  return c;
+}
+
 Tensor add_fn(const Tensor& a, const Tensor& b) { return add(a, b); }
 Tensor mul_fn(const Tensor& a, const Tensor& b) { return mul(a, b); }
 Tensor div_fn(const Tensor& a, const Tensor& b) { return div(a, b); }
@@ -105,6 +164,20 @@ std::vector<OpCase> large_cases() {
       cross_entropy_rows("cross_entropy/vocab_10000_int32", 40, 10000, DType::I32),
       cross_entropy_rows("cross_entropy/many_rows_small_vocab", 3000, 37, DType::I64),
   };
+  const Conv2dOptions same3{{1, 1}, {1, 1}, {1, 1}};
+  cases.push_back(conv_large("conv2d/resnet_3x3_64", {4, 64, 28, 28}, {64, 64, 3, 3}, false, same3));
+  cases.push_back(conv_large("conv2d/resnet_stem_7x7_s2", {2, 3, 112, 112}, {64, 3, 7, 7}, false,
+                             Conv2dOptions{{2, 2}, {3, 3}, {1, 1}}));
+  cases.push_back(conv_large("conv2d/downsample_1x1_s2", {2, 256, 28, 28}, {512, 256, 1, 1}, false,
+                             Conv2dOptions{{2, 2}, {0, 0}, {1, 1}}));
+  cases.push_back(conv_large("conv2d/bottleneck_1x1_bias", {3, 512, 14, 14}, {128, 512, 1, 1}, true,
+                             Conv2dOptions{}));
+  cases.push_back(batch_norm_large("batch_norm2d/train_64x56x56", {4, 64, 56, 56},
+                                   BatchNormOptions::Mode::Train));
+  cases.push_back(batch_norm_large("batch_norm2d/eval_2048x7x7", {8, 2048, 7, 7},
+                                   BatchNormOptions::Mode::Eval));
+  cases.push_back(pool_large("max_pool2d/resnet_stem", {2, 64, 112, 112}, true));
+  cases.push_back(pool_large("adaptive_avg_pool2d/7_to_14", {4, 512, 7, 7}, false));
   OpCase lin;
   lin.name = "linear/bias_grad_tiled8";
   lin.op = OpId::Linear;

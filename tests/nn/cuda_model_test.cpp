@@ -1,0 +1,271 @@
+// The whole model on the GPU against the CPU reference, on small configurations: the
+// encoder (inference, and training-mode batch norm), a full training step with the
+// encoder fine-tuned from layer 3 (loss, every gradient, running statistics, AdamW
+// updates, gradient clipping), greedy and beam decoding, and the caching allocator's
+// promise that a steady training step obtains no new device memory (no cudaMalloc).
+// Skipped without a GPU; CAPTION_REQUIRE_GPU=1 turns the skips into failures.
+//
+// Tolerances: relative L2 error per tensor, ||gpu - cpu|| / ||cpu||. Float32 on both
+// sides (TF32 is off unless CAPTION_TF32=1, which these tests refuse), summed in other
+// orders (cuDNN's algorithms, cuBLAS's tiling), so values agree to a few ulps per
+// operation: 1e-5 for forward values, 1e-4 for gradients and updated parameters, whose
+// errors compound through the backward pass and, for AdamW, through a division by
+// sqrt(v).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <memory>
+
+#include "engine/allocator.h"
+#include "engine/backend.h"
+#include "nn/caption_model.h"
+#include "nn/optim.h"
+#include "nn/parameters.h"
+#include "tests/harness/gpu.h"
+
+namespace caption::nn {
+namespace {
+
+double rel_error(const Tensor& got, const Tensor& ref) {
+  const std::vector<double> g = got.to(Device::cpu()).to(DType::F64).contiguous().to_vector<double>();
+  const std::vector<double> r = ref.to(Device::cpu()).to(DType::F64).contiguous().to_vector<double>();
+  EXPECT_EQ(g.size(), r.size());
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < g.size() && i < r.size(); ++i) {
+    diff += (g[i] - r[i]) * (g[i] - r[i]);
+    norm += r[i] * r[i];
+  }
+  if (norm == 0) return std::sqrt(diff);
+  return std::sqrt(diff / norm);
+}
+
+::testing::AssertionResult close(const Tensor& got, const Tensor& ref, double tol,
+                                 const std::string& what) {
+  if (!got.defined() || !ref.defined())
+    return ::testing::AssertionFailure() << what << ": undefined tensor";
+  if (got.shape() != ref.shape())
+    return ::testing::AssertionFailure() << what << ": shape " << got.describe() << " vs "
+                                         << ref.describe();
+  const double e = rel_error(got, ref);
+  if (std::isfinite(e) && e <= tol) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << what << ": relative L2 error " << e << " > " << tol;
+}
+
+ModelConfig small_config(const std::string& encoder, const std::string& fine_tune) {
+  ModelConfig c;
+  c.encoder = encoder;
+  c.encoder_size = 2;
+  c.image_size = 64;
+  c.vocab_size = 13;
+  c.embed_dim = 16;
+  c.decoder_dim = 24;
+  c.attention_dim = 20;
+  c.dropout = 0.0;
+  c.max_decode_len = 6;
+  c.fine_tune = FineTune::parse(fine_tune);
+  c.text = {{"lowercase", true}};
+  return c;
+}
+
+// A model with random weights and non-trivial running statistics on the CPU, and its
+// exact copy on cuda:0.
+struct Pair {
+  std::unique_ptr<CaptionModel> cpu, gpu;
+};
+
+Pair make_pair(const ModelConfig& c, uint64_t seed) {
+  Pair p;
+  Generator g1(seed), g2(seed);
+  p.cpu = std::make_unique<CaptionModel>(c, g1);
+  p.gpu = std::make_unique<CaptionModel>(c, g2);
+  Generator stats(seed + 1000);
+  for (const auto& r : p.cpu->named_buffers()) {
+    Tensor& t = *r.tensor;
+    if (r.name.find("running_mean") != std::string::npos)
+      t.copy_(rand_normal(t.shape(), 0.0, 0.2, stats));
+    else if (r.name.find("running_var") != std::string::npos)
+      t.copy_(rand_uniform(t.shape(), 0.5, 2.0, stats));
+  }
+  p.gpu->to(Device::cuda(0));
+  auto cpu_state = p.cpu->named_state();
+  auto gpu_state = p.gpu->named_state();
+  EXPECT_EQ(cpu_state.size(), gpu_state.size());
+  for (size_t i = 0; i < cpu_state.size() && i < gpu_state.size(); ++i) {
+    EXPECT_EQ(cpu_state[i].name, gpu_state[i].name);
+    NoGradGuard ng;
+    gpu_state[i].tensor->copy_(cpu_state[i].tensor->to(Device::cuda(0)));
+  }
+  return p;
+}
+
+CaptionBatch caption_batch() {
+  CaptionBatch b;
+  // <sos>=1, <eos>=2, <pad>=0; sorted by length, longest first.
+  b.captions = Tensor::from_vector<int64_t>({1, 5, 6, 7, 8, 9, 2,  //
+                                             1, 10, 4, 11, 2, 0, 0,  //
+                                             1, 12, 5, 2, 0, 0, 0},
+                                            {3, 7});
+  b.lengths = {7, 5, 4};
+  return b;
+}
+
+void skip_unless_full_float32() {
+  const char* tf32 = std::getenv("CAPTION_TF32");
+  if (tf32 != nullptr && std::string(tf32) == "1")
+    GTEST_SKIP() << "CAPTION_TF32=1: these tolerances are for full float32";
+}
+
+TEST(CudaModel, EncoderInferenceMatchesCpu) {
+  CAPTION_REQUIRE_CUDA_OR_SKIP();
+  skip_unless_full_float32();
+  for (const char* depth : {"resnet18", "resnet50"}) {
+    Pair p = make_pair(small_config(depth, "none"), 3);
+    p.cpu->eval();
+    p.gpu->eval();
+    Generator g(4);
+    const Tensor images = rand_normal({2, 3, 64, 64}, 0, 1, g);
+    NoGradGuard ng;
+    const Tensor ref = p.cpu->encode(images);
+    const Tensor got = p.gpu->encode(images.to(Device::cuda(0)));
+    EXPECT_TRUE(got.device().is_cuda());
+    EXPECT_TRUE(close(got, ref, 1e-5, str(depth, " features")));
+  }
+}
+
+TEST(CudaModel, TrainingModeBatchNormMatchesCpu) {
+  CAPTION_REQUIRE_CUDA_OR_SKIP();
+  skip_unless_full_float32();
+  Pair p = make_pair(small_config("resnet18", "all"), 5);
+  p.cpu->train();
+  p.gpu->train();
+  Generator g(6);
+  const Tensor images = rand_normal({3, 3, 64, 64}, 0, 1, g);
+  const Tensor ref = p.cpu->encode(images);
+  const Tensor got = p.gpu->encode(images.to(Device::cuda(0)));
+  EXPECT_TRUE(close(got, ref, 1e-5, "features"));
+  auto cb = p.cpu->named_buffers(), gb = p.gpu->named_buffers();
+  ASSERT_EQ(cb.size(), gb.size());
+  for (size_t i = 0; i < cb.size(); ++i)
+    EXPECT_TRUE(close(*gb[i].tensor, *cb[i].tensor, 1e-5, cb[i].name));
+}
+
+// One model's training loop: encode (layers 3 and 4 train), decode, loss, backward,
+// clip, AdamW. Returns the losses.
+struct Trainer {
+  CaptionModel& model;
+  Device device;
+  ParameterStore store;
+  std::unique_ptr<AdamW> opt;
+  Trainer(CaptionModel& m, Device d) : model(m), device(d), store(d) {
+    for (auto& r : model.named_parameters()) store.add(r.name, *r.tensor);
+    store.finalize();
+    opt = std::make_unique<AdamW>(store, AdamWConfig{});
+  }
+  LossParts forward_backward(const Tensor& images, const CaptionBatch& batch) {
+    opt->zero_grad();
+    Generator g(0);
+    const Tensor features = model.encode(images.to(device));
+    DecoderOutput out = model.decoder.forward(features, batch, 1.0, g);
+    LossParts loss = caption_loss(out, 1.0);
+    loss.total.backward();
+    return loss;
+  }
+};
+
+TEST(CudaModel, FineTunedTrainingStepMatchesCpu) {
+  CAPTION_REQUIRE_CUDA_OR_SKIP();
+  skip_unless_full_float32();
+  Pair p = make_pair(small_config("resnet18", "from:3"), 7);
+  p.cpu->train();
+  p.gpu->train();
+  Trainer cpu(*p.cpu, Device::cpu()), gpu(*p.gpu, Device::cuda(0));
+  Generator g(8);
+  const Tensor images = rand_normal({3, 3, 64, 64}, 0, 1, g);
+  const CaptionBatch batch = caption_batch();
+  for (int step = 0; step < 3; ++step) {
+    SCOPED_TRACE(str("step ", step));
+    LossParts lc = cpu.forward_backward(images, batch);
+    LossParts lg = gpu.forward_backward(images, batch);
+    EXPECT_TRUE(close(lg.cross_entropy, lc.cross_entropy, 1e-5, "cross-entropy"));
+    EXPECT_TRUE(close(lg.attention, lc.attention, 1e-4, "attention term"));
+    int checked = 0;
+    for (const auto& e : cpu.store.entries()) {
+      if (!e.trainable()) continue;
+      EXPECT_TRUE(close(gpu.store.grad(e.name), cpu.store.grad(e.name), 1e-4, "grad " + e.name));
+      ++checked;
+    }
+    EXPECT_GT(checked, 19);  // the decoder's 19 and layer 3 and 4's
+    const double norm_cpu = clip_grad_norm(cpu.store, 1.0);
+    const double norm_gpu = clip_grad_norm(gpu.store, 1.0);
+    EXPECT_NEAR(norm_gpu, norm_cpu, 1e-4 * norm_cpu);
+    cpu.opt->step();
+    gpu.opt->step();
+  }
+  for (const auto& e : cpu.store.entries())
+    EXPECT_TRUE(close(gpu.store.get(e.name), cpu.store.get(e.name), 1e-4, "value " + e.name));
+  // Layer 3 and 4's batch norms ran in training mode: their running statistics moved.
+  auto cb = p.cpu->named_buffers(), gb = p.gpu->named_buffers();
+  ASSERT_EQ(cb.size(), gb.size());
+  for (size_t i = 0; i < cb.size(); ++i)
+    EXPECT_TRUE(close(*gb[i].tensor, *cb[i].tensor, 1e-4, cb[i].name));
+}
+
+TEST(CudaModel, GreedyAndBeamDecodingMatchCpu) {
+  CAPTION_REQUIRE_CUDA_OR_SKIP();
+  skip_unless_full_float32();
+  Pair p = make_pair(small_config("resnet18", "none"), 9);
+  p.cpu->eval();
+  p.gpu->eval();
+  Generator g(10);
+  const Tensor images = rand_normal({3, 3, 64, 64}, 0, 1, g);
+  NoGradGuard ng;
+  const Tensor features = p.cpu->encode(images);
+  for (const DecodeOptions& o : {DecodeOptions{6, 1, 0.0}, DecodeOptions{6, 3, 0.0}}) {
+    const auto ref = decode(p.cpu->decoder, features, o);
+    const auto got = decode(p.gpu->decoder, features.to(Device::cuda(0)), o);
+    ASSERT_EQ(got.size(), ref.size());
+    for (size_t i = 0; i < ref.size(); ++i) {
+      SCOPED_TRACE(str("beam ", o.beam, " image ", i));
+      EXPECT_EQ(got[i].tokens, ref[i].tokens);
+      EXPECT_EQ(got[i].finished, ref[i].finished);
+      EXPECT_EQ(got[i].steps, ref[i].steps);
+      EXPECT_NEAR(got[i].score, ref[i].score, 1e-4 * (1 + std::abs(ref[i].score)));
+      ASSERT_EQ(got[i].attention.size(), ref[i].attention.size());
+      for (size_t w = 0; w < ref[i].attention.size(); ++w)
+        for (size_t k = 0; k < ref[i].attention[w].size(); ++k)
+          EXPECT_NEAR(got[i].attention[w][k], ref[i].attention[w][k], 1e-5);
+    }
+  }
+}
+
+// After two warm-up steps every tensor a step needs has a block of its size in the
+// cache: later steps take everything from it, so the backing allocator (cudaMalloc) is
+// never called and nothing leaks from step to step.
+TEST(CudaAllocator, SteadyTrainingStepCallsNoCudaMalloc) {
+  CAPTION_REQUIRE_CUDA_OR_SKIP();
+  Pair p = make_pair(small_config("resnet18", "from:3"), 11);
+  p.gpu->train();
+  Trainer gpu(*p.gpu, Device::cuda(0));
+  Generator g(12);
+  const Tensor images = rand_normal({3, 3, 64, 64}, 0, 1, g).to(Device::cuda(0));
+  const CaptionBatch batch = caption_batch();
+  auto step = [&] {
+    gpu.forward_backward(images, batch);
+    clip_grad_norm(gpu.store, 1.0);
+    gpu.opt->step();
+    synchronize(Device::cuda(0));
+  };
+  step();
+  step();
+  CachingAllocator& alloc = allocator_for(Device::cuda(0));
+  const AllocatorStats before = alloc.stats();
+  for (int i = 0; i < 3; ++i) step();
+  const AllocatorStats after = alloc.stats();
+  EXPECT_GT(after.allocations, before.allocations);  // the steps did allocate...
+  EXPECT_EQ(after.backing_allocations, before.backing_allocations);  // ...all from the cache
+  EXPECT_EQ(after.bytes_in_use, before.bytes_in_use);  // and returned it
+}
+
+}  // namespace
+}  // namespace caption::nn
