@@ -25,7 +25,8 @@ AttentionDecoder::AttentionDecoder(const ModelConfig& c, Generator& gen)
       lstm(c.embed_dim + c.encoder_channels(), c.decoder_dim, gen),
       dropout(c.dropout),
       fc(c.decoder_dim, c.vocab_size, gen),
-      activation_(c.attention_activation) {
+      activation_(c.attention_activation),
+      encoder_size_(c.encoder_size) {
   register_module("embedding", embedding);
   register_module("encoder_att", encoder_att);
   register_module("decoder_att", decoder_att);
@@ -68,6 +69,7 @@ DecoderOutput AttentionDecoder::forward(const Tensor& features, const CaptionBat
     CAPTION_CHECK(b == 0 || batch.lengths[b] <= batch.lengths[b - 1],
                   "decoder: the batch must be sorted by caption length, longest first");
   }
+  const AttentionGrid grid = AttentionGrid::of(P, encoder_size_);
   const int64_t T = batch.lengths[0] - 1;  // decode steps
   const std::vector<int64_t> tokens = batch.captions.to_vector<int64_t>();
   const int64_t L = batch.captions.size(1);
@@ -128,12 +130,13 @@ DecoderOutput AttentionDecoder::forward(const Tensor& features, const CaptionBat
   }
   // One vocabulary projection over all steps under full teacher forcing.
   out.logits = full_tf ? fc.forward(concat(hidden, 0)) : concat(step_logits, 0);
-  out.alphas = concat(alpha_rows, 1);  // [B, T, P]
+  out.alphas = grid.expand(concat(alpha_rows, 1));  // [B, T, S*S]
   return out;
 }
 
 DecoderState AttentionDecoder::init_state(const Tensor& features) const {
   CAPTION_CHECK(features.dim() == 3, "decoder: features must be [K, P, D], got ", features.describe());
+  AttentionGrid::of(features.size(1), encoder_size_);  // refuses a position count that fits no grid
   DecoderState s;
   const Tensor mean_a = mean(features, {1});
   s.h = init_h.forward(mean_a);
@@ -159,11 +162,59 @@ CaptionModel::CaptionModel(const ModelConfig& config, Generator& gen)
   apply_fine_tune();
 }
 
+namespace {
+// [B, D, h, w] -> [B, h*w, D], position-major.
+Tensor position_major(const Tensor& maps) {
+  const int64_t B = maps.size(0), D = maps.size(1);
+  return maps.permute({0, 2, 3, 1}).reshape({B, maps.size(2) * maps.size(3), D});
+}
+}  // namespace
+
 Tensor CaptionModel::encode(const Tensor& images) const {
   const int64_t S = config_.encoder_size;
-  const Tensor maps = adaptive_avg_pool2d(encoder.forward(images), {S, S});  // [B, D, S, S]
-  const int64_t B = maps.size(0), D = maps.size(1);
-  return maps.permute({0, 2, 3, 1}).reshape({B, S * S, D});
+  return position_major(adaptive_avg_pool2d(encoder.forward(images), {S, S}));  // [B, S*S, D]
+}
+
+Tensor CaptionModel::encode_distinct(const Tensor& images) const {
+  const int64_t S = config_.encoder_size;
+  const Tensor maps = encoder.forward(images);  // [B, D, k, k]
+  const int64_t k = maps.size(2);
+  if (maps.size(3) == k && k < S && S % k == 0) return position_major(maps);
+  return position_major(adaptive_avg_pool2d(maps, {S, S}));
+}
+
+AttentionGrid AttentionGrid::of(int64_t positions, int64_t encoder_size) {
+  const int64_t S = encoder_size;
+  CAPTION_CHECK(S >= 1, "attention grid: encoder_size must be positive, got ", S);
+  if (positions == S * S) return {S, S};
+  int64_t k = 1;
+  while (k * k < positions) ++k;
+  CAPTION_CHECK(k * k == positions && S % k == 0, "decoder: features hold ", positions,
+                " positions, which is neither the ", S, "x", S, " grid of encoder_size ", S,
+                " (", S * S, ") nor a k x k grid with k dividing ", S);
+  return {S, k};
+}
+
+Tensor AttentionGrid::expand(const Tensor& alpha) const {
+  if (!compact()) return alpha;
+  const int64_t r = repeat();
+  std::vector<int64_t> source(static_cast<size_t>(side * side));
+  for (int64_t row = 0; row < side; ++row)
+    for (int64_t col = 0; col < side; ++col) source[row * side + col] = (row / r) * distinct + col / r;
+  const Tensor index =
+      Tensor::from_vector<int64_t>(source, {side * side}).to(alpha.device());
+  const Tensor spread = index_select(alpha, alpha.dim() - 1, index);
+  return mul(spread, 1.0 / static_cast<double>(r * r));
+}
+
+std::vector<float> AttentionGrid::expand(const float* alpha) const {
+  const int64_t r = repeat();
+  std::vector<float> out(static_cast<size_t>(side * side));
+  const float inv = 1.0f / static_cast<float>(r * r);
+  for (int64_t row = 0; row < side; ++row)
+    for (int64_t col = 0; col < side; ++col)
+      out[row * side + col] = compact() ? alpha[(row / r) * distinct + col / r] * inv : alpha[row * side + col];
+  return out;
 }
 
 void CaptionModel::apply_fine_tune() {

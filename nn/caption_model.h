@@ -50,7 +50,32 @@ struct DecoderState {
 
 struct StepOutput {
   Tensor log_probs;  // [K, V]
-  Tensor alpha;      // [K, P]
+  Tensor alpha;      // [K, P'] over the features' own positions (see AttentionGrid)
+};
+
+// The attention positions of a features tensor. MODEL_SPEC's features hold the S x S
+// cells of the adaptive pool (P = S*S). When the encoder's map is k x k with S a
+// multiple of k (ResNet at 224x224 gives 7x7, pooled to S = 14), the pool only repeats
+// each cell r x r times (r = S / k): the k*k distinct cells carry everything. Attending
+// over them gives exactly the same context (each distinct score appears r*r times in
+// the softmax, so alpha over S*S is alpha over k*k divided by r*r, repeated), and the
+// same init_h/init_c (the mean is unchanged), at 1/r^2 of the attention's work and
+// memory traffic per step. Features may hold either form; the decoder reports alphas on
+// the full S x S grid in both cases, so losses, attention maps and every output are
+// those of the general path.
+struct AttentionGrid {
+  int64_t side = 0;      // S
+  int64_t distinct = 0;  // k: the features hold k*k positions (k == S: all of them)
+
+  // The grid of features with `positions` rows for encoder_size S; refuses a count that
+  // is neither S*S nor k*k for a k dividing S.
+  static AttentionGrid of(int64_t positions, int64_t encoder_size);
+  int64_t repeat() const { return side / distinct; }
+  bool compact() const { return distinct != side; }
+  // alpha [..., k*k] -> [..., S*S] (differentiable); the identity when not compact.
+  Tensor expand(const Tensor& alpha) const;
+  // One alpha row of k*k values -> S*S values.
+  std::vector<float> expand(const float* alpha) const;
 };
 
 class AttentionDecoder : public Module {
@@ -64,6 +89,8 @@ class AttentionDecoder : public Module {
   // Decoding: the initial state for features, then one step from the previous tokens.
   DecoderState init_state(const Tensor& features) const;
   StepOutput step(const Tensor& tokens /*[K] int64*/, DecoderState& state) const;
+  // S, the side of the attention grid that alphas are reported on.
+  int64_t encoder_size() const { return encoder_size_; }
 
   Embedding embedding;
   Linear encoder_att, decoder_att, full_att, init_h, init_c, f_beta;
@@ -80,6 +107,7 @@ class AttentionDecoder : public Module {
   Step attend_and_update(const Tensor& emb /*[rows, E]*/, const LstmState& state,
                          const Tensor& features, const Tensor& enc_proj) const;
   AttentionActivation activation_;
+  int64_t encoder_size_;
 };
 
 class CaptionModel : public Module {
@@ -89,6 +117,10 @@ class CaptionModel : public Module {
 
   // images [B, 3, H, W] -> features [B, P, D], position-major (p = row * S + col).
   Tensor encode(const Tensor& images) const;
+  // The same features with only their distinct positions when the pool merely repeats
+  // the encoder's cells (AttentionGrid): [B, k*k, D]; otherwise exactly encode(). What
+  // the pipeline trains and decodes on: every decoder output is unchanged.
+  Tensor encode_distinct(const Tensor& images) const;
   // Freezes the encoder per config().fine_tune (MODEL_SPEC section 3).
   void apply_fine_tune();
   // Sets the encoder's batch-norm running statistics from data: the trunk runs in

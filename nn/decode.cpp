@@ -15,13 +15,15 @@ namespace {
 bool is_special(int64_t id) { return id < kSpecialTokens; }
 
 // Appends a decoded token to a result, leaving out special tokens and their data.
-void append_token(DecodedCaption& c, int64_t token, float log_prob, const float* alpha, int64_t P) {
+// The word's attention is reported on the full S x S grid whatever the features hold.
+void append_token(DecodedCaption& c, int64_t token, float log_prob, const float* alpha,
+                  const AttentionGrid& grid) {
   c.score += log_prob;
   ++c.steps;
   if (is_special(token)) return;
   c.tokens.push_back(token);
   c.log_probs.push_back(log_prob);
-  c.attention.emplace_back(alpha, alpha + P);
+  c.attention.push_back(grid.expand(alpha));
 }
 
 Tensor rows_of(const Tensor& t, const std::vector<int64_t>& rows) {
@@ -47,13 +49,14 @@ std::vector<DecodedCaption> greedy_decode(const AttentionDecoder& decoder, const
     const std::vector<float> lp = out.log_probs.to_vector<float>();
     const std::vector<float> alpha = out.alpha.to_vector<float>();
     const int64_t V = out.log_probs.size(1), P = out.alpha.size(1);
+    const AttentionGrid grid = AttentionGrid::of(P, decoder.encoder_size());
     std::vector<int64_t> keep, next_tokens, next_live;
     for (int64_t k = 0; k < K; ++k) {
       const float* row = lp.data() + k * V;
       // Arg-max; exact ties go to the lowest id (max_element returns the first).
       const int64_t best = std::max_element(row, row + V) - row;
       DecodedCaption& r = results[live[k]];
-      append_token(r, best, row[best], alpha.data() + k * P, P);
+      append_token(r, best, row[best], alpha.data() + k * P, grid);
       if (best == kEosId) {
         r.finished = true;
       } else {
@@ -94,6 +97,7 @@ DecodedCaption beam_search(const AttentionDecoder& decoder, const Tensor& featur
     const std::vector<float> lp = out.log_probs.to_vector<float>();
     const std::vector<float> alpha = out.alpha.to_vector<float>();
     const int64_t V = out.log_probs.size(1), P = out.alpha.size(1);
+    const AttentionGrid grid = AttentionGrid::of(P, decoder.encoder_size());
     // The (k - finished) best one-token extensions of all live hypotheses, by the sum
     // of log-probabilities; ties broken by hypothesis, then token id (so that k = 1 is
     // exactly greedy's lowest-id rule).
@@ -111,7 +115,7 @@ DecodedCaption beam_search(const AttentionDecoder& decoder, const Tensor& featur
     for (int64_t j = 0; j < take; ++j) {
       const int64_t hyp = order[j] / V, token = order[j] % V;
       DecodedCaption c = live[hyp];
-      append_token(c, token, lp[order[j]], alpha.data() + hyp * P, P);
+      append_token(c, token, lp[order[j]], alpha.data() + hyp * P, grid);
       if (token == kEosId) {
         c.finished = true;
         finished.push_back(std::move(c));

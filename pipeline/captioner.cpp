@@ -72,7 +72,7 @@ std::vector<CaptionResult> Captioner::caption_batch(const std::vector<PreparedIm
   }
   NoGradGuard no_grad;
   const Tensor batch = Tensor::from_vector<float>(pixels, {B, 3, size, size}).to(device_);
-  const Tensor features = checkpoint_.model->encode(batch);  // [B, P, D]
+  const Tensor features = checkpoint_.model->encode_distinct(batch);  // [B, P, D]
   const std::vector<nn::DecodedCaption> decoded = nn::decode(checkpoint_.model->decoder, features, options);
   CAPTION_ASSERT(static_cast<int64_t>(decoded.size()) == B);
   std::vector<CaptionResult> out;

@@ -14,7 +14,7 @@ namespace caption::pipeline {
 namespace {
 Tensor batch_features(nn::CaptionModel& model, const data::Batch& b, Device device) {
   if (b.features.defined()) return b.features.to(device);
-  return model.encode(b.images.to(device));
+  return model.encode_distinct(b.images.to(device));
 }
 }  // namespace
 

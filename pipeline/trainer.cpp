@@ -94,7 +94,7 @@ struct Trainer::Impl {
 
   Tensor features_of(nn::CaptionModel& model, const data::Batch& b) {
     if (b.features.defined()) return b.features.to(device);
-    return model.encode(b.images.to(device));
+    return model.encode_distinct(b.images.to(device));
   }
 
   std::vector<std::string> vocab_tokens(const text::Vocabulary& v) const {
@@ -195,7 +195,7 @@ Trainer::Trainer(TrainOptions options, std::ostream& log) : impl_(std::make_uniq
         m.file("features"), images, m.transform, encoder_identity(model), model.config().encoder_size,
         [&model, device](const Tensor& x) {
           NoGradGuard ng;
-          return model.encode(x.to(device)).to(Device::cpu());
+          return model.encode_distinct(x.to(device)).to(Device::cpu());
         },
         bo));
     log << "feature cache: " << images.size() << " images ready in "

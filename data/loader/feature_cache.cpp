@@ -29,6 +29,15 @@ using nlohmann::json;
 
 namespace {
 
+// Features hold the S x S grid, or only the k x k distinct cells when the pool merely
+// repeats a k x k encoder map (k dividing S; nn::AttentionGrid).
+bool valid_positions(int64_t positions, int64_t encoder_size) {
+  if (positions == encoder_size * encoder_size) return true;
+  for (int64_t k = 1; k < encoder_size; ++k)
+    if (k * k == positions && encoder_size % k == 0) return true;
+  return false;
+}
+
 constexpr const char* kIndexFile = "index.json";
 
 std::string shard_name(size_t shard) {
@@ -164,8 +173,8 @@ FeatureCache FeatureCache::build(const fs::path& dir, const std::vector<CacheIma
 
   try {
     const int64_t n = static_cast<int64_t>(images.size());
-    const int64_t positions = int64_t{encoder_size} * encoder_size;  // P
-    int64_t dim = -1;                                                 // D, from the first call
+    int64_t positions = -1;  // P, from the first call: S*S, or k*k distinct cells (header)
+    int64_t dim = -1;        // D, from the first call
     const int64_t s = transform.image_size;
     json shards = json::array();
     const std::map<std::string, std::string> shard_metadata{
@@ -183,13 +192,19 @@ FeatureCache FeatureCache::build(const fs::path& dir, const std::vector<CacheIma
         });
         Tensor features = encode(pixels);  // [B, P, D]
         CAPTION_CHECK(features.defined() && features.dtype() == DType::F32 && features.dim() == 3 &&
-                          features.size(0) == b && features.size(1) == positions &&
+                          features.size(0) == b &&
+                          (positions < 0 ? valid_positions(features.size(1), encoder_size)
+                                         : features.size(1) == positions) &&
                           features.size(2) > 0 && (dim < 0 || features.size(2) == dim),
                       label, ": the encoder returned ",
                       features.defined() ? features.describe() : std::string("nothing"),
-                      " for ", b, " images; expected float32 [", b, ", ", positions,
-                      " (encoder_size ", encoder_size, " squared), D]",
-                      dim < 0 ? std::string() : str(" with D = ", dim, " as before"));
+                      " for ", b, " images; expected float32 [", b, ", P, D] with P = ",
+                      positions < 0 ? str(encoder_size, "x", encoder_size,
+                                          " (encoder_size squared) or k x k with k dividing ",
+                                          encoder_size)
+                                    : str(positions, " as before"),
+                      dim < 0 ? std::string() : str(" and D = ", dim, " as before"));
+        positions = features.size(1);
         dim = features.size(2);
         features = features.detach().to(Device::cpu()).contiguous();
         for (int64_t k = 0; k < b; ++k) named.emplace_back(images[c + k].id, features.select(0, k));
@@ -253,7 +268,7 @@ FeatureCache FeatureCache::open(const fs::path& dir, const FeatureCacheIdentity&
                     "). Rebuild it (ExistingCache::Replace) or use another directory"));
   }
   CAPTION_CHECK(cache.positions_ > 0 && cache.dim_ > 0 &&
-                    cache.positions_ == int64_t{cache.identity_.encoder_size} * cache.identity_.encoder_size,
+                    valid_positions(cache.positions_, cache.identity_.encoder_size),
                 index_path.string(), ": inconsistent feature shape [", cache.positions_, ", ",
                 cache.dim_, "] for encoder_size ", cache.identity_.encoder_size);
 

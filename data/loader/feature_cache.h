@@ -1,6 +1,8 @@
 // A disk cache of encoder outputs, for training with a frozen encoder: each image's
 // features a [P, D] (MODEL_SPEC section 3) are computed once and read back every epoch,
-// so that an epoch costs the decoder only.
+// so that an epoch costs the decoder only. P is S*S, or k*k when the encoder gives only
+// k x k distinct cells that the pool would repeat (k dividing S: nn::AttentionGrid;
+// a quarter of the disk at 224x224 with S = 14).
 //
 // Layout of a cache directory:
 //   index.json                 format, identity (below), P, D, the shard list

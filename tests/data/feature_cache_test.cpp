@@ -170,6 +170,20 @@ TEST_F(FeatureCacheTest, AnotherIdentityIsRefusedNamingWhatDiffers) {
   EXPECT_NO_THROW(build(dir, "toy@2"));  // Reuse of a matching cache
 }
 
+// Features holding only the distinct cells of a repeated map (here 1x1 for encoder_size
+// 2: nn::AttentionGrid) are cached as they come and read back with their own P.
+TEST_F(FeatureCacheTest, DistinctCellFeaturesAreCachedWithTheirOwnPositionCount) {
+  const fs::path dir = base_ / "cache";
+  auto one_cell = [](const Tensor& images) {
+    return mean(toy_encoder(images), {1}).unsqueeze(1);  // [B, 1, D]
+  };
+  const FeatureCache cache =
+      FeatureCache::build(dir, images_, transform_, "toy", kEncoderSize, one_cell, small_shards());
+  EXPECT_EQ(cache.positions(), 1);
+  const FeatureCache reopened = FeatureCache::open(dir, cache.identity());
+  EXPECT_EQ(reopened.positions(), 1);
+}
+
 TEST_F(FeatureCacheTest, EncoderOutputIsCheckedAndAFailedBuildLeavesNothing) {
   const fs::path dir = base_ / "cache";
   auto wrong_positions = [](const Tensor& images) {
@@ -180,7 +194,9 @@ TEST_F(FeatureCacheTest, EncoderOutputIsCheckedAndAFailedBuildLeavesNothing) {
                         small_shards());
     FAIL() << "expected caption::Error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("encoder_size 2 squared"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("P = 2x2 (encoder_size squared) or k x k with k dividing 2"),
+              std::string::npos)
+        << e.what();
   }
   int calls = 0;
   auto changing_dim = [&](const Tensor& images) {
