@@ -30,13 +30,15 @@ Conv2d::Conv2d(const Conv2dSpec& s, Generator& gen) : spec(s) {
   }
 }
 
-Tensor Conv2d::forward(const Tensor& x) const {
+Conv2dOptions Conv2d::options() const {
   Conv2dOptions o;
   o.stride = {spec.stride, spec.stride};
   o.padding = {spec.padding, spec.padding};
   o.dilation = {spec.dilation, spec.dilation};
-  return conv2d(x, weight, bias, o);
+  return o;
 }
+
+Tensor Conv2d::forward(const Tensor& x) const { return conv2d(x, weight, bias, options()); }
 
 BatchNorm2d::BatchNorm2d(int64_t channels, double eps_, double momentum_)
     : eps(eps_), momentum(momentum_) {
@@ -52,7 +54,7 @@ BatchNorm2d::BatchNorm2d(int64_t channels, double eps_, double momentum_)
 
 Tensor BatchNorm2d::forward(const Tensor& x) const {
   BatchNormOptions o;
-  o.mode = training() && !frozen() ? BatchNormOptions::Mode::Train : BatchNormOptions::Mode::Eval;
+  o.mode = uses_running_stats() ? BatchNormOptions::Mode::Eval : BatchNormOptions::Mode::Train;
   o.momentum = momentum;
   o.eps = eps;
   return batch_norm2d(x, weight, bias, running_mean, running_var, o);

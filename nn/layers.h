@@ -37,6 +37,7 @@ class Conv2d : public Module {
  public:
   Conv2d(const Conv2dSpec& spec, Generator& gen);
   Tensor forward(const Tensor& x) const;
+  Conv2dOptions options() const;  // stride, padding and dilation of the spec
   Conv2dSpec spec;
   Tensor weight;  // [O, C, k, k]
   Tensor bias;    // [O] or undefined
@@ -49,6 +50,8 @@ class BatchNorm2d : public Module {
  public:
   explicit BatchNorm2d(int64_t channels, double eps = 1e-5, double momentum = 0.1);
   Tensor forward(const Tensor& x) const;
+  // Eval mode or frozen: forward normalises with (and leaves alone) the running statistics.
+  bool uses_running_stats() const { return !training() || frozen(); }
   Tensor weight, bias;               // [C]
   Tensor running_mean, running_var;  // [C] (buffers)
   double eps, momentum;

@@ -1,5 +1,7 @@
 // ResNet construction. Initialisation as torchvision: convolutions kaiming_normal
 // (fan_out, relu), batch norm weight 1 and bias 0 (converted weights replace all of it).
+// Every conv + batch norm pair goes through conv_batch_norm, which folds the pair into one
+// convolution where the batch norm is frozen or in Eval mode (batch_norm_fold.h).
 #include "nn/resnet.h"
 
 namespace caption::nn {
@@ -56,15 +58,16 @@ ResidualBlock::ResidualBlock(BlockKind kind, int64_t in, int64_t planes, int64_t
   }
 }
 
-Tensor ResidualBlock::forward(const Tensor& x) const {
-  Tensor y = relu(bn1_->forward(conv1_->forward(x)));
+Tensor ResidualBlock::forward(const Tensor& x, BatchNormFolding folding) const {
+  Tensor y = relu(conv_batch_norm(*conv1_, *bn1_, x, folding));
   if (kind_ == BlockKind::Bottleneck) {
-    y = relu(bn2_->forward(conv2_->forward(y)));
-    y = bn3_->forward(conv3_->forward(y));
+    y = relu(conv_batch_norm(*conv2_, *bn2_, y, folding));
+    y = conv_batch_norm(*conv3_, *bn3_, y, folding);
   } else {
-    y = bn2_->forward(conv2_->forward(y));
+    y = conv_batch_norm(*conv2_, *bn2_, y, folding);
   }
-  const Tensor identity = downsample_ ? downsample_->bn.forward(downsample_->conv.forward(x)) : x;
+  const Tensor identity =
+      downsample_ ? conv_batch_norm(downsample_->conv, downsample_->bn, x, folding) : x;
   return relu(add(y, identity));
 }
 
@@ -76,9 +79,9 @@ Stage::Stage(BlockKind kind, int64_t& in, int64_t planes, int blocks, int64_t st
   }
 }
 
-Tensor Stage::forward(const Tensor& x) const {
+Tensor Stage::forward(const Tensor& x, BatchNormFolding folding) const {
   Tensor y = x;
-  for (const auto& b : blocks_) y = b->forward(y);
+  for (const auto& b : blocks_) y = b->forward(y, folding);
   return y;
 }
 
@@ -101,8 +104,8 @@ Tensor ResNet::forward(const Tensor& x) const {
   pool.kernel = {3, 3};
   pool.stride = Size2{2, 2};
   pool.padding = {1, 1};
-  Tensor y = max_pool2d(relu(bn1_->forward(conv1_->forward(x))), pool);
-  for (const auto& s : stages_) y = s->forward(y);
+  Tensor y = max_pool2d(relu(conv_batch_norm(*conv1_, *bn1_, x, batch_norm_folding)), pool);
+  for (const auto& s : stages_) y = s->forward(y, batch_norm_folding);
   return y;
 }
 

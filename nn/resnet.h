@@ -7,6 +7,7 @@
 #include <memory>
 #include <vector>
 
+#include "nn/batch_norm_fold.h"
 #include "nn/layers.h"
 
 namespace caption::nn {
@@ -25,7 +26,7 @@ ResNetSpec resnet_spec(int depth);
 class ResidualBlock : public Module {
  public:
   ResidualBlock(BlockKind kind, int64_t in, int64_t planes, int64_t stride, Generator& gen);
-  Tensor forward(const Tensor& x) const;
+  Tensor forward(const Tensor& x, BatchNormFolding folding) const;
 
  private:
   BlockKind kind_;
@@ -43,7 +44,7 @@ class ResidualBlock : public Module {
 class Stage : public Module {
  public:
   Stage(BlockKind kind, int64_t& in, int64_t planes, int blocks, int64_t stride, Generator& gen);
-  Tensor forward(const Tensor& x) const;
+  Tensor forward(const Tensor& x, BatchNormFolding folding) const;
 
  private:
   std::vector<std::unique_ptr<ResidualBlock>> blocks_;
@@ -60,6 +61,9 @@ class ResNet : public Module {
   Stage& stage(int i) { return *stages_.at(i - 1); }
   Conv2d& conv1() { return *conv1_; }
   BatchNorm2d& bn1() { return *bn1_; }
+  // Whether each conv + batch norm pair runs as one folded convolution where that computes
+  // the same function (batch_norm_fold.h); Off gives the plain layer-by-layer path.
+  BatchNormFolding batch_norm_folding = default_batch_norm_folding();
 
  private:
   ResNetSpec spec_;
