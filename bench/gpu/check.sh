@@ -13,14 +13,16 @@
 #   build      everything (library, apps, tests, benchmarks)           -> build.log
 #   ctest      the whole suite with CAPTION_REQUIRE_GPU=1               -> ctest.log, ctest-junit.xml
 #   sanitizer  compute-sanitizer memcheck on test_ops_consistency      -> sanitizer.log
-#   bench      GPU benchmarks (none yet: the place marked >>> below)  -> bench.log
+#   bench      bench_gpu vs PyTorch (torch_bench.py), compare.py     -> bench.log, summary.md
 # Results go to $OUT/gpu-check-<UTC date>-<GPU name>/ (8 files at most, the device tool's
 # limit), with summary.md; the same table is printed last. Exit status: 0 when every
 # step passed (or was skipped by design), 1 otherwise.
 #
 # Environment: OUT (results root; default /tmp/caption-gpu-check/out), CHECK_BUDGET_S,
 # CHECK_BUILD_DIR (default build-gpu), CHECK_LABEL (free text for the summary, e.g. the
-# commit), CHECK_JOBS (default nproc), CHECK_CMAKE_ARGS (extra configure arguments).
+# commit), CHECK_JOBS (default nproc), CHECK_CMAKE_ARGS (extra configure arguments),
+# CHECK_BENCH_S (seconds kept for the benchmarks at the end; default 120: ctest and the
+# sanitizer stop early enough to leave them).
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 2
 repo=$PWD
@@ -30,6 +32,7 @@ budget=${CHECK_BUDGET_S:-450}
 deadline=$((t_start + budget))
 jobs=${CHECK_JOBS:-$(nproc)}
 build=${CHECK_BUILD_DIR:-build-gpu}
+bench_s=${CHECK_BENCH_S:-120}
 work=/tmp/caption-gpu-check
 mkdir -p "$work"
 arch=x86_64-linux-gnu
@@ -286,7 +289,7 @@ if ! /usr/bin/python3 -c 'import torch, torchvision' >/dev/null 2>&1; then
   exclude='^(golden_files_make|torchvision_reference_make|weights_tools_python)$|^Golden\.|^Torchvision\.'
 fi
 if [ $built -eq 1 ]; then
-  t=$(cap 240 75)
+  t=$(cap 240 $((35 + bench_s)))
   [ "$t" -lt 10 ] && t=10  # never a stop time in the past (ctest would read it as tomorrow)
   stop=$(date -u -d "@$(($(date +%s) + t))" '+%H:%M:%S +0000')
   ctest_args=(--test-dir "$build" --output-on-failure -j"$jobs" --timeout 300 --stop-time "$stop"
@@ -326,7 +329,7 @@ if [ -z "$sanitizer" ]; then
 elif [ ! -x "$bin" ]; then
   record sanitizer SKIP 0 "$bin not built"
 else
-  t=$(cap 200 40)
+  t=$(cap 200 "$bench_s")
   subset="all cases"
   shard=()
   if [ "$t" -lt 150 ]; then
@@ -347,14 +350,98 @@ else
 fi
 
 # ---- GPU benchmarks -----------------------------------------------------------------------
-# >>> ADD GPU BENCHMARKS HERE. None exist yet beyond device_probe (step "probe"). A GPU
-# benchmark is a program in bench/ (ENGINEERING.md: warm-up, CUDA events, many repeats,
-# the median, inputs rotated beyond L2, never zeros) built by the step "build"; run it
-# here with run_limited "$(cap 120 10)" "$BENCHLOG" "$build/bench/bench_<name>" ..., append
-# its table to bench.log, and record its status. Keep the whole check under the budget.
+# bench_gpu (bench/gpu_bench.cpp) times the engine's workloads, each checked first, and
+# writes the weights it used as a checkpoint; bench/gpu/torch_bench.py times PyTorch on the
+# same weights and shapes (eager fp32, eager bf16, torch.compile as far as time allows);
+# bench/gpu/compare.py sets them side by side. All output goes to bench.log, the table also
+# to summary.md; the JSON files stay in $work (the device tool returns 8 files only, and
+# the table carries the figures). About 45% of what is left goes to bench_gpu, the rest
+# (less 15 s for compare.py and the summary) to PyTorch; each program also gets its own
+# --time-budget, so that it stops between rows and keeps what it measured.
+# CAPTION_CUDNN_BENCHMARK=1: the engine's cuDNN convolutions choose algorithms by measuring.
 t0=$(date +%s)
-echo "No GPU benchmarks yet (bench/*_bench.cpp are CPU benchmarks); see device_probe in probe.txt." >"$BENCHLOG"
-record bench SKIP 0 "no GPU benchmarks yet (marked place in check.sh)"
+: >"$BENCHLOG"
+bench_bin=$build/bench/bench_gpu
+ours_json=$work/bench-ours.json torch_json=$work/bench-torch.json
+bench_ckpt=$work/bench-weights.safetensors compare_md=$work/bench-compare.md
+rm -f "$ours_json" "$torch_json" "$bench_ckpt" "$compare_md"
+# The peak for "% of peak": the best copy bandwidth device_probe measured, else H100 SXM's.
+peak=$(awk '/^RESULT copy_/ && $5 == "ok" && $3 > m {m = $3} END {if (m) print m}' "$PROBE")
+peak=${peak:-3350}
+torch_py=""
+for py in python3 /opt/torch/.venv/bin/python3; do
+  command -v "$py" >/dev/null || continue
+  if "$py" -c 'import torch, torchvision, numpy; assert torch.cuda.is_available()' >/dev/null 2>&1; then
+    torch_py=$py
+    break
+  fi
+done
+bench_notes=() bench_ok=1
+avail=$(($(remaining) - 15))
+t_ours=$((avail * 45 / 100))
+[ "$t_ours" -gt 180 ] && t_ours=180
+if [ $built -eq 0 ]; then
+  bench_ok=0 bench_notes+=("ours: nothing built")
+elif [ ! -x "$bench_bin" ]; then
+  bench_ok=0 bench_notes+=("ours: $bench_bin not built")
+elif [ "$t_ours" -lt 15 ]; then
+  bench_ok=0 bench_notes+=("ours: not run, the budget is spent")
+else
+  budget_ours=$((t_ours - 10)); [ "$budget_ours" -lt 5 ] && budget_ours=5
+  ours_args=(--json "$ours_json" --save-checkpoint "$bench_ckpt" --peak-gbs "$peak" --time-budget "$budget_ours")
+  echo "### CAPTION_CUDNN_BENCHMARK=1 $bench_bin ${ours_args[*]} (limit ${t_ours}s)" >>"$BENCHLOG"
+  CAPTION_CUDNN_BENCHMARK=1 run_limited "$t_ours" "$BENCHLOG" "$bench_bin" "${ours_args[@]}"
+  last=$(grep '^bench_gpu: [0-9]* rows' "$BENCHLOG" | tail -1 | sed 's/^bench_gpu: //')
+  case $rc in
+    0) bench_notes+=("ours: ${last:-ok}") ;;
+    124) bench_ok=0 bench_notes+=("ours: TIME-OUT after ${t_ours}s (rows so far kept)") ;;
+    *) bench_ok=0 bench_notes+=("ours: rc $rc; ${last:-$(tail -1 "$BENCHLOG" | cut -c1-120)}") ;;
+  esac
+fi
+t=$(cap 400 15)
+if [ -z "$torch_py" ]; then
+  bench_ok=0 bench_notes+=("PyTorch: no python3 with torch+torchvision+CUDA")
+elif [ "$t" -lt 25 ]; then
+  bench_ok=0 bench_notes+=("PyTorch: not run, the budget is spent")
+else
+  budget_torch=$((t - 20)); [ "$budget_torch" -lt 5 ] && budget_torch=5
+  torch_args=(bench/gpu/torch_bench.py --json "$torch_json" --peak-gbs "$peak" --time-budget "$budget_torch")
+  [ -f "$bench_ckpt" ] && torch_args+=(--checkpoint "$bench_ckpt")
+  echo "### $torch_py ${torch_args[*]} (limit ${t}s)" >>"$BENCHLOG"
+  run_limited "$t" "$BENCHLOG" "$torch_py" "${torch_args[@]}"
+  last=$(grep '^torch_bench: done' "$BENCHLOG" | tail -1 | sed 's/^torch_bench: //')
+  case $rc in
+    0) bench_notes+=("PyTorch: ${last:-ok}") ;;
+    124) bench_ok=0 bench_notes+=("PyTorch: TIME-OUT after ${t}s (rows so far kept)") ;;
+    *) bench_ok=0 bench_notes+=("PyTorch: rc $rc; ${last:-$(tail -1 "$BENCHLOG" | cut -c1-120)}") ;;
+  esac
+fi
+if [ -f "$ours_json" ]; then
+  cmp_py=$(command -v python3 || echo "$torch_py")
+  cmp_args=(bench/gpu/compare.py --ours "$ours_json" --out "$compare_md")
+  [ -f "$torch_json" ] && cmp_args+=(--torch "$torch_json")
+  echo "### $cmp_py ${cmp_args[*]}" >>"$BENCHLOG"
+  run_limited "$(cap 30 0)" "$BENCHLOG" "$cmp_py" "${cmp_args[@]}"
+  if [ $rc -eq 0 ]; then
+    bench_notes+=("$(grep -m1 '^Goals:' "$compare_md")")
+  else
+    bench_ok=0 bench_notes+=("compare.py rc $rc")
+  fi
+else
+  bench_ok=0 bench_notes+=("no results of ours to compare")
+fi
+# The raw rows too, in bench.log (no other file may come back).
+for f in "$ours_json" "$torch_json"; do
+  [ -f "$f" ] && { echo "### $(basename "$f")"; cat "$f"; } >>"$BENCHLOG"
+done
+detail=$(IFS=';'; echo "${bench_notes[*]}")
+if [ $bench_ok -eq 1 ]; then
+  record bench PASS $(($(date +%s) - t0)) "$detail"
+elif [ $built -eq 0 ]; then
+  record bench SKIP $(($(date +%s) - t0)) "$detail"
+else
+  record bench FAIL $(($(date +%s) - t0)) "$detail"
+fi
 
 # ---- summary ----------------------------------------------------------------------------------
 nfail=0
@@ -378,6 +465,10 @@ overall=PASS; [ $nfail -gt 0 ] && overall="FAIL ($nfail step(s))"
   echo '```'
   sed -n '/^measurement/,/^RESULT/p' "$PROBE" | grep -v '^RESULT'
   echo '```'
+  if [ -s "$compare_md" ]; then
+    echo
+    cat "$compare_md"
+  fi
 } >"$SUMMARY"
 # Logs over the device tool's 16 MB per file keep their end.
 for f in "$res"/*; do
