@@ -3,6 +3,7 @@
 #pragma once
 
 #include "engine/allocator.h"
+#include "engine/autocast.h"
 #include "engine/autograd.h"
 #include "engine/device.h"
 #include "engine/dtype.h"

@@ -35,6 +35,7 @@ struct TrainOptions {
   std::string glove;                // GloVe text file (empty: random embeddings)
   int calibrate_batches = 16;       // without encoder weights: batches that set batch-norm statistics
   bool train_embeddings = true;
+  bool amp = false;                 // bfloat16 products in training steps (engine/autocast.h)
 
   double teacher_forcing = 1.0;
   double alpha_c = 1.0;

@@ -123,7 +123,7 @@ Trainer::Trainer(TrainOptions options, std::ostream& log) : impl_(std::make_uniq
   m.device = parse_device(o.device);
   if (o.threads > 0) kernels::cpu::set_blas_threads(o.threads);
   log << "caption-train: device " << m.device.to_string() << ", BLAS threads " << kernels::cpu::blas_threads()
-      << ", float32\n";
+      << (o.amp ? ", bfloat16 products in training steps (--amp), float32 otherwise\n" : ", float32\n");
 
   m.dataset = load_dataset(o.data);
   m.normalizer = std::make_unique<text::Normalizer>(o.text);
@@ -325,6 +325,7 @@ std::vector<EpochRecord> Trainer::fit() {
     int64_t batches = 0;
     while (auto b = m.train_loader->next()) {
       m.optimizer->zero_grad();
+      AutocastGuard autocast(o.amp);
       const Tensor features = m.features_of(*model_, *b);
       nn::CaptionBatch cb{b->captions, b->lengths.to_vector<int64_t>()};
       nn::DecoderOutput out = model_->decoder.forward(features, cb, o.teacher_forcing, m.gen);
@@ -444,6 +445,7 @@ LrFindResult Trainer::lr_find(double start, double end, int steps) {
     const double lr = finder.next_lr();
     for (size_t g = 0; g < m.optimizer->num_groups(); ++g) m.optimizer->set_lr(g, lr);
     m.optimizer->zero_grad();
+    AutocastGuard autocast(m.o.amp);
     nn::CaptionBatch cb{b->captions, b->lengths.to_vector<int64_t>()};
     nn::DecoderOutput out = model_->decoder.forward(m.features_of(*model_, *b), cb, m.o.teacher_forcing, m.gen);
     nn::LossParts loss = nn::caption_loss(out, m.o.alpha_c);
@@ -473,6 +475,7 @@ double Trainer::overfit_one_batch(int steps) {
   model_->train();
   for (int s = 1; s <= steps; ++s) {
     m.optimizer->zero_grad();
+    AutocastGuard autocast(m.o.amp);
     nn::DecoderOutput out = model_->decoder.forward(features, cb, 1.0, m.gen);
     nn::LossParts loss = nn::caption_loss(out, m.o.alpha_c);
     loss.total.backward();
@@ -506,6 +509,7 @@ std::string Trainer::gradient_flow_plot() {
   CAPTION_CHECK(b.has_value(), "gradient flow: the training loader yielded no batch");
   model_->train();
   m.optimizer->zero_grad();
+  AutocastGuard autocast(m.o.amp);
   nn::CaptionBatch cb{b->captions, b->lengths.to_vector<int64_t>()};
   nn::DecoderOutput out = model_->decoder.forward(m.features_of(*model_, *b), cb, m.o.teacher_forcing, m.gen);
   nn::caption_loss(out, m.o.alpha_c).total.backward();

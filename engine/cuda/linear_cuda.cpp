@@ -20,6 +20,7 @@
 #include "engine/cuda/adapter.h"
 #include "engine/cuda/blas_handle.h"
 #include "engine/cuda/context.h"
+#include "engine/cuda/precision.h"
 #include "engine/op_table.h"
 #include "engine/ops/linear.h"
 #include "kernels/cuda/blas.h"
@@ -46,6 +47,7 @@ void matmul_cuda_forward(const OpCall& c) {
   require_f32(c.in[0], "matmul");
   require_f32(c.in[1], "matmul");
   const Device dev = c.in[0].device();
+  cuda::Bf16ProductScope bf16_scope(p.bf16, dev);
   cublasHandle_t h = cuda::cublas_handle(dev);
   const float* A = c.in[0].data<float>();
   const float* B = c.in[1].data<float>();
@@ -67,6 +69,7 @@ void matmul_cuda_backward(const OpCall& c) {
   const auto& p = c.get<MatmulParams>();
   require_f32(c.in[2], "matmul backward");
   const Device dev = c.in[2].device();
+  cuda::Bf16ProductScope bf16_scope(p.bf16, dev);
   cublasHandle_t h = cuda::cublas_handle(dev);
   const float* A = c.in[0].data<float>();
   const float* B = c.in[1].data<float>();
@@ -145,6 +148,7 @@ void linear_cuda_forward(const OpCall& c) {
   require_f32(c.in[0], "linear");
   require_f32(c.in[1], "linear");
   const Device dev = c.in[0].device();
+  cuda::Bf16ProductScope bf16_scope(p.bf16, dev);
   cublasHandle_t h = cuda::cublas_handle(dev);
   float* y = c.out[0].data<float>();
   const bool bias = c.in.size() > 2 && c.in[2].defined();
@@ -161,6 +165,7 @@ void linear_cuda_backward(const OpCall& c) {
   const auto& p = c.get<LinearParams>();
   require_f32(c.in[2], "linear backward");
   const Device dev = c.in[2].device();
+  cuda::Bf16ProductScope bf16_scope(p.bf16, dev);
   cublasHandle_t h = cuda::cublas_handle(dev);
   const float* x = c.in[0].data<float>();
   const float* w = c.in[1].data<float>();

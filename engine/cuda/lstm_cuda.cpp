@@ -4,6 +4,7 @@
 // dgates workspace [B, 4H] comes from the device's caching allocator.
 #include "engine/cuda/adapter.h"
 #include "engine/cuda/blas_handle.h"
+#include "engine/cuda/precision.h"
 #include "engine/op_table.h"
 #include "engine/ops/lstm.h"
 #include "kernels/cuda/lstm.h"
@@ -22,6 +23,7 @@ float* f32_or_null(const Tensor& t) { return t.defined() ? t.data<float>() : nul
 void lstm_cell_cuda_forward(const OpCall& c) {
   const auto& p = c.get<LstmCellParams>();
   for (const Tensor& t : c.in) require_f32(t, "lstm_cell");
+  cuda::Bf16ProductScope bf16_scope(p.bf16, c.in[0].device());
   kcu::lstm_cell_forward(cuda::cublas_handle(c.in[0].device()), c.in[0].data<float>(),
                          c.in[1].data<float>(), c.in[2].data<float>(), c.in[3].data<float>(),
                          c.in[4].data<float>(), c.in[5].data<float>(), c.in[6].data<float>(),
@@ -35,6 +37,7 @@ void lstm_cell_cuda_backward(const OpCall& c) {
   const auto& p = c.get<LstmCellParams>();
   for (const Tensor& t : c.in) require_f32(t, "lstm_cell backward");
   const Device dev = c.in[0].device();
+  cuda::Bf16ProductScope bf16_scope(p.bf16, dev);
   Tensor dgates = Tensor::empty({p.batch, 4 * p.hidden}, DType::F32, dev);  // workspace
   auto out = [&](size_t k) { return k < c.out.size() ? f32_or_null(c.out[k]) : nullptr; };
   kcu::lstm_cell_backward(cuda::cublas_handle(dev), c.in[0].data<float>(), c.in[1].data<float>(),

@@ -21,4 +21,18 @@ bool tf32_enabled() {
   return tf32;
 }
 
+Bf16ProductScope::Bf16ProductScope(bool on, Device device)
+    : products_(on), device_(device), previous_(kernels::cuda::bf16_scratch()) {
+  kernels::cuda::set_bf16_scratch(this);
+}
+
+Bf16ProductScope::~Bf16ProductScope() { kernels::cuda::set_bf16_scratch(previous_); }
+
+void* Bf16ProductScope::get(size_t bytes) {
+  // Freed when the scope closes; the caching allocator reuses blocks in stream order, so
+  // the products queued on the stream finish with them first.
+  blocks_.push_back(Tensor::empty({static_cast<int64_t>((bytes + 3) / 4)}, DType::F32, device_));
+  return blocks_.back().raw_data();
+}
+
 }  // namespace caption::cuda

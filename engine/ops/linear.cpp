@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "engine/autocast.h"
 #include "engine/dispatch.h"
 #include "engine/op_node.h"
 #include "engine/op_table.h"
@@ -17,6 +18,7 @@ Trans flip(Trans t) { return t == Trans::Yes ? Trans::No : Trans::Yes; }
 
 void matmul_cpu_forward(const OpCall& c) {
   const auto& p = c.get<MatmulParams>();
+  kc::Bf16Products bf16_scope(p.bf16);
   dispatch_floating(c.in[0].dtype(), "matmul", [&]<typename T>() {
     const T* A = c.in[0].data<T>();
     const T* B = c.in[1].data<T>();
@@ -32,6 +34,7 @@ void matmul_cpu_forward(const OpCall& c) {
 // gradient over the batch.
 void matmul_cpu_backward(const OpCall& c) {
   const auto& p = c.get<MatmulParams>();
+  kc::Bf16Products bf16_scope(p.bf16);
   dispatch_floating(c.in[0].dtype(), "matmul backward", [&]<typename T>() {
     const T* A = c.in[0].data<T>();
     const T* B = c.in[1].data<T>();
@@ -70,6 +73,7 @@ void matmul_cpu_backward(const OpCall& c) {
 
 void linear_cpu_forward(const OpCall& c) {
   const auto& p = c.get<LinearParams>();
+  kc::Bf16Products bf16_scope(p.bf16);
   dispatch_floating(c.in[0].dtype(), "linear", [&]<typename T>() {
     T* y = c.out[0].data<T>();
     const T* b = data_or_null<T>(c.in[2]);
@@ -84,6 +88,7 @@ void linear_cpu_forward(const OpCall& c) {
 // Backward: in = {x, weight, grad_y}, out = {grad_x, grad_weight, grad_bias}.
 void linear_cpu_backward(const OpCall& c) {
   const auto& p = c.get<LinearParams>();
+  kc::Bf16Products bf16_scope(p.bf16);
   dispatch_floating(c.in[0].dtype(), "linear backward", [&]<typename T>() {
     const T* x = c.in[0].data<T>();
     const T* w = c.in[1].data<T>();
@@ -116,6 +121,7 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in, MatmulOptions o) {
                 b_in.describe(), ")");
   const Tensor a = a_in.contiguous(), b = b_in.contiguous();
   MatmulParams p;
+  p.bf16 = autocast_enabled() && a.dtype() == DType::F32;
   p.ta = o.a;
   p.tb = o.b;
   const int64_t ar = a.dim(), br = b.dim();
@@ -159,6 +165,7 @@ Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in) {
   const Tensor x = x_in.contiguous(), w = w_in.contiguous();
   const Tensor b = b_in.defined() ? b_in.contiguous() : Tensor();
   LinearParams p;
+  p.bf16 = autocast_enabled() && x.dtype() == DType::F32;
   p.in = w.shape()[1];
   p.out = w.shape()[0];
   p.rows = p.in > 0 ? x.numel() / p.in : shape_numel(Shape(x.shape().begin(), x.shape().end() - 1));

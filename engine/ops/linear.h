@@ -19,6 +19,7 @@ struct MatmulParams {
   Trans ta = Trans::No, tb = Trans::No;
   int64_t batch = 1, M = 0, N = 0, K = 0;
   bool a_batched = false, b_batched = false;
+  bool bf16 = false;  // bfloat16 products (engine/autocast.h), forward and backward
 };
 
 // a: [..., M, K] (or [..., K, M] with options.a = Yes); b: [..., K, N] (or [..., N, K]).
@@ -27,6 +28,7 @@ Tensor matmul(const Tensor& a, const Tensor& b, MatmulOptions options = {});
 
 struct LinearParams {
   int64_t rows = 0, in = 0, out = 0;
+  bool bf16 = false;  // bfloat16 products (engine/autocast.h), forward and backward
 };
 
 // y = x W^T + b: x [..., in], weight [out, in], bias [out] (may be undefined).

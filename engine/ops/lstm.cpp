@@ -1,9 +1,11 @@
 // The LSTM cell op: input checks, the CPU adapters and table registration.
 #include "engine/ops/lstm.h"
 
+#include "engine/autocast.h"
 #include "engine/dispatch.h"
 #include "engine/op_node.h"
 #include "engine/op_table.h"
+#include "kernels/cpu/blas.h"
 
 namespace caption {
 
@@ -13,6 +15,7 @@ namespace {
 
 void lstm_cell_cpu_forward(const OpCall& c) {
   const auto& p = c.get<LstmCellParams>();
+  kc::Bf16Products bf16_scope(p.bf16);
   dispatch_floating(c.in[0].dtype(), "lstm_cell", [&]<typename T>() {
     kc::lstm_cell_forward<T>(c.in[0].data<T>(), c.in[1].data<T>(), c.in[2].data<T>(),
                              c.in[3].data<T>(), c.in[4].data<T>(), c.in[5].data<T>(),
@@ -25,6 +28,7 @@ void lstm_cell_cpu_forward(const OpCall& c) {
 // out = {dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh}.
 void lstm_cell_cpu_backward(const OpCall& c) {
   const auto& p = c.get<LstmCellParams>();
+  kc::Bf16Products bf16_scope(p.bf16);
   dispatch_floating(c.in[0].dtype(), "lstm_cell backward", [&]<typename T>() {
     Tensor dgates = Tensor::empty({p.batch, 4 * p.hidden}, c.in[0].dtype());  // workspace
     kc::lstm_cell_backward<T>(
@@ -63,6 +67,7 @@ LstmState lstm_cell(const Tensor& x_in, const Tensor& h_in, const Tensor& c_in,
   CAPTION_CHECK(w_hh_in.defined() && w_hh_in.dim() == 2 && w_hh_in.size(0) == 4 * w_hh_in.size(1),
                 "lstm_cell: w_hh must be [4H, H], got ", w_hh_in.describe());
   LstmCellParams p;
+  p.bf16 = autocast_enabled() && x_in.dtype() == DType::F32;
   p.batch = x_in.size(0);
   p.input = x_in.size(1);
   p.hidden = w_hh_in.size(1);

@@ -19,6 +19,7 @@ namespace caption {
 
 struct LstmCellParams {
   int64_t batch = 0, input = 0, hidden = 0;
+  bool bf16 = false;  // bfloat16 gate products (engine/autocast.h), forward and backward
 };
 
 struct LstmState {

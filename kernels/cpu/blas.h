@@ -13,6 +13,26 @@ template <typename T>
 void gemm(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
           const T* B, int64_t ldb, T beta, T* C, int64_t ldc);
 
+// bfloat16 products (the engine's autocast): while a Bf16Products scope is open on a
+// thread, every float32 gemm on that thread, here and in kernels/cuda/blas.h, rounds its
+// A and B operands to bfloat16 (kernels/bf16.h) and multiplies them with float32
+// accumulation; C stays float32. Products of bfloat16 values are exact in float32, so
+// the CPU path (rounded copies, then sgemm) is the reference of the GPU's tensor-core
+// path (bfloat16 operands, float32 compute) up to the order of the sums. Op adapters
+// open a scope around their kernel calls when their params ask for it; double products
+// are never affected.
+class Bf16Products {
+ public:
+  explicit Bf16Products(bool on);
+  ~Bf16Products();
+  Bf16Products(const Bf16Products&) = delete;
+  Bf16Products& operator=(const Bf16Products&) = delete;
+
+ private:
+  bool previous_;
+};
+bool bf16_products();  // whether a scope is open on this thread (the innermost says)
+
 // Sets the number of threads OpenBLAS uses (0 = its default).
 void set_blas_threads(int threads);
 int blas_threads();

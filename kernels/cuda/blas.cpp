@@ -29,7 +29,44 @@ void scale_dense(cublasHandle_t handle, float beta, float* C, int64_t n) {
   }
 }
 
+thread_local Bf16Scratch* t_scratch = nullptr;
+
+cudaStream_t stream_of(cublasHandle_t handle) {
+  cudaStream_t stream = nullptr;
+  CAPTION_CUBLAS_CHECK(cublasGetStream(handle, &stream));
+  return stream;
+}
+
+// bfloat16 copies of one gemm's operands (batch copies, or one when shared: stride 0).
+struct Bf16Operands {
+  const void* a = nullptr;
+  const void* b = nullptr;
+  int64_t lda = 0, ldb = 0, stride_a = 0, stride_b = 0;
+};
+
+Bf16Operands to_bf16_operands(cublasHandle_t handle, Trans ta, Trans tb, int64_t M, int64_t N,
+                              int64_t K, const float* A, int64_t lda, int64_t stride_a,
+                              const float* B, int64_t ldb, int64_t stride_b, int64_t batch) {
+  Bf16Scratch* scratch = t_scratch;
+  CAPTION_CHECK(scratch != nullptr, "cuBLAS gemm: bfloat16 products were asked for without "
+                "scratch memory (open engine/cuda/precision.h's Bf16ProductScope)");
+  const cudaStream_t stream = stream_of(handle);
+  // Stored shapes: A is M x K (K x M transposed), B is K x N (N x K transposed).
+  const int64_t a_rows = ta == Trans::No ? M : K, a_cols = ta == Trans::No ? K : M;
+  const int64_t b_rows = tb == Trans::No ? K : N, b_cols = tb == Trans::No ? N : K;
+  const int64_t a_copies = stride_a == 0 ? 1 : batch, b_copies = stride_b == 0 ? 1 : batch;
+  auto* a16 = static_cast<uint16_t*>(scratch->get(sizeof(uint16_t) * a_rows * a_cols * a_copies));
+  auto* b16 = static_cast<uint16_t*>(scratch->get(sizeof(uint16_t) * b_rows * b_cols * b_copies));
+  convert_to_bf16(A, a_rows, a_cols, lda, a_copies, stride_a, a16, stream);
+  convert_to_bf16(B, b_rows, b_cols, ldb, b_copies, stride_b, b16, stream);
+  return {a16, b16, a_cols, b_cols, stride_a == 0 ? 0 : a_rows * a_cols,
+          stride_b == 0 ? 0 : b_rows * b_cols};
+}
+
 }  // namespace
+
+void set_bf16_scratch(Bf16Scratch* scratch) { t_scratch = scratch; }
+Bf16Scratch* bf16_scratch() { return t_scratch; }
 
 void gemm(cublasHandle_t handle, Trans ta, Trans tb, int64_t M, int64_t N, int64_t K,
           float alpha, const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
@@ -38,6 +75,15 @@ void gemm(cublasHandle_t handle, Trans ta, Trans tb, int64_t M, int64_t N, int64
   if (K == 0) {
     CAPTION_ASSERT(ldc == N, "gemm with K == 0 needs a dense C");
     scale_dense(handle, beta, C, M * N);
+    return;
+  }
+  if (cpu::bf16_products()) {
+    const Bf16Operands o = to_bf16_operands(handle, ta, tb, M, N, K, A, lda, 0, B, ldb, 0, 1);
+    CAPTION_CUBLAS_CHECK(cublasGemmEx(
+        handle, op_of(tb), op_of(ta), checked_int(N, "N"), checked_int(M, "M"),
+        checked_int(K, "K"), &alpha, o.b, CUDA_R_16BF, checked_int(o.ldb, "ldb"), o.a,
+        CUDA_R_16BF, checked_int(o.lda, "lda"), &beta, C, CUDA_R_32F, checked_int(ldc, "ldc"),
+        CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     return;
   }
   // Row-major C = op(A) op(B)  <=>  column-major C^T = op(B)^T op(A)^T.
@@ -59,6 +105,17 @@ void gemm_strided_batched(cublasHandle_t handle, Trans ta, Trans tb, int64_t M, 
   }
   if (batch == 1) {
     gemm(handle, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  if (cpu::bf16_products()) {
+    const Bf16Operands o = to_bf16_operands(handle, ta, tb, M, N, K, A, lda, stride_a, B, ldb,
+                                            stride_b, batch);
+    CAPTION_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+        handle, op_of(tb), op_of(ta), checked_int(N, "N"), checked_int(M, "M"),
+        checked_int(K, "K"), &alpha, o.b, CUDA_R_16BF, checked_int(o.ldb, "ldb"), o.stride_b,
+        o.a, CUDA_R_16BF, checked_int(o.lda, "lda"), o.stride_a, &beta, C, CUDA_R_32F,
+        checked_int(ldc, "ldc"), stride_c, checked_int(batch, "batch"), CUBLAS_COMPUTE_32F,
+        CUBLAS_GEMM_DEFAULT));
     return;
   }
   CAPTION_CUBLAS_CHECK(cublasSgemmStridedBatched(

@@ -8,6 +8,9 @@
 #pragma once
 
 #include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <cstddef>
 
 #include <cstdint>
 
@@ -22,6 +25,24 @@ using cpu::Trans;
 void gemm(cublasHandle_t handle, Trans ta, Trans tb, int64_t M, int64_t N, int64_t K,
           float alpha, const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
           float* C, int64_t ldc);
+
+// Under kernels::cpu::Bf16Products (this thread), both functions convert A and B to
+// bfloat16 copies in scratch memory (kernels/bf16.h rounding) and multiply them on
+// tensor cores with float32 accumulation (cublasGemmEx, CUBLAS_COMPUTE_32F); C stays
+// float32. The scratch comes from the provider the engine installs for the scope.
+class Bf16Scratch {
+ public:
+  virtual ~Bf16Scratch() = default;
+  // Device memory of at least `bytes`, valid until the provider is uninstalled.
+  virtual void* get(size_t bytes) = 0;
+};
+void set_bf16_scratch(Bf16Scratch* scratch);  // this thread; nullptr uninstalls
+Bf16Scratch* bf16_scratch();
+
+// Dense bfloat16 copies [batch][rows][cols] of float32 matrices stored rows x cols with
+// leading dimension ld, the i-th at src + i * stride.
+void convert_to_bf16(const float* src, int64_t rows, int64_t cols, int64_t ld, int64_t batch,
+                     int64_t stride, uint16_t* dst, cudaStream_t stream);
 
 // `batch` products C_i = alpha op(A_i) op(B_i) + beta C_i with A_i = A + i * stride_a
 // (stride 0: one matrix shared by every product), likewise B and C. With K == 0 the

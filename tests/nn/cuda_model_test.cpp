@@ -211,6 +211,29 @@ TEST(CudaModel, FineTunedTrainingStepMatchesCpu) {
     EXPECT_TRUE(close(*gb[i].tensor, *cb[i].tensor, 1e-4, cb[i].name));
 }
 
+// Autocast: the GPU's bfloat16 tensor-core products against the CPU twin (rounded
+// operands, float32 sgemm). The same bfloat16 values are multiplied on both sides, so
+// only the order of the float32 sums differs: the float32 tolerances apply.
+TEST(CudaModel, AutocastTrainingStepMatchesCpuTwin) {
+  CAPTION_REQUIRE_CUDA_OR_SKIP();
+  skip_unless_full_float32();
+  Pair p = make_pair(small_config("resnet18", "none"), 13);
+  p.cpu->train();
+  p.gpu->train();
+  Trainer cpu(*p.cpu, Device::cpu()), gpu(*p.gpu, Device::cuda(0));
+  Generator g(14);
+  const Tensor images = rand_normal({3, 3, 64, 64}, 0, 1, g);
+  const CaptionBatch batch = caption_batch();
+  AutocastGuard autocast;
+  LossParts lc = cpu.forward_backward(images, batch);
+  LossParts lg = gpu.forward_backward(images, batch);
+  EXPECT_TRUE(close(lg.total, lc.total, 1e-5, "loss"));
+  for (const auto& e : cpu.store.entries()) {
+    if (!e.trainable()) continue;
+    EXPECT_TRUE(close(gpu.store.grad(e.name), cpu.store.grad(e.name), 1e-4, "grad " + e.name));
+  }
+}
+
 TEST(CudaModel, GreedyAndBeamDecodingMatchCpu) {
   CAPTION_REQUIRE_CUDA_OR_SKIP();
   skip_unless_full_float32();

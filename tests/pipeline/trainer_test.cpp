@@ -81,6 +81,28 @@ TEST(Trainer, FitWritesCheckpointsLogsAndPlots) {
   EXPECT_EQ(r.words.size(), r.attention.size());
 }
 
+// --amp: the same run with bfloat16 products learns as the float32 one does (losses
+// within a few percent) and says so in its log.
+TEST(Trainer, MixedPrecisionTrainsLikeFloat32) {
+  TrainOptions o = tiny_options("trainer_fp32");
+  o.epochs = 2;
+  std::ostringstream log32, log16;
+  const auto h32 = Trainer(o, log32).fit();
+  o = tiny_options("trainer_amp");
+  o.epochs = 2;
+  o.amp = true;
+  const auto h16 = Trainer(o, log16).fit();
+  EXPECT_NE(log16.str().find("bfloat16 products in training steps (--amp)"), std::string::npos)
+      << log16.str().substr(0, 400);
+  ASSERT_EQ(h16.size(), 2u);
+  ASSERT_EQ(h32.size(), 2u);
+  EXPECT_LT(h16[1].train_loss, h16[0].train_loss);
+  for (size_t e = 0; e < 2; ++e) {
+    EXPECT_NE(h16[e].train_loss, h32[e].train_loss);  // the products did change
+    EXPECT_NEAR(h16[e].train_loss, h32[e].train_loss, 0.03 * h32[e].train_loss) << "epoch " << e + 1;
+  }
+}
+
 TEST(Trainer, ResumeContinuesExactlyAsAnUninterruptedRun) {
   std::ostringstream log;
   TrainOptions straight = tiny_options("trainer_straight");
