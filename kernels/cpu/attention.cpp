@@ -1,47 +1,65 @@
-// Additive attention on the CPU. Scores and their gradients are plain loops over
-// [P, A] (one fused pass: add, activate, dot with w); the weighted sums over positions
-// are per-sample products through OpenBLAS. Softmax subtracts the row maximum first.
+// Additive attention on the CPU. Per sample, the activations u[p, a] = act(enc_proj[p, a]
+// + dec_proj[a]) are one vectorisable pass over [P, A] into a scratch block (tanh is
+// vtanh: kernels/cpu/fast_math.h for float, libm for double), and the scores are one
+// product u w through OpenBLAS; the weighted sums over positions are per-sample products
+// too. Softmax subtracts the row maximum first. The backward recomputes u (see the
+// header) in the same vectorised form.
 #include "kernels/cpu/attention.h"
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "kernels/cpu/blas.h"
+#include "kernels/cpu/fast_math.h"
 
 namespace caption::kernels::cpu {
 
 namespace {
+
+// u[p, a] = act(enc[p, a] + dec[a]) for one sample's [P, A].
 template <typename T>
-T activate(AttentionActivation act, T s) {
-  return act == AttentionActivation::Tanh ? std::tanh(s) : (s > T(0) ? s : T(0));
+void activations(AttentionActivation act, const T* enc, const T* dec, T* u, int64_t P, int64_t A) {
+  if (act == AttentionActivation::Tanh) {
+    for (int64_t p = 0; p < P; ++p)
+      for (int64_t a = 0; a < A; ++a) u[p * A + a] = vtanh(enc[p * A + a] + dec[a]);
+  } else {
+    for (int64_t p = 0; p < P; ++p)
+      for (int64_t a = 0; a < A; ++a) {
+        const T s = enc[p * A + a] + dec[a];
+        u[p * A + a] = s > T(0) ? s : T(0);
+      }
+  }
 }
-// Derivative from the activated value u = act(s).
+
+// Scratch of n elements per thread, reused across calls.
 template <typename T>
-T activate_grad(AttentionActivation act, T u) {
-  return act == AttentionActivation::Tanh ? T(1) - u * u : (u > T(0) ? T(1) : T(0));
+T* scratch(size_t n) {
+  thread_local std::vector<T> buffer;
+  if (buffer.size() < n) buffer.resize(n);
+  return buffer.data();
 }
+
 }  // namespace
 
 template <typename T>
 void additive_attention_forward(AttentionActivation act, const T* enc_proj, const T* dec_proj,
                                 const T* w, const T* bias, const T* features, T* context, T* alpha,
                                 int64_t B, int64_t P, int64_t A, int64_t D) {
+  T* u = scratch<T>(static_cast<size_t>(P * A));
   for (int64_t b = 0; b < B; ++b) {
-    const T* dec = dec_proj + b * A;
     T* al = alpha + b * P;
+    activations(act, enc_proj + b * P * A, dec_proj + b * A, u, P, A);
+    // scores [P, 1] = u [P, A] x w [A, 1]
+    gemm<T>(Trans::No, Trans::No, P, 1, A, T(1), u, A, w, 1, T(0), al, 1);
     T max_e = -INFINITY;
     for (int64_t p = 0; p < P; ++p) {
-      const T* enc = enc_proj + (b * P + p) * A;
-      T e = bias[0];
-      for (int64_t a = 0; a < A; ++a) e += w[a] * activate(act, enc[a] + dec[a]);
-      al[p] = e;
-      max_e = std::max(max_e, e);
+      al[p] += bias[0];
+      max_e = std::max(max_e, al[p]);
     }
+    for (int64_t p = 0; p < P; ++p) al[p] = vexp(al[p] - max_e);
     T total = 0;
-    for (int64_t p = 0; p < P; ++p) {
-      al[p] = std::exp(al[p] - max_e);
-      total += al[p];
-    }
+    for (int64_t p = 0; p < P; ++p) total += al[p];
     for (int64_t p = 0; p < P; ++p) al[p] /= total;
     // context[b] [1, D] = alpha[b] [1, P] x features[b] [P, D]
     gemm<T>(Trans::No, Trans::No, 1, D, P, T(1), al, P, features + b * P * D, D, T(0),
@@ -57,6 +75,7 @@ void additive_attention_backward(AttentionActivation act, const T* enc_proj, con
                                  int64_t B, int64_t P, int64_t A, int64_t D) {
   if (d_w) std::fill_n(d_w, A, T(0));
   if (d_dec_proj) std::fill_n(d_dec_proj, B * A, T(0));
+  T* u = scratch<T>(static_cast<size_t>(P * A));
   T bias_grad = 0;
   for (int64_t b = 0; b < B; ++b) {
     const T* al = alpha + b * P;
@@ -79,17 +98,26 @@ void additive_attention_backward(AttentionActivation act, const T* enc_proj, con
     if (d_features)
       gemm<T>(Trans::No, Trans::No, P, D, 1, T(1), al, 1, gc, D, T(0), d_features + b * P * D, D);
     if (!d_enc_proj && !d_dec_proj && !d_w) continue;
-    const T* dec = dec_proj + b * A;
+    activations(act, enc_proj + b * P * A, dec_proj + b * A, u, P, A);  // recomputed
+    // d_w [A] += u^T [A, P] x ds [P]
+    if (d_w) gemm<T>(Trans::Yes, Trans::No, A, 1, P, T(1), u, A, ds, 1, T(1), d_w, 1);
+    // g[p, a] = ds[p] * w[a] * act'(u[p, a]), in place over u; it is d_enc_proj[b], and
+    // its column sums are d_dec_proj[b].
+    const bool tanh_act = act == AttentionActivation::Tanh;
     for (int64_t p = 0; p < P; ++p) {
-      const T* enc = enc_proj + (b * P + p) * A;
-      T* de = d_enc_proj ? d_enc_proj + (b * P + p) * A : nullptr;
-      for (int64_t a = 0; a < A; ++a) {
-        const T u = activate(act, enc[a] + dec[a]);  // recomputed, see the header
-        if (d_w) d_w[a] += ds[p] * u;
-        const T g = ds[p] * w[a] * activate_grad(act, u);
-        if (de) de[a] = g;
-        if (d_dec_proj) d_dec_proj[b * A + a] += g;
+      T* up = u + p * A;
+      const T dsp = ds[p];
+      if (tanh_act) {
+        for (int64_t a = 0; a < A; ++a) up[a] = dsp * w[a] * (T(1) - up[a] * up[a]);
+      } else {
+        for (int64_t a = 0; a < A; ++a) up[a] = up[a] > T(0) ? dsp * w[a] : T(0);
       }
+    }
+    if (d_enc_proj) std::copy_n(u, P * A, d_enc_proj + b * P * A);
+    if (d_dec_proj) {
+      T* dd = d_dec_proj + b * A;
+      for (int64_t p = 0; p < P; ++p)
+        for (int64_t a = 0; a < A; ++a) dd[a] += u[p * A + a];
     }
   }
   // Mathematically zero (softmax is shift invariant); computed honestly all the same.

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "kernels/cpu/fast_math.h"
+
 namespace caption::kernels::cpu {
 
 int64_t BroadcastLayout::numel() const {
@@ -127,10 +129,10 @@ void unary_forward(UnaryOp op, const T* x, T* y, int64_t n) {
       for (int64_t i = 0; i < n; ++i) y[i] = x[i] > T(0) ? x[i] : T(0);
       break;
     case UnaryOp::Tanh:
-      for (int64_t i = 0; i < n; ++i) y[i] = std::tanh(x[i]);
+      for (int64_t i = 0; i < n; ++i) y[i] = vtanh(x[i]);
       break;
     case UnaryOp::Sigmoid:
-      for (int64_t i = 0; i < n; ++i) y[i] = T(1) / (T(1) + std::exp(-x[i]));
+      for (int64_t i = 0; i < n; ++i) y[i] = T(1) / (T(1) + vexp(-x[i]));
       break;
   }
 }

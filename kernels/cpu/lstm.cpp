@@ -6,13 +6,15 @@
 #include <cmath>
 
 #include "kernels/cpu/blas.h"
+#include "kernels/cpu/fast_math.h"
 
 namespace caption::kernels::cpu {
 
 namespace {
+// vexp/vtanh: vectorisable for float (kernels/cpu/fast_math.h), libm for double.
 template <typename T>
 T sigmoid(T v) {
-  return T(1) / (T(1) + std::exp(-v));
+  return T(1) / (T(1) + vexp(-v));
 }
 }  // namespace
 
@@ -34,11 +36,11 @@ void lstm_cell_forward(const T* x, const T* h, const T* c, const T* w_ih, const 
     for (int64_t j = 0; j < H; ++j) {
       gi[j] = sigmoid(gi[j]);
       gf[j] = sigmoid(gf[j]);
-      gg[j] = std::tanh(gg[j]);
+      gg[j] = vtanh(gg[j]);
       go[j] = sigmoid(go[j]);
       const T cn = gf[j] * c[b * H + j] + gi[j] * gg[j];
       c_out[b * H + j] = cn;
-      h_out[b * H + j] = go[j] * std::tanh(cn);
+      h_out[b * H + j] = go[j] * vtanh(cn);
     }
   }
 }
@@ -55,7 +57,7 @@ void lstm_cell_backward(const T* x, const T* h, const T* c, const T* w_ih, const
     for (int64_t j = 0; j < H; ++j) {
       const int64_t k = b * H + j;
       const T i = gr[j], f = gr[H + j], g = gr[2 * H + j], o = gr[3 * H + j];
-      const T tc = std::tanh(c_out[k]);
+      const T tc = vtanh(c_out[k]);
       // c' feeds h' and is an output itself: its total gradient is the sum of both.
       const T dcn = grad_c[k] + grad_h[k] * o * (T(1) - tc * tc);
       dg[j] = dcn * g * i * (T(1) - i);

@@ -8,6 +8,8 @@
 // exact arithmetic) cannot be compared relatively.
 #include <gtest/gtest.h>
 
+#include <utility>
+
 #include <cmath>
 #include <cstdlib>
 #include <iostream>
@@ -73,11 +75,49 @@ class Golden : public ::testing::Test {
   ::testing::AssertionResult close_grad(const Tensor& got, const std::string& name) {
     return close(got, name, 1e-3, 1e-7);
   }
-  // Parameters after three AdamW steps (lr 1e-3). Adam divides by sqrt(v) + eps, so an
-  // element whose gradient is near eps (1e-8) moves by up to lr per step depending on
-  // its roundoff: such elements get 2e-4 absolute (7% of the largest 3-step move).
+  // Parameters after three AdamW steps (lr 1e-3). Adam moves each element by about
+  // lr * m / sqrt(v) whatever its gradient's size, so an element whose gradient is at the
+  // level of float32 roundoff (below 1e-6 of the tensor's largest: cancellation in sums
+  // of many terms) moves by up to lr per step in a direction the roundoff picks, in the
+  // reference as here. Those elements (about 1-3% of lstm.weight_ih, whose inputs include
+  // near-zero context features) are only held to the bound 2 * 3 * lr; every other
+  // element to 2e-4 absolute + 1e-3 relative (7% of the largest 3-step move). The step-0
+  // reference gradient (grad.<name>, or ft4.grad[_sample].<name>) tells them apart.
   ::testing::AssertionResult close_param(const Tensor& got, const std::string& name) {
-    return close(got, name, 1e-3, 2e-4);
+    std::string grad_name = name;
+    for (const auto& [from, to] : {std::pair<std::string, std::string>{"step3_sample.", "grad_sample."},
+                                   std::pair<std::string, std::string>{"step3.", "grad."}}) {
+      const size_t at = grad_name.find(from);
+      if (at != std::string::npos) {
+        grad_name.replace(at, from.size(), to);
+        break;
+      }
+    }
+    if (!run_.tensors.count(grad_name)) return close(got, name, 1e-3, 2e-4);
+    close(got, name, 1e-3, 2e-4);  // bookkeeping of the largest error only
+    const std::vector<double> g = got.detach().reshape(run_.at(name).shape()).to_vector<double>();
+    const std::vector<double> r = run_.at(name).to_vector<double>();
+    const std::vector<double> gr = run_.at(grad_name).to_vector<double>();
+    if (g.size() != r.size() || gr.size() != r.size())
+      return ::testing::AssertionFailure() << name << ": size mismatch with " << grad_name;
+    double max_grad = 0;
+    for (double v : gr) max_grad = std::max(max_grad, std::abs(v));
+    constexpr double kLr = 1e-3;
+    size_t roundoff_driven = 0, bad = 0;
+    double worst = 0;
+    for (size_t i = 0; i < r.size(); ++i) {
+      const bool noisy = std::abs(gr[i]) < 1e-6 * max_grad;
+      roundoff_driven += noisy;
+      const double tol = noisy ? 2 * 3 * kLr : 2e-4 + 1e-3 * std::abs(r[i]);
+      const double err = std::abs(g[i] - r[i]);
+      if (err > tol) ++bad;
+      if (!noisy) worst = std::max(worst, err);
+    }
+    if (bad == 0) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure()
+           << name << " (regenerate: " << kRegenerate << "): " << bad << " of " << r.size()
+           << " elements out of tolerance (" << roundoff_driven
+           << " roundoff-driven by their step-0 gradient); largest error of the others " << worst;
   }
   // full_att.bias itself is skipped after AdamW steps: its gradient is pure roundoff,
   // which Adam's normalisation turns into steps of about lr / 2 of arbitrary sign.
