@@ -42,6 +42,7 @@ std::array<OpInfo, kOpCount>& table() {
     set(OpId::IndexSelect, "index_select", true);
     set(OpId::Gather, "gather", true);
     set(OpId::LstmCell, "lstm_cell", true);
+    set(OpId::LstmGates, "lstm_gates", true);
     set(OpId::AdditiveAttention, "additive_attention", true);
     set(OpId::SgdStep, "sgd_step", false);
     set(OpId::AdamStep, "adam_step", false);

@@ -40,7 +40,7 @@ enum class OpId : int {
   // indexing and shaping
   Embedding, Dropout, Concat, Slice, IndexSelect, Gather,
   // the captioning model's fused ops
-  LstmCell, AdditiveAttention,
+  LstmCell, LstmGates, AdditiveAttention,
   // optimisers (no backward)
   SgdStep, AdamStep, SumOfSquares, Scale,
   Count

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "nn/recurrence.h"
+
 namespace caption::nn {
 
 namespace {
@@ -89,17 +91,42 @@ DecoderOutput AttentionDecoder::forward(const Tensor& features, const CaptionBat
   const Tensor mean_a = mean(features, {1});              // [B, D]
   LstmState state{init_h.forward(mean_a), init_c.forward(mean_a)};
   const bool full_tf = teacher_forcing >= 1.0;
-  // Full teacher forcing: every step's input word is known, so look them all up at once.
-  const Tensor all_emb = full_tf ? embedding.forward(batch.captions.to(device).narrow(1, 0, T)) : Tensor();
+  const int64_t E = embedding.weight.size(1), A = full_att.weight.size(1);
+  const AttentionOptions att_options = attention_options(activation_);
+  const Tensor full_att_w = full_att.weight.reshape({A});
+
+  // The step's products, arranged so that the backward does per batch what a plain
+  // recording would do per step (nn/recurrence.h): every product that reads h (the
+  // attention's projection, the gate, the LSTM's recurrent half) and the LSTM's context
+  // half form their weight gradients once over all steps' rows; the LSTM's word half
+  // is one product over all steps under teacher forcing. The gates are then summed and
+  // activated by the pointwise LSTM op. Same function as attend_and_update + lstm.
+  const Tensor w_ih_word = lstm.weight_ih.narrow(1, 0, E);
+  const Tensor w_ih_context = lstm.weight_ih.narrow(1, E, lstm.weight_ih.size(1) - E);
+  RecurrentLinear attention_h(decoder_att.weight, decoder_att.bias);
+  RecurrentLinear gate_h(f_beta.weight, f_beta.bias);
+  RecurrentLinear recurrent_h(lstm.weight_hh, lstm.bias_hh);
+  RecurrentLinear context_in(w_ih_context, lstm.bias_ih);
+  RecurrentLinear word_in(w_ih_word, Tensor());  // scheduled sampling: per step
+  StepViews enc_rows(enc_proj), feature_rows(features);
+  // Full teacher forcing: every step's input word is known, so their gate contributions
+  // are one product over [T, B, E] (time-major, so that a step's rows are contiguous).
+  Tensor word_gates;  // [T, B, 4H]
+  if (full_tf) {
+    const Tensor words = batch.captions.to(device).narrow(1, 0, T).permute({1, 0}).contiguous();
+    word_gates = linear(embedding.forward(words), w_ih_word);
+  }
+  StepViews word_steps(word_gates.defined() ? word_gates : Tensor::zeros({1}));
 
   std::vector<Tensor> hidden, step_logits, alpha_rows;
   std::vector<int64_t> previous_prediction;  // argmax of the last step, per row
   for (int64_t t = 0; t < T; ++t) {
     const int64_t bt = out.batch_sizes[t];
-    LstmState s{state.h.narrow(0, 0, bt), state.c.narrow(0, 0, bt)};
-    Tensor emb;
+    const Tensor h = state.h.narrow(0, 0, bt), c = state.c.narrow(0, 0, bt);
+    const auto first_rows = [bt](const Tensor& x) { return x.narrow(0, 0, bt); };
+    Tensor word_gate;
     if (full_tf) {
-      emb = all_emb.narrow(0, 0, bt).select(1, t);
+      word_gate = word_steps.view([t, bt](const Tensor& x) { return x.select(0, t).narrow(0, 0, bt); });
     } else {
       std::vector<int64_t> words(bt);
       for (int64_t b = 0; b < bt; ++b) {
@@ -107,10 +134,12 @@ DecoderOutput AttentionDecoder::forward(const Tensor& features, const CaptionBat
         // One coin per sample and step from step 2 on (t >= 1 here, 0-based).
         if (t >= 1 && gen.uniform() >= teacher_forcing) words[b] = previous_prediction[b];
       }
-      emb = embedding.forward(Tensor::from_vector<int64_t>(words, {bt}).to(device));
+      word_gate = word_in(embedding.forward(Tensor::from_vector<int64_t>(words, {bt}).to(device)));
     }
-    Step step = attend_and_update(emb, s, features.narrow(0, 0, bt), enc_proj.narrow(0, 0, bt));
-    state = step.state;
+    const AttentionResult att = additive_attention(enc_rows.view(first_rows), attention_h(h), full_att_w,
+                                                   full_att.bias, feature_rows.view(first_rows), att_options);
+    const Tensor z = mul(sigmoid(gate_h(h)), att.context);  // [bt, D]
+    state = lstm_gates(add(add(word_gate, context_in(z)), recurrent_h(h)), c);
     const Tensor h_drop = dropout.forward(state.h, gen);  // [bt, H]
     if (full_tf) {
       hidden.push_back(h_drop);
@@ -124,7 +153,7 @@ DecoderOutput AttentionDecoder::forward(const Tensor& features, const CaptionBat
                                  (lv.begin() + b * V);
       step_logits.push_back(logits);
     }
-    Tensor a = step.alpha;  // [bt, P]
+    Tensor a = att.alpha;  // [bt, P]
     if (bt < B) a = concat({a, Tensor::zeros({B - bt, P}, a.dtype(), device)}, 0);
     alpha_rows.push_back(a.unsqueeze(1));  // [B, 1, P]
   }

@@ -4,6 +4,7 @@
 // dgates workspace [B, 4H] comes from the device's caching allocator.
 #include "engine/cuda/adapter.h"
 #include "engine/cuda/blas_handle.h"
+#include "engine/cuda/context.h"
 #include "engine/cuda/precision.h"
 #include "engine/op_table.h"
 #include "engine/ops/lstm.h"
@@ -47,9 +48,37 @@ void lstm_cell_cuda_backward(const OpCall& c) {
                           out(6), dgates.data<float>(), p.batch, p.input, p.hidden);
 }
 
+// LstmGates: in = {pre, c}, out = {h', c', gates}.
+void lstm_gates_cuda_forward(const OpCall& c) {
+  const auto& p = c.get<LstmGatesParams>();
+  for (const Tensor& t : c.in) require_f32(t, "lstm_gates");
+  kcu::lstm_gates_forward(c.in[0].data<float>(), c.in[1].data<float>(), c.out[0].data<float>(),
+                          c.out[1].data<float>(), c.out[2].data<float>(), p.batch, p.hidden,
+                          cuda::stream(c.in[0].device()));
+}
+
+// Backward: in = {c, gates, c', grad_h', grad_c'}, out = {dpre, dc}.
+void lstm_gates_cuda_backward(const OpCall& c) {
+  const auto& p = c.get<LstmGatesParams>();
+  for (const Tensor& t : c.in) require_f32(t, "lstm_gates backward");
+  const Device dev = c.in[0].device();
+  Tensor scratch;
+  float* dpre = f32_or_null(c.out[0]);
+  if (!dpre) {
+    scratch = Tensor::empty({p.batch, 4 * p.hidden}, DType::F32, dev);
+    dpre = scratch.data<float>();
+  }
+  kcu::lstm_gates_backward(c.in[0].data<float>(), c.in[1].data<float>(), c.in[2].data<float>(),
+                           c.in[3].data<float>(), c.in[4].data<float>(), dpre,
+                           c.out.size() > 1 ? f32_or_null(c.out[1]) : nullptr, p.batch, p.hidden,
+                           cuda::stream(dev));
+}
+
 [[maybe_unused]] const bool registered = [] {
   register_kernels(OpId::LstmCell, DeviceType::CUDA, lstm_cell_cuda_forward,
                    lstm_cell_cuda_backward);
+  register_kernels(OpId::LstmGates, DeviceType::CUDA, lstm_gates_cuda_forward,
+                   lstm_gates_cuda_backward);
   return true;
 }();
 

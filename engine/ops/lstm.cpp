@@ -41,8 +41,37 @@ void lstm_cell_cpu_backward(const OpCall& c) {
   });
 }
 
+void lstm_gates_cpu_forward(const OpCall& c) {
+  const auto& p = c.get<LstmGatesParams>();
+  dispatch_floating(c.in[0].dtype(), "lstm_gates", [&]<typename T>() {
+    kc::lstm_gates_forward<T>(c.in[0].data<T>(), c.in[1].data<T>(), c.out[0].data<T>(),
+                              c.out[1].data<T>(), c.out[2].data<T>(), p.batch, p.hidden);
+  });
+}
+
+// Backward: in = {c, gates, c', grad_h', grad_c'}, out = {dpre, dc}.
+void lstm_gates_cpu_backward(const OpCall& c) {
+  const auto& p = c.get<LstmGatesParams>();
+  dispatch_floating(c.in[0].dtype(), "lstm_gates backward", [&]<typename T>() {
+    // dpre is the pre-activation gradient the kernel always forms; a scratch when the
+    // caller does not want it.
+    Tensor scratch;
+    T* dpre = data_or_null<T>(c.out[0]);
+    if (!dpre) {
+      scratch = Tensor::empty({p.batch, 4 * p.hidden}, c.in[0].dtype());
+      dpre = scratch.data<T>();
+    }
+    kc::lstm_gates_backward<T>(c.in[0].data<T>(), c.in[1].data<T>(), c.in[2].data<T>(),
+                               c.in[3].data<T>(), c.in[4].data<T>(), dpre,
+                               c.out.size() > 1 ? data_or_null<T>(c.out[1]) : nullptr, p.batch,
+                               p.hidden);
+  });
+}
+
 [[maybe_unused]] const bool registered = [] {
   register_kernels(OpId::LstmCell, DeviceType::CPU, lstm_cell_cpu_forward, lstm_cell_cpu_backward);
+  register_kernels(OpId::LstmGates, DeviceType::CPU, lstm_gates_cpu_forward,
+                   lstm_gates_cpu_backward);
   return true;
 }();
 
@@ -91,6 +120,29 @@ LstmState lstm_cell(const Tensor& x_in, const Tensor& h_in, const Tensor& c_in,
   run_forward(OpId::LstmCell, dev, OpCall{in, outs, &p});
   record_op(OpId::LstmCell, p, in, {in[0], in[1], in[2], in[3], in[4], gates, c_out},
             {h_out, c_out});
+  return {h_out, c_out};
+}
+
+LstmState lstm_gates(const Tensor& pre_in, const Tensor& c_in) {
+  CAPTION_CHECK(pre_in.defined() && pre_in.dim() == 2 && pre_in.size(1) % 4 == 0,
+                "lstm_gates: pre-activations must be [B, 4H], got ",
+                pre_in.defined() ? pre_in.describe() : "an undefined tensor");
+  LstmGatesParams p;
+  p.batch = pre_in.size(0);
+  p.hidden = pre_in.size(1) / 4;
+  CAPTION_CHECK(c_in.defined() && c_in.shape() == Shape({p.batch, p.hidden}),
+                "lstm_gates: c must be [", p.batch, ", ", p.hidden, "] for pre-activations ",
+                pre_in.describe(), ", got ", c_in.defined() ? c_in.describe() : "an undefined tensor");
+  CAPTION_CHECK(c_in.device() == pre_in.device() && c_in.dtype() == pre_in.dtype(), "lstm_gates: c ",
+                c_in.describe(), " differs from ", pre_in.describe(), " in device or dtype");
+  const Tensor pre = pre_in.contiguous(), c = c_in.contiguous();
+  const Device dev = pre.device();
+  Tensor h_out = Tensor::empty({p.batch, p.hidden}, pre.dtype(), dev);
+  Tensor c_out = Tensor::empty({p.batch, p.hidden}, pre.dtype(), dev);
+  Tensor gates = Tensor::empty(pre.shape(), pre.dtype(), dev);
+  std::vector<Tensor> in{pre, c}, outs{h_out, c_out, gates};
+  run_forward(OpId::LstmGates, dev, OpCall{in, outs, &p});
+  record_op(OpId::LstmGates, p, in, {c, gates, c_out}, {h_out, c_out});
   return {h_out, c_out};
 }
 

@@ -32,4 +32,14 @@ struct LstmState {
 LstmState lstm_cell(const Tensor& x, const Tensor& h, const Tensor& c, const Tensor& w_ih,
                     const Tensor& w_hh, const Tensor& b_ih, const Tensor& b_hh);
 
+// The pointwise half of the cell (OpId::LstmGates), for callers that form the gate
+// pre-activations themselves, biases included (the decoder batches its products over
+// steps): pre [B, 4H] (chunks i, f, g, o), c [B, H] -> {h', c'}, exactly as lstm_cell.
+// Kernel convention: forward in = {pre, c}, out = {h', c', gates (activated)};
+// backward in = {c, gates, c', grad_h', grad_c'}, out = {dpre, dc}.
+struct LstmGatesParams {
+  int64_t batch = 0, hidden = 0;
+};
+LstmState lstm_gates(const Tensor& pre, const Tensor& c);
+
 }  // namespace caption

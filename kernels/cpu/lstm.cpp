@@ -18,21 +18,18 @@ T sigmoid(T v) {
 }
 }  // namespace
 
+namespace {
+
+// Activates gates [B, 4H] in place (pre-activations in, biases already added) and forms
+// c' and h'.
 template <typename T>
-void lstm_cell_forward(const T* x, const T* h, const T* c, const T* w_ih, const T* w_hh,
-                       const T* b_ih, const T* b_hh, T* h_out, T* c_out, T* gates, int64_t B,
-                       int64_t I, int64_t H) {
+void activate_gates(T* gates, const T* c, T* h_out, T* c_out, int64_t B, int64_t H) {
   const int64_t G = 4 * H;
-  // gates = x W_ih^T + h W_hh^T (gemm honours beta even when I or H is 0).
-  gemm<T>(Trans::No, Trans::Yes, B, G, I, T(1), x, I, w_ih, I, T(0), gates, G);
-  gemm<T>(Trans::No, Trans::Yes, B, G, H, T(1), h, H, w_hh, H, T(1), gates, G);
   for (int64_t b = 0; b < B; ++b) {
-    T* gr = gates + b * G;
-    for (int64_t k = 0; k < G; ++k) gr[k] += b_ih[k] + b_hh[k];
-    T* gi = gr;
-    T* gf = gr + H;
-    T* gg = gr + 2 * H;
-    T* go = gr + 3 * H;
+    T* gi = gates + b * G;
+    T* gf = gi + H;
+    T* gg = gi + 2 * H;
+    T* go = gi + 3 * H;
     for (int64_t j = 0; j < H; ++j) {
       gi[j] = sigmoid(gi[j]);
       gf[j] = sigmoid(gf[j]);
@@ -45,11 +42,10 @@ void lstm_cell_forward(const T* x, const T* h, const T* c, const T* w_ih, const 
   }
 }
 
+// dgates [B, 4H] (=) and dc (may be null) from the activated gates.
 template <typename T>
-void lstm_cell_backward(const T* x, const T* h, const T* c, const T* w_ih, const T* w_hh,
-                        const T* gates, const T* c_out, const T* grad_h, const T* grad_c, T* dx,
-                        T* dh, T* dc, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh, T* dgates, int64_t B,
-                        int64_t I, int64_t H) {
+void gates_backward(const T* gates, const T* c, const T* c_out, const T* grad_h,
+                    const T* grad_c, T* dgates, T* dc, int64_t B, int64_t H) {
   const int64_t G = 4 * H;
   for (int64_t b = 0; b < B; ++b) {
     const T* gr = gates + b * G;
@@ -67,6 +63,45 @@ void lstm_cell_backward(const T* x, const T* h, const T* c, const T* w_ih, const
       if (dc) dc[k] = dcn * f;
     }
   }
+}
+
+}  // namespace
+
+template <typename T>
+void lstm_cell_forward(const T* x, const T* h, const T* c, const T* w_ih, const T* w_hh,
+                       const T* b_ih, const T* b_hh, T* h_out, T* c_out, T* gates, int64_t B,
+                       int64_t I, int64_t H) {
+  const int64_t G = 4 * H;
+  // gates = x W_ih^T + h W_hh^T (gemm honours beta even when I or H is 0).
+  gemm<T>(Trans::No, Trans::Yes, B, G, I, T(1), x, I, w_ih, I, T(0), gates, G);
+  gemm<T>(Trans::No, Trans::Yes, B, G, H, T(1), h, H, w_hh, H, T(1), gates, G);
+  for (int64_t b = 0; b < B; ++b) {
+    T* gr = gates + b * G;
+    for (int64_t k = 0; k < G; ++k) gr[k] += b_ih[k] + b_hh[k];
+  }
+  activate_gates(gates, c, h_out, c_out, B, H);
+}
+
+template <typename T>
+void lstm_gates_forward(const T* pre, const T* c, T* h_out, T* c_out, T* gates, int64_t B,
+                        int64_t H) {
+  std::copy_n(pre, B * 4 * H, gates);
+  activate_gates(gates, c, h_out, c_out, B, H);
+}
+
+template <typename T>
+void lstm_gates_backward(const T* c, const T* gates, const T* c_out, const T* grad_h,
+                         const T* grad_c, T* dpre, T* dc, int64_t B, int64_t H) {
+  gates_backward(gates, c, c_out, grad_h, grad_c, dpre, dc, B, H);
+}
+
+template <typename T>
+void lstm_cell_backward(const T* x, const T* h, const T* c, const T* w_ih, const T* w_hh,
+                        const T* gates, const T* c_out, const T* grad_h, const T* grad_c, T* dx,
+                        T* dh, T* dc, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh, T* dgates, int64_t B,
+                        int64_t I, int64_t H) {
+  const int64_t G = 4 * H;
+  gates_backward(gates, c, c_out, grad_h, grad_c, dgates, dc, B, H);
   if (dx) gemm<T>(Trans::No, Trans::No, B, I, G, T(1), dgates, G, w_ih, I, T(0), dx, I);
   if (dh) gemm<T>(Trans::No, Trans::No, B, H, G, T(1), dgates, G, w_hh, H, T(0), dh, H);
   if (dw_ih) gemm<T>(Trans::Yes, Trans::No, G, I, B, T(1), dgates, G, x, I, T(0), dw_ih, I);
@@ -91,6 +126,15 @@ template void lstm_cell_backward<float>(const float*, const float*, const float*
                                         const float*, const float*, const float*, const float*,
                                         const float*, float*, float*, float*, float*, float*,
                                         float*, float*, float*, int64_t, int64_t, int64_t);
+template void lstm_gates_forward<float>(const float*, const float*, float*, float*, float*,
+                                        int64_t, int64_t);
+template void lstm_gates_forward<double>(const double*, const double*, double*, double*, double*,
+                                         int64_t, int64_t);
+template void lstm_gates_backward<float>(const float*, const float*, const float*, const float*,
+                                         const float*, float*, float*, int64_t, int64_t);
+template void lstm_gates_backward<double>(const double*, const double*, const double*,
+                                          const double*, const double*, double*, double*,
+                                          int64_t, int64_t);
 template void lstm_cell_backward<double>(const double*, const double*, const double*, const double*,
                                          const double*, const double*, const double*, const double*,
                                          const double*, double*, double*, double*, double*, double*,

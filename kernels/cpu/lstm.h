@@ -31,4 +31,17 @@ void lstm_cell_backward(const T* x, const T* h, const T* c, const T* w_ih, const
                         T* dh, T* dc, T* dw_ih, T* dw_hh, T* db_ih, T* db_hh, T* dgates, int64_t B,
                         int64_t I, int64_t H);
 
+// The pointwise half of the cell alone, for callers that form the gate pre-activations
+// [B, 4H] themselves (the decoder, whose products are batched over steps; biases
+// included): h_out, c_out and the activated gates, exactly as lstm_cell_forward.
+template <typename T>
+void lstm_gates_forward(const T* pre, const T* c, T* h_out, T* c_out, T* gates, int64_t B,
+                        int64_t H);
+
+// Its backward: the pre-activation gradients dpre [B, 4H] (=) and dc [B, H] (may be null),
+// from the saved c, activated gates and c_out.
+template <typename T>
+void lstm_gates_backward(const T* c, const T* gates, const T* c_out, const T* grad_h,
+                         const T* grad_c, T* dpre, T* dc, int64_t B, int64_t H);
+
 }  // namespace caption::kernels::cpu

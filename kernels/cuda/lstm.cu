@@ -19,16 +19,20 @@ namespace {
 
 __device__ __forceinline__ float sigmoidf(float v) { return 1.f / (1.f + expf(-v)); }
 
-__global__ void lstm_pointwise_forward_kernel(const float* b_ih, const float* b_hh, const float* c,
-                                              float* gates, float* h_out, float* c_out, int64_t H,
-                                              int64_t n) {
+// pre: the pre-activations (null: gates holds them), b_ih/b_hh: biases to add (null:
+// none, the LstmGates form).
+__global__ void lstm_pointwise_forward_kernel(const float* pre, const float* b_ih,
+                                              const float* b_hh, const float* c, float* gates,
+                                              float* h_out, float* c_out, int64_t H, int64_t n) {
   for (int64_t k = global_thread(); k < n; k += grid_threads()) {
     const int64_t b = k / H, j = k - b * H;
     float* gr = gates + b * 4 * H;
-    const float i = sigmoidf(gr[j] + (b_ih[j] + b_hh[j]));
-    const float f = sigmoidf(gr[H + j] + (b_ih[H + j] + b_hh[H + j]));
-    const float g = tanhf(gr[2 * H + j] + (b_ih[2 * H + j] + b_hh[2 * H + j]));
-    const float o = sigmoidf(gr[3 * H + j] + (b_ih[3 * H + j] + b_hh[3 * H + j]));
+    const float* src = pre ? pre + b * 4 * H : gr;
+    auto bias = [&](int64_t q) { return b_ih ? b_ih[q] + b_hh[q] : 0.f; };
+    const float i = sigmoidf(src[j] + bias(j));
+    const float f = sigmoidf(src[H + j] + bias(H + j));
+    const float g = tanhf(src[2 * H + j] + bias(2 * H + j));
+    const float o = sigmoidf(src[3 * H + j] + bias(3 * H + j));
     gr[j] = i;
     gr[H + j] = f;
     gr[2 * H + j] = g;
@@ -76,8 +80,8 @@ void lstm_cell_forward(cublasHandle_t handle, const float* x, const float* h, co
   gemm(handle, Trans::No, Trans::Yes, B, G, H, 1.f, h, H, w_hh, H, 1.f, gates, G);
   const int64_t n = B * H;
   if (n == 0) return;
-  lstm_pointwise_forward_kernel<<<grid_for(n), kBlock, 0, stream_of(handle)>>>(b_ih, b_hh, c, gates,
-                                                                               h_out, c_out, H, n);
+  lstm_pointwise_forward_kernel<<<grid_for(n), kBlock, 0, stream_of(handle)>>>(
+      nullptr, b_ih, b_hh, c, gates, h_out, c_out, H, n);
   CAPTION_CUDA_LAUNCH_CHECK("lstm_pointwise_forward_kernel");
 }
 
@@ -106,6 +110,25 @@ void lstm_cell_backward(cublasHandle_t handle, const float* x, const float* h, c
       CAPTION_CUDA_CHECK(
           cudaMemcpyAsync(db_hh, db_ih, sizeof(float) * G, cudaMemcpyDeviceToDevice, stream));
   }
+}
+
+void lstm_gates_forward(const float* pre, const float* c, float* h_out, float* c_out,
+                        float* gates, int64_t B, int64_t H, cudaStream_t stream) {
+  const int64_t n = B * H;
+  if (n == 0) return;
+  lstm_pointwise_forward_kernel<<<grid_for(n), kBlock, 0, stream>>>(pre, nullptr, nullptr, c, gates,
+                                                                    h_out, c_out, H, n);
+  CAPTION_CUDA_LAUNCH_CHECK("lstm_pointwise_forward_kernel (gates)");
+}
+
+void lstm_gates_backward(const float* c, const float* gates, const float* c_out,
+                         const float* grad_h, const float* grad_c, float* dpre, float* dc,
+                         int64_t B, int64_t H, cudaStream_t stream) {
+  const int64_t n = B * H;
+  if (n == 0) return;
+  lstm_pointwise_backward_kernel<<<grid_for(n), kBlock, 0, stream>>>(gates, c, c_out, grad_h,
+                                                                     grad_c, dpre, dc, H, n);
+  CAPTION_CUDA_LAUNCH_CHECK("lstm_pointwise_backward_kernel (gates)");
 }
 
 }  // namespace caption::kernels::cuda

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cublas_v2.h>
+#include <cuda_runtime.h>
 
 #include <cstdint>
 
@@ -26,5 +27,13 @@ void lstm_cell_backward(cublasHandle_t handle, const float* x, const float* h, c
                         const float* c_out, const float* grad_h, const float* grad_c, float* dx,
                         float* dh, float* dc, float* dw_ih, float* dw_hh, float* db_ih,
                         float* db_hh, float* dgates, int64_t B, int64_t I, int64_t H);
+
+// The pointwise half alone (OpId::LstmGates): pre [B, 4H] (biases included) -> h_out,
+// c_out, gates (activated); and its backward dpre [B, 4H] (=), dc [B, H] (may be null).
+void lstm_gates_forward(const float* pre, const float* c, float* h_out, float* c_out,
+                        float* gates, int64_t B, int64_t H, cudaStream_t stream);
+void lstm_gates_backward(const float* c, const float* gates, const float* c_out,
+                         const float* grad_h, const float* grad_c, float* dpre, float* dc,
+                         int64_t B, int64_t H, cudaStream_t stream);
 
 }  // namespace caption::kernels::cuda

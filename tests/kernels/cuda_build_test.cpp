@@ -9,13 +9,14 @@ namespace caption {
 namespace {
 
 // Every op with CUDA kernels in engine/cuda/{elementwise,reduce,linear,softmax,
-// indexing,lstm,attention}_cuda.cpp.
+// indexing,lstm,attention,conv,norm,pool}_cuda.cpp: all of them.
 constexpr OpId kCudaOps[] = {
     OpId::Add,  OpId::Sub,  OpId::Mul,     OpId::Div,    OpId::Relu,       OpId::Tanh,
     OpId::Sigmoid, OpId::Copy, OpId::Sum,  OpId::Mean,   OpId::Matmul,     OpId::Linear,
     OpId::Softmax, OpId::LogSoftmax, OpId::CrossEntropy,
     OpId::Embedding, OpId::Dropout, OpId::Concat, OpId::Slice, OpId::IndexSelect, OpId::Gather,
-    OpId::LstmCell, OpId::AdditiveAttention,
+    OpId::LstmCell, OpId::LstmGates, OpId::AdditiveAttention,
+    OpId::Conv2d, OpId::BatchNorm2d, OpId::MaxPool2d, OpId::AdaptiveAvgPool2d,
 };
 
 // Ops without a backward (the optimisers, engine/cuda/optim_cuda.cpp): a CUDA forward only.

@@ -26,6 +26,21 @@ OpCase lstm_case(std::string name, int64_t B, int64_t I, int64_t H, std::vector<
   return c;
 }
 
+OpCase lstm_gates_case(std::string name, int64_t B, int64_t H) {
+  OpCase c;
+  c.name = std::move(name);
+  c.op = OpId::LstmGates;
+  c.inputs = [=](Generator& g, DType t, Device d) {
+    return std::vector<Tensor>{random_tensor({B, 4 * H}, g, t, d, -3.0, 3.0),
+                               random_tensor({B, H}, g, t, d)};
+  };
+  c.forward = [](const std::vector<Tensor>& v) {
+    LstmState s = lstm_gates(v[0], v[1]);
+    return std::vector<Tensor>{s.h, s.c};
+  };
+  return c;
+}
+
 // Relu cases keep enc_proj + dec_proj at least 0.2 away from the kink: |enc| >= 0.3 and
 // |dec| <= 0.1, so finite differences (eps 1e-6) never cross it.
 OpCase attention_case(std::string name, int64_t B, int64_t P, int64_t A, int64_t D,
@@ -146,6 +161,8 @@ CAPTION_OP_CASES {
       lstm_case("lstm_cell/hidden1_input1", 2, 1, 1),
       // Only the state and input need gradients: the weight paths are skipped.
       lstm_case("lstm_cell/no_weight_grads", 5, 4, 3, {3, 4, 5, 6}),
+      lstm_gates_case("lstm_gates/batch1_odd", 1, 5),
+      lstm_gates_case("lstm_gates/prime_sizes", 3, 7),
       attention_case("additive_attention/tanh_odd", 2, 5, 3, 7, Act::Tanh),
       attention_case("additive_attention/tanh_one_position", 3, 1, 4, 2, Act::Tanh),
       attention_case("additive_attention/tanh_batch1_prime", 1, 13, 11, 5, Act::Tanh),

@@ -1,0 +1,105 @@
+// See recurrence.h.
+#include "nn/recurrence.h"
+
+#include "engine/op_node.h"
+
+namespace caption::nn {
+
+struct RecurrentLinear::Steps {
+  std::vector<Tensor> xs;   // each step's input, in step order (detached)
+  std::vector<Tensor> dys;  // each step's output gradient, filled by the backward
+};
+
+RecurrentLinear::RecurrentLinear(const Tensor& weight, const Tensor& bias)
+    : steps_(std::make_shared<Steps>()),
+      weight_(weight.detach().contiguous()),
+      bias_(bias.defined() ? bias.detach().contiguous() : Tensor()),
+      record_(grad_enabled() &&
+              (weight.requires_grad() || (bias.defined() && bias.requires_grad()))),
+      bf16_(autocast_enabled()) {
+  if (!record_) return;
+  token_ = Tensor::zeros({1}, weight.dtype(), weight.device());
+  std::shared_ptr<Steps> steps = steps_;
+  const bool with_bias = bias.defined(), bf16 = bf16_;
+  record_lambda("recurrent_linear_weights", {weight, bias}, {token_},
+                [steps, with_bias, bf16](const std::vector<Tensor>&) {
+                  std::vector<Tensor> xs, dys;
+                  for (size_t i = 0; i < steps->dys.size(); ++i)
+                    if (steps->dys[i].defined()) {
+                      xs.push_back(steps->xs[i]);
+                      dys.push_back(steps->dys[i]);
+                    }
+                  if (dys.empty()) return std::vector<Tensor>{Tensor(), Tensor()};
+                  const Tensor dy = dys.size() == 1 ? dys[0] : concat(dys, 0);
+                  const Tensor x = xs.size() == 1 ? xs[0] : concat(xs, 0);
+                  AutocastGuard autocast(bf16);
+                  return std::vector<Tensor>{matmul(dy, x, {Trans::Yes, Trans::No}),
+                                             with_bias ? sum(dy, {0}) : Tensor()};
+                });
+}
+
+Tensor RecurrentLinear::operator()(const Tensor& x) {
+  if (!record_) return linear(x, weight_, bias_);  // x's own gradient, if any, as usual
+  Tensor y;
+  {
+    NoGradGuard no_grad;
+    y = linear(x, weight_, bias_);
+  }
+  const size_t i = steps_->xs.size();
+  steps_->xs.push_back(x.detach());
+  steps_->dys.emplace_back();
+  std::shared_ptr<Steps> steps = steps_;
+  const Tensor w = weight_;
+  const bool x_grad = x.requires_grad(), bf16 = bf16_;
+  record_lambda("recurrent_linear_step", {x, token_}, {y},
+                [steps, i, w, x_grad, bf16](const std::vector<Tensor>& g) {
+                  steps->dys[i] = g[0];
+                  AutocastGuard autocast(bf16);
+                  return std::vector<Tensor>{x_grad ? matmul(g[0], w) : Tensor(), Tensor()};
+                });
+  return y;
+}
+
+struct StepViews::Buffer {
+  Tensor grad;  // the base's gradient, summed in place (allocated at the first step's)
+  Shape shape;
+  DType dtype = DType::F32;
+  Device device = Device::cpu();
+};
+
+StepViews::StepViews(const Tensor& base)
+    : buffer_(std::make_shared<Buffer>()),
+      base_(base.detach().contiguous()),
+      record_(grad_enabled() && base.requires_grad()) {
+  if (!record_) return;
+  buffer_->shape = base.shape();
+  buffer_->dtype = base.dtype();
+  buffer_->device = base.device();
+  token_ = Tensor::zeros({1}, base.dtype(), base.device());
+  std::shared_ptr<Buffer> buffer = buffer_;
+  record_lambda("step_views_base", {base}, {token_}, [buffer](const std::vector<Tensor>&) {
+    Tensor g = buffer->grad;
+    buffer->grad = Tensor();
+    return std::vector<Tensor>{g};
+  });
+}
+
+Tensor StepViews::view(const std::function<Tensor(const Tensor&)>& fn) {
+  if (!record_) return fn(base_);
+  Tensor v;
+  {
+    NoGradGuard no_grad;
+    v = fn(base_);
+  }
+  std::shared_ptr<Buffer> buffer = buffer_;
+  record_lambda("step_view", {token_}, {v}, [buffer, fn](const std::vector<Tensor>& g) {
+    if (!buffer->grad.defined()) buffer->grad = Tensor::zeros(buffer->shape, buffer->dtype, buffer->device);
+    Tensor region = fn(buffer->grad);
+    CAPTION_ASSERT(region.is_contiguous(), "StepViews: a view must be a contiguous region");
+    add_into(region, g[0]);
+    return std::vector<Tensor>{Tensor()};
+  });
+  return v;
+}
+
+}  // namespace caption::nn

@@ -1,0 +1,59 @@
+// Autograd helpers for the decoder's loop over steps, so that its backward does the
+// work once per batch that a plain step-by-step recording would do once per step.
+//
+// - RecurrentLinear: y_t = x_t W^T + b at every step with one weight. Recorded plainly,
+//   each step's backward forms a thin weight gradient dy_t^T x_t (K = the step's rows)
+//   and autograd adds it into W's gradient: a full [O, I] product and a full [O, I]
+//   addition per step. Here each step's backward only keeps dy_t (and forms dx_t), and
+//   one node, which autograd runs after every step's (it depends on all of them), forms
+//   dW = [dy_1; ...; dy_T]^T [x_1; ...; x_T] and db in one product over all rows.
+// - StepViews: views of one tensor taken at every step (the batch's first rows, one
+//   time step of a time-major tensor). A plain view's backward materialises a zero
+//   tensor of the whole base and autograd adds it up: O(base) per step. Here each step
+//   adds its gradient in place into the matching region of one buffer, and one node
+//   hands the buffer on as the base's gradient: O(view) per step.
+// Both are exact rearrangements of the same sums (in another order), valid for any
+// graph: when a step's output receives no gradient its rows are simply absent.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "engine/engine.h"
+
+namespace caption::nn {
+
+class RecurrentLinear {
+ public:
+  // weight [O, I] (any view; made contiguous once here), bias [O] or undefined.
+  RecurrentLinear(const Tensor& weight, const Tensor& bias);
+  // One step: x [rows, I] -> [rows, O].
+  Tensor operator()(const Tensor& x);
+
+ private:
+  struct Steps;
+  std::shared_ptr<Steps> steps_;
+  Tensor weight_, bias_;  // detached, contiguous
+  Tensor token_;          // the edge to the weights' gradient node
+  bool record_ = false;
+  bool bf16_ = false;     // autocast at construction, kept for the backward products
+};
+
+class StepViews {
+ public:
+  explicit StepViews(const Tensor& base);
+  // view(base) for this step; `view` must give a contiguous region of a contiguous
+  // tensor of base's shape (a row prefix, or one index of the leading axis then a row
+  // prefix), and is applied again to the gradient buffer.
+  Tensor view(const std::function<Tensor(const Tensor&)>& view);
+
+ private:
+  struct Buffer;
+  std::shared_ptr<Buffer> buffer_;
+  Tensor base_;   // detached, contiguous
+  Tensor token_;  // the edge to the base's gradient node
+  bool record_ = false;
+};
+
+}  // namespace caption::nn
