@@ -11,12 +11,16 @@
 // copy): a dry run of this program's logic on a machine without a GPU, slow, and not a
 // benchmark of anything.
 //
-// Model: configs/flickr8k_resnet50.toml built in code (ResNet-50 at 224x224, S = 14 so
-// P = 196, D = 2048, E = H = A = 512, tanh attention, dropout 0.5) with V = 10000 words
+// Model: configs/flickr8k_resnet50.toml built in code (ResNet-50 at 224x224, S = 14,
+// D = 2048, E = H = A = 512, tanh attention, dropout 0.5) with V = 10000 words
 // (--vocab), seeded random weights. The encoder's batch norm is calibrated on two batches
 // of random images so that its features stay in a sane range, and the fc biases of the
 // four special tokens are set to -50 so that greedy and beam decoding never stop early:
-// every decode runs exactly 20 steps on both sides, whatever the rounding.
+// every decode runs exactly 20 steps on both sides, whatever the rounding. The engine
+// encodes with CaptionModel::encode_distinct, as its pipeline does: the 7x7 ResNet map
+// repeated 2x2 onto the 14x14 grid carries 49 distinct cells, so every row attends over
+// P = 49 (nn::AttentionGrid, the same function as P = 196); the JSON's "positions" says so,
+// and check.sh gives PyTorch the same saving (torch_bench.py --positions 49).
 //
 // Timing: no CUDA events reach this program (the engine's public API has none), so a
 // sample is synchronize(device); `calls` consecutive calls; synchronize(device) around a
@@ -354,6 +358,15 @@ nn::CaptionBatch first_rows(const nn::CaptionBatch& b, int64_t rows) {
 double grad_norm(const nn::ParameterStore& store) { return std::sqrt(sum_of_squares(store.grads()).item()); }
 
 // Everything the rows share: both models, their parameter stores, the device.
+// The positions encode_distinct gives: k*k for ResNet's k x k map (five stride-2 stages,
+// each rounding up) when it divides encoder_size, else encoder_size^2.
+int64_t attention_positions(const nn::ModelConfig& c) {
+  int64_t k = c.image_size;
+  for (int i = 0; i < 5; ++i) k = (k + 1) / 2;
+  const int64_t S = c.encoder_size;
+  return k < S && S % k == 0 ? k * k : S * S;
+}
+
 struct Bench {
   Options o;
   Device device = Device::cuda(0);
@@ -367,7 +380,8 @@ struct Bench {
   const std::vector<Tensor>& features_b64() {
     // Encoder outputs are averages of ReLUs: non-negative, O(1). 3 x 103 MB.
     if (features64.empty())
-      features64 = variants({64, config.positions(), config.encoder_channels()}, 0.0, 2.0, 3, gen, device);
+      features64 = variants({64, attention_positions(config), config.encoder_channels()}, 0.0, 2.0, 3,
+                            gen, device);
     return features64;
   }
 
@@ -378,7 +392,7 @@ struct Bench {
                                                       const nn::CaptionBatch& batch) {
     Generator g(99);
     store.zero_grad();
-    const Tensor f = features.defined() ? features : m.encode(images);
+    const Tensor f = features.defined() ? features : m.encode_distinct(images);
     nn::LossParts loss = nn::caption_loss(m.decoder.forward(f, batch, 1.0, g), 1.0);
     loss.total.backward();
     return {loss.total.item(), grad_norm(store)};
@@ -387,11 +401,13 @@ struct Bench {
 
 double tol(double fp32, double tf32) { return tf32_on() ? tf32 : fp32; }
 
+
 // ---- the workloads -----------------------------------------------------------------------
 
 void decode_step_b64(Bench& b, Row& r) {
   const int64_t B = 64;
-  r.shape = "AttentionDecoder::step, K=64, P=196, D=2048, E=H=A=512, V=" + std::to_string(b.config.vocab_size);
+  r.shape = "AttentionDecoder::step, K=64, P=" + std::to_string(attention_positions(b.config)) +
+            ", D=2048, E=H=A=512, V=" + std::to_string(b.config.vocab_size);
   r.goal_ms = 0.030;
   r.throughput_unit = "steps/s";
   NoGradGuard ng;
@@ -427,7 +443,8 @@ void decode_step_b64(Bench& b, Row& r) {
 
 void decoder_train_t20_b64(Bench& b, Row& r) {
   const int64_t B = 64;
-  r.shape = "decoder forward + loss + backward on features [64,196,2048], 20 steps, dropout 0.5";
+  r.shape = "decoder forward + loss + backward on features [64," +
+            std::to_string(attention_positions(b.config)) + ",2048], 20 steps, dropout 0.5";
   r.goal_ms = 2.5;
   r.throughput_unit = "captions/s";
   TrainingScope scope({b.gpu.get(), b.cpu.get()}, nn::FineTune::parse("none"));
@@ -560,7 +577,7 @@ void decode_1img(Bench& b, Row& r, int beam) {
   opt.max_len = kWords;
   opt.beam = beam;
   auto run = [&](nn::CaptionModel& m, const Tensor& image) {
-    return nn::decode(m.decoder, m.encode(image), opt).at(0);
+    return nn::decode(m.decoder, m.encode_distinct(image), opt).at(0);
   };
   r.check_ok = check_caption(run(*b.gpu, images[0]), run(*b.cpu, images[0].to(Device::cpu())),
                              b.config.vocab_size, r.check);
@@ -570,15 +587,15 @@ void decode_1img(Bench& b, Row& r, int beam) {
 
 void resnet50_fwd_b256(Bench& b, Row& r) {
   const int64_t B = 256, S = b.config.image_size;
-  r.shape = "CaptionModel::encode (ResNet-50 + pooling to 14x14), [256,3,224,224], inference";
+  r.shape = "CaptionModel::encode_distinct (ResNet-50, 7x7 cells), [256,3,224,224], inference";
   r.throughput_unit = "images/s";
   NoGradGuard ng;
   b.gpu->eval();
   b.cpu->eval();
   std::vector<Tensor> images = variants({B, 3, S, S}, -2.0, 2.0, 2, b.gen, b.device);  // 2 x 154 MB
   {
-    const Tensor g = b.gpu->encode(images[0]).narrow(0, 0, 2);
-    const Tensor c = b.cpu->encode(images[0].narrow(0, 0, 2).to(Device::cpu()));
+    const Tensor g = b.gpu->encode_distinct(images[0]).narrow(0, 0, 2);
+    const Tensor c = b.cpu->encode_distinct(images[0].narrow(0, 0, 2).to(Device::cpu()));
     // Relative to the largest feature: cuDNN may pick Winograd/FFT algorithms. This random
     // ResNet-50 amplifies rounding about 100-fold from layer1 to layer4 (bfloat16 gives
     // 0.4, measured with PyTorch), so float32 lands near 1e-4 and TF32 convolutions near
@@ -588,7 +605,7 @@ void resnet50_fwd_b256(Bench& b, Row& r) {
     r.check_ok = compare(r.check, "2 images: max|d| / max|ref| vs CPU", max_abs_diff(g, c) / max_abs(c),
                          tol(1e-2, 5e-2)) && finite;
   }
-  r.timing = b.timer->measure(1, [&](int i) { b.gpu->encode(images[i % images.size()]); });
+  r.timing = b.timer->measure(1, [&](int i) { b.gpu->encode_distinct(images[i % images.size()]); });
   r.throughput = B * 1e3 / r.timing.median_ms;
 }
 
@@ -620,7 +637,7 @@ void train_step_r50_b128(Bench& b, Row& r, const std::string& fine_tune) {
   r.timing = b.timer->measure(1, [&](int i) {
     const size_t k = i % images.size();
     opt.zero_grad();
-    const Tensor features = b.gpu->encode(images[k]);
+    const Tensor features = b.gpu->encode_distinct(images[k]);
     nn::LossParts loss = nn::caption_loss(b.gpu->decoder.forward(features, batches[k], 1.0, dropout_gen), 1.0);
     loss.total.backward();
     nn::clip_grad_norm(*b.gpu_store, 5.0);
@@ -793,7 +810,7 @@ int main(int argc, char** argv) {
   meta["date"] = utc_now();
   meta["device"] = o.on_cpu ? "cpu (logic dry run, not a benchmark)" : cuda_probe_message();
   meta["peak_gbs"] = o.peak_gbs;
-  meta["positions"] = b.config.positions();
+  meta["positions"] = attention_positions(b.config);
   meta["vocab"] = o.vocab;
   meta["precision"] = tf32_on() ? "fp32 (TF32 products: CAPTION_TF32=1)" : "fp32";
   meta["env"] = {{"CAPTION_TF32", env_or("CAPTION_TF32", "")},
@@ -802,7 +819,7 @@ int main(int argc, char** argv) {
   meta["timing"] = "synchronize + steady_clock per sample; per-call median, p10, p90";
 
   std::printf("bench_gpu: %s; P=%d, V=%d, %s; peak %.0f GB/s\n", meta["device"].get<std::string>().c_str(),
-              b.config.positions(), o.vocab, meta["precision"].get<std::string>().c_str(), o.peak_gbs);
+              static_cast<int>(attention_positions(b.config)), o.vocab, meta["precision"].get<std::string>().c_str(), o.peak_gbs);
   std::printf("%-30s %10s %10s %10s %5s  %-20s %-13s %s\n", "row", "ms median", "p10", "p90", "n", "throughput",
               "goal ms", "check");
   std::vector<Row> rows;

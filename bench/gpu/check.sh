@@ -406,6 +406,11 @@ elif [ "$t" -lt 25 ]; then
 else
   budget_torch=$((t - 20)); [ "$budget_torch" -lt 5 ] && budget_torch=5
   torch_args=(bench/gpu/torch_bench.py --json "$torch_json" --peak-gbs "$peak" --time-budget "$budget_torch")
+  # The same attention positions as ours (49 where the engine attends over the distinct
+  # cells of the 7x7 map: "positions" in its JSON), so that the comparison is fair.
+  positions=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["positions"])' \
+              "$ours_json" 2>/dev/null || echo 196)
+  case $positions in 49|196) torch_args+=(--positions "$positions") ;; esac
   [ -f "$bench_ckpt" ] && torch_args+=(--checkpoint "$bench_ckpt")
   echo "### $torch_py ${torch_args[*]} (limit ${t}s)" >>"$BENCHLOG"
   run_limited "$t" "$BENCHLOG" "$torch_py" "${torch_args[@]}"
