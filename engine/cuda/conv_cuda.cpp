@@ -90,18 +90,24 @@ Key key_of(const Conv2dParams& p, int device) {
           p.pad_h,     p.pad_w,    p.dilation_h, p.dilation_w};
 }
 
+// One direction's chosen algorithm, the math type to run it with and its workspace.
+template <typename Algo>
+struct Choice {
+  Algo algo{};
+  cudnnMathType_t math{};
+  size_t bytes = 0;
+  bool chosen = false;
+};
+
 // Descriptors and chosen algorithms of one geometry. The backward algorithms are chosen
 // at the first backward (an inference-only process never pays for them).
 struct Plan {
   cudnnTensorDescriptor_t x = nullptr, y = nullptr, bias = nullptr;
   cudnnFilterDescriptor_t w = nullptr;
   cudnnConvolutionDescriptor_t conv = nullptr;
-  bool have_forward = false, have_backward_data = false, have_backward_filter = false;
-  cudnnConvolutionFwdAlgo_t forward{};
-  cudnnConvolutionBwdDataAlgo_t backward_data{};
-  cudnnConvolutionBwdFilterAlgo_t backward_filter{};
-  cudnnMathType_t forward_math{}, backward_data_math{}, backward_filter_math{};
-  size_t forward_bytes = 0, backward_data_bytes = 0, backward_filter_bytes = 0;
+  Choice<cudnnConvolutionFwdAlgo_t> forward;
+  Choice<cudnnConvolutionBwdDataAlgo_t> backward_data;
+  Choice<cudnnConvolutionBwdFilterAlgo_t> backward_filter;
 };
 
 std::string describe(const Conv2dParams& p) {
@@ -197,55 +203,48 @@ Plan& plan_for(const Conv2dParams& p, Device dev) {
 
 constexpr int kMaxAlgos = 16;
 
-void choose_forward(Plan& plan, const Conv2dParams& p, cudnnHandle_t h) {
-  cudnnConvolutionFwdAlgoPerf_t perf[kMaxAlgos];
+// Asks cuDNN for its ranked algorithms (query(measure, perf, &count): measured with
+// CAPTION_CUDNN_BENCHMARK=1, else heuristics) and keeps the first acceptable one.
+template <typename Perf, typename Algo, typename Query>
+void choose(Choice<Algo>& choice, const char* direction, const Conv2dParams& p, Query query) {
+  Perf perf[kMaxAlgos];
   int count = 0;
-  if (policy().benchmark)
-    CAPTION_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(h, plan.x, plan.w, plan.conv, plan.y,
-                                                             kMaxAlgos, &count, perf));
-  else
-    CAPTION_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, plan.x, plan.w, plan.conv,
-                                                               plan.y, kMaxAlgos, &count, perf));
-  const auto* r = pick(perf, count);
-  if (!r) no_algorithm("forward", p);
-  plan.forward = r->algo;
-  plan.forward_math = math_of(*r);
-  plan.forward_bytes = r->memory;
-  plan.have_forward = true;
+  CAPTION_CUDNN_CHECK(query(policy().benchmark, perf, &count));
+  const Perf* r = pick(perf, count);
+  if (!r) no_algorithm(direction, p);
+  choice = {r->algo, math_of(*r), r->memory, true};
+}
+
+void choose_forward(Plan& plan, const Conv2dParams& p, cudnnHandle_t h) {
+  choose<cudnnConvolutionFwdAlgoPerf_t>(
+      plan.forward, "forward", p, [&](bool measure, cudnnConvolutionFwdAlgoPerf_t* perf, int* n) {
+        return measure ? cudnnFindConvolutionForwardAlgorithm(h, plan.x, plan.w, plan.conv, plan.y,
+                                                              kMaxAlgos, n, perf)
+                       : cudnnGetConvolutionForwardAlgorithm_v7(h, plan.x, plan.w, plan.conv,
+                                                                plan.y, kMaxAlgos, n, perf);
+      });
 }
 
 void choose_backward_data(Plan& plan, const Conv2dParams& p, cudnnHandle_t h) {
-  cudnnConvolutionBwdDataAlgoPerf_t perf[kMaxAlgos];
-  int count = 0;
-  if (policy().benchmark)
-    CAPTION_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(h, plan.w, plan.y, plan.conv,
-                                                                  plan.x, kMaxAlgos, &count, perf));
-  else
-    CAPTION_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(
-        h, plan.w, plan.y, plan.conv, plan.x, kMaxAlgos, &count, perf));
-  const auto* r = pick(perf, count);
-  if (!r) no_algorithm("backward-data", p);
-  plan.backward_data = r->algo;
-  plan.backward_data_math = math_of(*r);
-  plan.backward_data_bytes = r->memory;
-  plan.have_backward_data = true;
+  choose<cudnnConvolutionBwdDataAlgoPerf_t>(
+      plan.backward_data, "backward-data", p,
+      [&](bool measure, cudnnConvolutionBwdDataAlgoPerf_t* perf, int* n) {
+        return measure ? cudnnFindConvolutionBackwardDataAlgorithm(h, plan.w, plan.y, plan.conv,
+                                                                   plan.x, kMaxAlgos, n, perf)
+                       : cudnnGetConvolutionBackwardDataAlgorithm_v7(h, plan.w, plan.y, plan.conv,
+                                                                     plan.x, kMaxAlgos, n, perf);
+      });
 }
 
 void choose_backward_filter(Plan& plan, const Conv2dParams& p, cudnnHandle_t h) {
-  cudnnConvolutionBwdFilterAlgoPerf_t perf[kMaxAlgos];
-  int count = 0;
-  if (policy().benchmark)
-    CAPTION_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(
-        h, plan.x, plan.y, plan.conv, plan.w, kMaxAlgos, &count, perf));
-  else
-    CAPTION_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(
-        h, plan.x, plan.y, plan.conv, plan.w, kMaxAlgos, &count, perf));
-  const auto* r = pick(perf, count);
-  if (!r) no_algorithm("backward-filter", p);
-  plan.backward_filter = r->algo;
-  plan.backward_filter_math = math_of(*r);
-  plan.backward_filter_bytes = r->memory;
-  plan.have_backward_filter = true;
+  choose<cudnnConvolutionBwdFilterAlgoPerf_t>(
+      plan.backward_filter, "backward-filter", p,
+      [&](bool measure, cudnnConvolutionBwdFilterAlgoPerf_t* perf, int* n) {
+        return measure ? cudnnFindConvolutionBackwardFilterAlgorithm(h, plan.x, plan.y, plan.conv,
+                                                                     plan.w, kMaxAlgos, n, perf)
+                       : cudnnGetConvolutionBackwardFilterAlgorithm_v7(
+                             h, plan.x, plan.y, plan.conv, plan.w, kMaxAlgos, n, perf);
+      });
 }
 
 // A workspace of `bytes` from the caching allocator (undefined when none is needed).
@@ -263,13 +262,13 @@ void conv2d_cuda_forward(const OpCall& c) {
   const Device dev = c.in[0].device();
   cudnnHandle_t h = cuda::context(dev).cudnn;
   Plan& plan = plan_for(p, dev);
-  if (!plan.have_forward) choose_forward(plan, p, h);
-  CAPTION_CUDNN_CHECK(cudnnSetConvolutionMathType(plan.conv, plan.forward_math));
-  const Tensor ws = workspace(plan.forward_bytes, dev);
+  if (!plan.forward.chosen) choose_forward(plan, p, h);
+  CAPTION_CUDNN_CHECK(cudnnSetConvolutionMathType(plan.conv, plan.forward.math));
+  const Tensor ws = workspace(plan.forward.bytes, dev);
   const float one = 1.f, zero = 0.f;
   CAPTION_CUDNN_CHECK(cudnnConvolutionForward(h, &one, plan.x, c.in[0].data<float>(), plan.w,
-                                              c.in[1].data<float>(), plan.conv, plan.forward,
-                                              ptr_or_null(ws), plan.forward_bytes, &zero, plan.y,
+                                              c.in[1].data<float>(), plan.conv, plan.forward.algo,
+                                              ptr_or_null(ws), plan.forward.bytes, &zero, plan.y,
                                               c.out[0].data<float>()));
   if (c.in[2].defined()) {
     require_f32(c.in[2], "conv2d");
@@ -288,20 +287,20 @@ void conv2d_cuda_backward(const OpCall& c) {
   const float one = 1.f, zero = 0.f;
   const float* gy = c.in[2].data<float>();
   if (c.out[0].defined()) {
-    if (!plan.have_backward_data) choose_backward_data(plan, p, h);
-    CAPTION_CUDNN_CHECK(cudnnSetConvolutionMathType(plan.conv, plan.backward_data_math));
-    const Tensor ws = workspace(plan.backward_data_bytes, dev);
+    if (!plan.backward_data.chosen) choose_backward_data(plan, p, h);
+    CAPTION_CUDNN_CHECK(cudnnSetConvolutionMathType(plan.conv, plan.backward_data.math));
+    const Tensor ws = workspace(plan.backward_data.bytes, dev);
     CAPTION_CUDNN_CHECK(cudnnConvolutionBackwardData(
-        h, &one, plan.w, c.in[1].data<float>(), plan.y, gy, plan.conv, plan.backward_data,
-        ptr_or_null(ws), plan.backward_data_bytes, &zero, plan.x, c.out[0].data<float>()));
+        h, &one, plan.w, c.in[1].data<float>(), plan.y, gy, plan.conv, plan.backward_data.algo,
+        ptr_or_null(ws), plan.backward_data.bytes, &zero, plan.x, c.out[0].data<float>()));
   }
   if (c.out.size() > 1 && c.out[1].defined()) {
-    if (!plan.have_backward_filter) choose_backward_filter(plan, p, h);
-    CAPTION_CUDNN_CHECK(cudnnSetConvolutionMathType(plan.conv, plan.backward_filter_math));
-    const Tensor ws = workspace(plan.backward_filter_bytes, dev);
+    if (!plan.backward_filter.chosen) choose_backward_filter(plan, p, h);
+    CAPTION_CUDNN_CHECK(cudnnSetConvolutionMathType(plan.conv, plan.backward_filter.math));
+    const Tensor ws = workspace(plan.backward_filter.bytes, dev);
     CAPTION_CUDNN_CHECK(cudnnConvolutionBackwardFilter(
-        h, &one, plan.x, c.in[0].data<float>(), plan.y, gy, plan.conv, plan.backward_filter,
-        ptr_or_null(ws), plan.backward_filter_bytes, &zero, plan.w, c.out[1].data<float>()));
+        h, &one, plan.x, c.in[0].data<float>(), plan.y, gy, plan.conv, plan.backward_filter.algo,
+        ptr_or_null(ws), plan.backward_filter.bytes, &zero, plan.w, c.out[1].data<float>()));
   }
   if (c.out.size() > 2 && c.out[2].defined()) {
     // grad_bias[o] = sum over b and the output plane of grad_y[b, o, :]: first each

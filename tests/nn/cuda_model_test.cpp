@@ -173,29 +173,45 @@ struct Trainer {
   }
 };
 
-TEST(CudaModel, FineTunedTrainingStepMatchesCpu) {
-  CAPTION_REQUIRE_CUDA_OR_SKIP();
-  skip_unless_full_float32();
-  Pair p = make_pair(small_config("resnet18", "from:3"), 7);
-  p.cpu->train();
-  p.gpu->train();
-  Trainer cpu(*p.cpu, Device::cpu()), gpu(*p.gpu, Device::cuda(0));
-  Generator g(8);
-  const Tensor images = rand_normal({3, 3, 64, 64}, 0, 1, g);
-  const CaptionBatch batch = caption_batch();
-  for (int step = 0; step < 3; ++step) {
-    SCOPED_TRACE(str("step ", step));
-    LossParts lc = cpu.forward_backward(images, batch);
-    LossParts lg = gpu.forward_backward(images, batch);
-    EXPECT_TRUE(close(lg.cross_entropy, lc.cross_entropy, 1e-5, "cross-entropy"));
-    EXPECT_TRUE(close(lg.attention, lc.attention, 1e-4, "attention term"));
+// The same model in training mode on both devices, each with its store and AdamW, and one
+// batch of images and captions.
+struct TrainingPair {
+  Pair p;
+  Trainer cpu, gpu;
+  Tensor images;
+  CaptionBatch batch = caption_batch();
+  TrainingPair(const std::string& fine_tune, uint64_t seed)
+      : p(make_pair(small_config("resnet18", fine_tune), seed)),
+        cpu((p.cpu->train(), *p.cpu), Device::cpu()),
+        gpu((p.gpu->train(), *p.gpu), Device::cuda(0)) {
+    Generator g(seed + 1);
+    images = rand_normal({3, 3, 64, 64}, 0, 1, g);
+  }
+  // Every trainable parameter's gradient, GPU against CPU; returns how many were compared.
+  int expect_gradients_close(double tol) {
     int checked = 0;
     for (const auto& e : cpu.store.entries()) {
       if (!e.trainable()) continue;
-      EXPECT_TRUE(close(gpu.store.grad(e.name), cpu.store.grad(e.name), 1e-4, "grad " + e.name));
+      EXPECT_TRUE(close(gpu.store.grad(e.name), cpu.store.grad(e.name), tol, "grad " + e.name));
       ++checked;
     }
-    EXPECT_GT(checked, 19);  // the decoder's 19 and layer 3 and 4's
+    return checked;
+  }
+};
+
+TEST(CudaModel, FineTunedTrainingStepMatchesCpu) {
+  CAPTION_REQUIRE_CUDA_OR_SKIP();
+  skip_unless_full_float32();
+  TrainingPair t("from:3", 7);
+  Trainer &cpu = t.cpu, &gpu = t.gpu;
+  Pair& p = t.p;
+  for (int step = 0; step < 3; ++step) {
+    SCOPED_TRACE(str("step ", step));
+    LossParts lc = cpu.forward_backward(t.images, t.batch);
+    LossParts lg = gpu.forward_backward(t.images, t.batch);
+    EXPECT_TRUE(close(lg.cross_entropy, lc.cross_entropy, 1e-5, "cross-entropy"));
+    EXPECT_TRUE(close(lg.attention, lc.attention, 1e-4, "attention term"));
+    EXPECT_GT(t.expect_gradients_close(1e-4), 19);  // the decoder's 19 and layer 3 and 4's
     const double norm_cpu = clip_grad_norm(cpu.store, 1.0);
     const double norm_gpu = clip_grad_norm(gpu.store, 1.0);
     EXPECT_NEAR(norm_gpu, norm_cpu, 1e-4 * norm_cpu);
@@ -217,21 +233,12 @@ TEST(CudaModel, FineTunedTrainingStepMatchesCpu) {
 TEST(CudaModel, AutocastTrainingStepMatchesCpuTwin) {
   CAPTION_REQUIRE_CUDA_OR_SKIP();
   skip_unless_full_float32();
-  Pair p = make_pair(small_config("resnet18", "none"), 13);
-  p.cpu->train();
-  p.gpu->train();
-  Trainer cpu(*p.cpu, Device::cpu()), gpu(*p.gpu, Device::cuda(0));
-  Generator g(14);
-  const Tensor images = rand_normal({3, 3, 64, 64}, 0, 1, g);
-  const CaptionBatch batch = caption_batch();
+  TrainingPair t("none", 13);
   AutocastGuard autocast;
-  LossParts lc = cpu.forward_backward(images, batch);
-  LossParts lg = gpu.forward_backward(images, batch);
+  LossParts lc = t.cpu.forward_backward(t.images, t.batch);
+  LossParts lg = t.gpu.forward_backward(t.images, t.batch);
   EXPECT_TRUE(close(lg.total, lc.total, 1e-5, "loss"));
-  for (const auto& e : cpu.store.entries()) {
-    if (!e.trainable()) continue;
-    EXPECT_TRUE(close(gpu.store.grad(e.name), cpu.store.grad(e.name), 1e-4, "grad " + e.name));
-  }
+  EXPECT_EQ(t.expect_gradients_close(1e-4), 19);  // the decoder's (the encoder is frozen)
 }
 
 TEST(CudaModel, GreedyAndBeamDecodingMatchCpu) {
