@@ -5,9 +5,10 @@
 //
 //   bench_gpu [--json FILE] [--save-checkpoint FILE] [--only NAME[,NAME]] [--repeats N]
 //             [--quick] [--peak-gbs GBS] [--time-budget S] [--vocab V] [--list]
-//             [--device cpu]
+//             [--device cpu] [--amp]
 //
-// --device cpu runs the same rows on the CPU (the "device" model is then a second CPU
+// --amp runs every row under AutocastGuard (bfloat16 products, float32 convolutions), the
+// counterpart of PyTorch's eager bf16 variant. --device cpu runs the same rows on the CPU (the "device" model is then a second CPU
 // copy): a dry run of this program's logic on a machine without a GPU, slow, and not a
 // benchmark of anything.
 //
@@ -79,6 +80,7 @@ struct Options {
   double time_budget_s = 0;  // 0: none
   int vocab = 10000;
   bool on_cpu = false;  // --device cpu: the logic dry run
+  bool amp = false;     // --amp: every row under AutocastGuard (bfloat16 products)
 };
 
 double seconds_since(Clock::time_point t0) {
@@ -726,7 +728,7 @@ int usage(const char* why) {
   std::fprintf(stderr,
                "bench_gpu: %s\nusage: bench_gpu [--json FILE] [--save-checkpoint FILE] [--only NAME[,NAME]]\n"
                "                 [--repeats N] [--quick] [--peak-gbs GBS] [--time-budget S] [--vocab V] [--list]\n"
-               "                 [--device cpu]\n",
+               "                 [--device cpu] [--amp]\n",
                why);
   return 2;
 }
@@ -747,6 +749,7 @@ int main(int argc, char** argv) {
       else if (a == "--save-checkpoint") o.checkpoint_path = value();
       else if (a == "--repeats") o.repeats = std::stoi(value());
       else if (a == "--quick") o.quick = true;
+      else if (a == "--amp") o.amp = true;
       else if (a == "--peak-gbs") o.peak_gbs = std::stod(value());
       else if (a == "--time-budget") o.time_budget_s = std::stod(value());
       else if (a == "--vocab") o.vocab = std::stoi(value());
@@ -812,7 +815,8 @@ int main(int argc, char** argv) {
   meta["peak_gbs"] = o.peak_gbs;
   meta["positions"] = attention_positions(b.config);
   meta["vocab"] = o.vocab;
-  meta["precision"] = tf32_on() ? "fp32 (TF32 products: CAPTION_TF32=1)" : "fp32";
+  meta["precision"] = o.amp ? "bf16 autocast products (matmul, linear, LSTM), fp32 convolutions"
+                     : tf32_on() ? "fp32 (TF32 products: CAPTION_TF32=1)" : "fp32";
   meta["env"] = {{"CAPTION_TF32", env_or("CAPTION_TF32", "")},
                  {"CAPTION_CUDNN_BENCHMARK", env_or("CAPTION_CUDNN_BENCHMARK", "")}};
   meta["quick"] = o.quick;
@@ -832,6 +836,9 @@ int main(int argc, char** argv) {
       r.status = "skipped: time budget spent";
     } else {
       try {
+        // Both sides of a row's check run under the guard: the CPU twin multiplies the
+        // same bfloat16 values, so the checks keep their float32 tolerances.
+        AutocastGuard autocast(o.amp);
         run_row(b, r);
       } catch (const std::exception& e) {
         r.status = "error: " + first_line(e.what());

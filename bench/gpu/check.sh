@@ -22,7 +22,7 @@
 # CHECK_BUILD_DIR (default build-gpu), CHECK_LABEL (free text for the summary, e.g. the
 # commit), CHECK_JOBS (default nproc), CHECK_CMAKE_ARGS (extra configure arguments),
 # CHECK_BENCH_S (seconds kept for the benchmarks at the end; default 120: ctest and the
-# sanitizer stop early enough to leave them).
+# sanitizer stop early enough to leave them), CHECK_BENCH_AMP=1 (our rows under autocast).
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 2
 repo=$PWD
@@ -389,6 +389,8 @@ elif [ "$t_ours" -lt 15 ]; then
 else
   budget_ours=$((t_ours - 10)); [ "$budget_ours" -lt 5 ] && budget_ours=5
   ours_args=(--json "$ours_json" --save-checkpoint "$bench_ckpt" --peak-gbs "$peak" --time-budget "$budget_ours")
+  # CHECK_BENCH_AMP=1: our rows with bfloat16 products (autocast), as PyTorch's eager bf16.
+  [ "${CHECK_BENCH_AMP:-0}" = 1 ] && ours_args+=(--amp)
   echo "### CAPTION_CUDNN_BENCHMARK=1 $bench_bin ${ours_args[*]} (limit ${t_ours}s)" >>"$BENCHLOG"
   CAPTION_CUDNN_BENCHMARK=1 run_limited "$t_ours" "$BENCHLOG" "$bench_bin" "${ours_args[@]}"
   last=$(grep '^bench_gpu: [0-9]* rows' "$BENCHLOG" | tail -1 | sed 's/^bench_gpu: //')
