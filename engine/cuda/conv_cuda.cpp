@@ -18,7 +18,11 @@
 //   at most CAPTION_CUDNN_WORKSPACE_MB (default 1024) MiB, from the caching allocator, so
 //   a steady training step calls no cudaMalloc.
 // - Math: full float32 (CUDNN_FMA_MATH), or TF32 tensor cores with CAPTION_TF32=1 (the
-//   engine's one precision switch, engine/cuda/precision.h).
+//   engine's one precision switch, engine/cuda/precision.h). Under autocast (params.bf16)
+//   the convolution runs in bfloat16 on tensor cores (float32 compute): x, w and grad_y
+//   are converted to bfloat16 copies, y, grad_x and grad_w come out in bfloat16 and are
+//   widened to float32; the bias and its gradient stay float32. The CPU twin
+//   (engine/ops/conv.cpp) rounds the same operands and outputs.
 // - Bias: added by cudnnAddTensor; its gradient is the engine's deterministic reduction
 //   (sum over each output plane, then over the batch), not cudnnConvolutionBackwardBias.
 // Each geometry's descriptors and chosen algorithms form a plan, built on first use and
@@ -36,6 +40,7 @@
 #include "engine/cuda/precision.h"
 #include "engine/op_table.h"
 #include "engine/ops/conv.h"
+#include "kernels/cuda/blas.h"
 #include "kernels/cuda/reduce.h"
 
 namespace caption {
@@ -82,12 +87,12 @@ int as_int(int64_t v, const char* what, const Conv2dParams& p) {
 }
 
 using Key = std::tuple<int, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
-                       int64_t, int64_t, int64_t, int64_t, int64_t, int64_t>;
+                       int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool>;
 
 Key key_of(const Conv2dParams& p, int device) {
   return {device,      p.batch,    p.in_channels, p.in_h,     p.in_w,
           p.out_channels, p.kernel_h, p.kernel_w, p.stride_h, p.stride_w,
-          p.pad_h,     p.pad_w,    p.dilation_h, p.dilation_w};
+          p.pad_h,     p.pad_w,    p.dilation_h, p.dilation_w, p.bf16};
 }
 
 // One direction's chosen algorithm, the math type to run it with and its workspace.
@@ -102,7 +107,9 @@ struct Choice {
 // Descriptors and chosen algorithms of one geometry. The backward algorithms are chosen
 // at the first backward (an inference-only process never pays for them).
 struct Plan {
-  cudnnTensorDescriptor_t x = nullptr, y = nullptr, bias = nullptr;
+  // x, y, w in the computation's type (float32, or bfloat16 under autocast); y32 is y in
+  // float32 (the bias is added there).
+  cudnnTensorDescriptor_t x = nullptr, y = nullptr, y32 = nullptr, bias = nullptr;
   cudnnFilterDescriptor_t w = nullptr;
   cudnnConvolutionDescriptor_t conv = nullptr;
   Choice<cudnnConvolutionFwdAlgo_t> forward;
@@ -126,17 +133,22 @@ Plan make_plan(const Conv2dParams& p) {
   CAPTION_CUDNN_CHECK(cudnnCreateTensorDescriptor(&plan.x));
   CAPTION_CUDNN_CHECK(cudnnCreateTensorDescriptor(&plan.y));
   CAPTION_CUDNN_CHECK(cudnnCreateTensorDescriptor(&plan.bias));
+  CAPTION_CUDNN_CHECK(cudnnCreateTensorDescriptor(&plan.y32));
+  const cudnnDataType_t dt = p.bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
   CAPTION_CUDNN_CHECK(cudnnCreateFilterDescriptor(&plan.w));
   CAPTION_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&plan.conv));
-  CAPTION_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan.x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, B, C,
+  CAPTION_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan.x, CUDNN_TENSOR_NCHW, dt, B, C,
                                                  as_int(p.in_h, "height", p),
                                                  as_int(p.in_w, "width", p)));
-  CAPTION_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan.y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, B, O,
+  CAPTION_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan.y, CUDNN_TENSOR_NCHW, dt, B, O,
                                                  as_int(p.out_h, "output height", p),
+                                                 as_int(p.out_w, "output width", p)));
+  CAPTION_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan.y32, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, B,
+                                                 O, as_int(p.out_h, "output height", p),
                                                  as_int(p.out_w, "output width", p)));
   CAPTION_CUDNN_CHECK(
       cudnnSetTensor4dDescriptor(plan.bias, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, O, 1, 1));
-  CAPTION_CUDNN_CHECK(cudnnSetFilter4dDescriptor(plan.w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, O, C,
+  CAPTION_CUDNN_CHECK(cudnnSetFilter4dDescriptor(plan.w, dt, CUDNN_TENSOR_NCHW, O, C,
                                                  as_int(p.kernel_h, "kernel height", p),
                                                  as_int(p.kernel_w, "kernel width", p)));
   CAPTION_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(
@@ -145,7 +157,7 @@ Plan make_plan(const Conv2dParams& p) {
       as_int(p.dilation_h, "dilation", p), as_int(p.dilation_w, "dilation", p),
       CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
   CAPTION_CUDNN_CHECK(cudnnSetConvolutionMathType(
-      plan.conv, cuda::tf32_enabled() ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH));
+      plan.conv, p.bf16 || cuda::tf32_enabled() ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH));
   // cuDNN's own output size must be ours (a mismatch would be a bug in one of them).
   int n = 0, c = 0, h = 0, w = 0;
   CAPTION_CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(plan.conv, plan.x, plan.w, &n, &c, &h, &w));
@@ -159,13 +171,14 @@ Plan make_plan(const Conv2dParams& p) {
 // workspace limit, is deterministic when required, and does not use TF32 when full
 // float32 was asked for.
 template <typename Perf>
-const Perf* pick(const Perf* perf, int count) {
+const Perf* pick(const Perf* perf, int count, bool bf16) {
   const Policy& pol = policy();
   for (int i = 0; i < count; ++i) {
     const Perf& r = perf[i];
     if (r.status != CUDNN_STATUS_SUCCESS || r.memory > pol.workspace_limit) continue;
     if (pol.deterministic && r.determinism != CUDNN_DETERMINISTIC) continue;
-    if (!cuda::tf32_enabled() && r.mathType != CUDNN_FMA_MATH && r.mathType != CUDNN_DEFAULT_MATH)
+    if (!bf16 && !cuda::tf32_enabled() && r.mathType != CUDNN_FMA_MATH &&
+        r.mathType != CUDNN_DEFAULT_MATH)
       continue;
     return &r;
   }
@@ -176,8 +189,8 @@ const Perf* pick(const Perf* perf, int count) {
 // always (cuDNN may report an algorithm as "default math", which on Ampere and later
 // would let it use TF32).
 template <typename Perf>
-cudnnMathType_t math_of(const Perf& r) {
-  return cuda::tf32_enabled() ? r.mathType : CUDNN_FMA_MATH;
+cudnnMathType_t math_of(const Perf& r, bool bf16) {
+  return bf16 || cuda::tf32_enabled() ? r.mathType : CUDNN_FMA_MATH;
 }
 
 [[noreturn]] void no_algorithm(const char* direction, const Conv2dParams& p) {
@@ -210,9 +223,9 @@ void choose(Choice<Algo>& choice, const char* direction, const Conv2dParams& p, 
   Perf perf[kMaxAlgos];
   int count = 0;
   CAPTION_CUDNN_CHECK(query(policy().benchmark, perf, &count));
-  const Perf* r = pick(perf, count);
+  const Perf* r = pick(perf, count, p.bf16);
   if (!r) no_algorithm(direction, p);
-  choice = {r->algo, math_of(*r), r->memory, true};
+  choice = {r->algo, math_of(*r, p.bf16), r->memory, true};
 }
 
 void choose_forward(Plan& plan, const Conv2dParams& p, cudnnHandle_t h) {
@@ -254,6 +267,23 @@ Tensor workspace(size_t bytes, Device dev) {
 }
 void* ptr_or_null(const Tensor& t) { return t.defined() ? t.raw_data() : nullptr; }
 
+// Autocast's operands and results: a bfloat16 buffer of n values (from the caching
+// allocator), a bfloat16 copy of a float32 tensor, and the widening back.
+Tensor bf16_buffer(int64_t n, Device dev) {
+  return Tensor::empty({(n + 1) / 2}, DType::F32, dev);
+}
+uint16_t* bf16_data(const Tensor& t) { return static_cast<uint16_t*>(t.raw_data()); }
+Tensor to_bf16(const Tensor& t) {
+  Tensor out = bf16_buffer(t.numel(), t.device());
+  kernels::cuda::convert_to_bf16(t.data<float>(), 1, t.numel(), t.numel(), 1, 0, bf16_data(out),
+                                 cuda::stream(t.device()));
+  return out;
+}
+void widen(const Tensor& src16, const Tensor& dst) {
+  kernels::cuda::convert_from_bf16(bf16_data(src16), dst.numel(), dst.data<float>(),
+                                   cuda::stream(dst.device()));
+}
+
 // Forward: in = {x, weight, bias (may be undefined)}, out = {y}.
 void conv2d_cuda_forward(const OpCall& c) {
   const auto& p = c.get<Conv2dParams>();
@@ -266,13 +296,23 @@ void conv2d_cuda_forward(const OpCall& c) {
   CAPTION_CUDNN_CHECK(cudnnSetConvolutionMathType(plan.conv, plan.forward.math));
   const Tensor ws = workspace(plan.forward.bytes, dev);
   const float one = 1.f, zero = 0.f;
-  CAPTION_CUDNN_CHECK(cudnnConvolutionForward(h, &one, plan.x, c.in[0].data<float>(), plan.w,
-                                              c.in[1].data<float>(), plan.conv, plan.forward.algo,
-                                              ptr_or_null(ws), plan.forward.bytes, &zero, plan.y,
-                                              c.out[0].data<float>()));
+  if (p.bf16) {
+    const Tensor x16 = to_bf16(c.in[0]), w16 = to_bf16(c.in[1]);
+    const Tensor y16 = bf16_buffer(c.out[0].numel(), dev);
+    CAPTION_CUDNN_CHECK(cudnnConvolutionForward(h, &one, plan.x, x16.raw_data(), plan.w,
+                                                w16.raw_data(), plan.conv, plan.forward.algo,
+                                                ptr_or_null(ws), plan.forward.bytes, &zero, plan.y,
+                                                y16.raw_data()));
+    widen(y16, c.out[0]);
+  } else {
+    CAPTION_CUDNN_CHECK(cudnnConvolutionForward(h, &one, plan.x, c.in[0].data<float>(), plan.w,
+                                                c.in[1].data<float>(), plan.conv, plan.forward.algo,
+                                                ptr_or_null(ws), plan.forward.bytes, &zero, plan.y,
+                                                c.out[0].data<float>()));
+  }
   if (c.in[2].defined()) {
     require_f32(c.in[2], "conv2d");
-    CAPTION_CUDNN_CHECK(cudnnAddTensor(h, &one, plan.bias, c.in[2].data<float>(), &one, plan.y,
+    CAPTION_CUDNN_CHECK(cudnnAddTensor(h, &one, plan.bias, c.in[2].data<float>(), &one, plan.y32,
                                        c.out[0].data<float>()));
   }
 }
@@ -286,21 +326,33 @@ void conv2d_cuda_backward(const OpCall& c) {
   Plan& plan = plan_for(p, dev);
   const float one = 1.f, zero = 0.f;
   const float* gy = c.in[2].data<float>();
-  if (c.out[0].defined()) {
+  const bool want_dx = c.out[0].defined(), want_dw = c.out.size() > 1 && c.out[1].defined();
+  // Under autocast: bfloat16 copies of the operands, results widened afterwards.
+  const Tensor gy16 = p.bf16 && (want_dx || want_dw) ? to_bf16(c.in[2]) : Tensor();
+  const void* gy_op = p.bf16 ? gy16.raw_data() : static_cast<const void*>(gy);
+  if (want_dx) {
     if (!plan.backward_data.chosen) choose_backward_data(plan, p, h);
     CAPTION_CUDNN_CHECK(cudnnSetConvolutionMathType(plan.conv, plan.backward_data.math));
     const Tensor ws = workspace(plan.backward_data.bytes, dev);
+    const Tensor w16 = p.bf16 ? to_bf16(c.in[1]) : Tensor();
+    const Tensor dx16 = p.bf16 ? bf16_buffer(c.out[0].numel(), dev) : Tensor();
     CAPTION_CUDNN_CHECK(cudnnConvolutionBackwardData(
-        h, &one, plan.w, c.in[1].data<float>(), plan.y, gy, plan.conv, plan.backward_data.algo,
-        ptr_or_null(ws), plan.backward_data.bytes, &zero, plan.x, c.out[0].data<float>()));
+        h, &one, plan.w, p.bf16 ? w16.raw_data() : c.in[1].raw_data(), plan.y, gy_op, plan.conv,
+        plan.backward_data.algo, ptr_or_null(ws), plan.backward_data.bytes, &zero, plan.x,
+        p.bf16 ? dx16.raw_data() : c.out[0].raw_data()));
+    if (p.bf16) widen(dx16, c.out[0]);
   }
-  if (c.out.size() > 1 && c.out[1].defined()) {
+  if (want_dw) {
     if (!plan.backward_filter.chosen) choose_backward_filter(plan, p, h);
     CAPTION_CUDNN_CHECK(cudnnSetConvolutionMathType(plan.conv, plan.backward_filter.math));
     const Tensor ws = workspace(plan.backward_filter.bytes, dev);
+    const Tensor x16 = p.bf16 ? to_bf16(c.in[0]) : Tensor();
+    const Tensor dw16 = p.bf16 ? bf16_buffer(c.out[1].numel(), dev) : Tensor();
     CAPTION_CUDNN_CHECK(cudnnConvolutionBackwardFilter(
-        h, &one, plan.x, c.in[0].data<float>(), plan.y, gy, plan.conv, plan.backward_filter.algo,
-        ptr_or_null(ws), plan.backward_filter.bytes, &zero, plan.w, c.out[1].data<float>()));
+        h, &one, plan.x, p.bf16 ? x16.raw_data() : c.in[0].raw_data(), plan.y, gy_op, plan.conv,
+        plan.backward_filter.algo, ptr_or_null(ws), plan.backward_filter.bytes, &zero, plan.w,
+        p.bf16 ? dw16.raw_data() : c.out[1].raw_data()));
+    if (p.bf16) widen(dw16, c.out[1]);
   }
   if (c.out.size() > 2 && c.out[2].defined()) {
     // grad_bias[o] = sum over b and the output plane of grad_y[b, o, :]: first each

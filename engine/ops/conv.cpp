@@ -3,9 +3,12 @@
 // engine's allocator, so that it is counted and, in guard mode, checked like any other.
 #include "engine/ops/conv.h"
 
+#include "engine/autocast.h"
 #include "engine/dispatch.h"
 #include "engine/op_node.h"
 #include "engine/op_table.h"
+#include "kernels/bf16.h"
+#include "kernels/cpu/blas.h"
 
 namespace caption {
 
@@ -18,25 +21,55 @@ Tensor workspace_for(const Conv2dParams& p, const Tensor& like) {
   return n > 0 ? Tensor::empty({n}, like.dtype(), like.device()) : Tensor();
 }
 
-// Forward: in = {x, weight, bias (may be undefined)}, out = {y}.
+// x rounded to bfloat16 in place (autocast's outputs; see Conv2dGeometry::bf16).
+void round_to_bf16_(const Tensor& t) {
+  float* p = t.data<float>();
+  for (int64_t i = 0, n = t.numel(); i < n; ++i) p[i] = kernels::round_to_bf16(p[i]);
+}
+
+// Forward: in = {x, weight, bias (may be undefined)}, out = {y}. Under autocast the
+// products run on bfloat16-rounded operands (kc::Bf16Products), y is rounded before its
+// bias is added in float32.
 void conv2d_cpu_forward(const OpCall& c) {
   const auto& p = c.get<Conv2dParams>();
   const Tensor ws = workspace_for(p, c.in[0]);
+  if (p.bf16 && c.in[0].dtype() == DType::F32) {
+    kc::Bf16Products scope(true);
+    kc::conv2d_forward<float>(p, c.in[0].data<float>(), c.in[1].data<float>(), nullptr,
+                              c.out[0].data<float>(), data_or_null<float>(ws));
+    round_to_bf16_(c.out[0]);
+    if (c.in[2].defined()) {
+      const float* b = c.in[2].data<float>();
+      float* y = c.out[0].data<float>();
+      const int64_t plane = p.out_plane();
+      for (int64_t n = 0; n < p.batch; ++n)
+        for (int64_t o = 0; o < p.out_channels; ++o)
+          for (int64_t i = 0; i < plane; ++i) y[(n * p.out_channels + o) * plane + i] += b[o];
+    }
+    return;
+  }
   dispatch_floating(c.in[0].dtype(), "conv2d", [&]<typename T>() {
     kc::conv2d_forward<T>(p, c.in[0].data<T>(), c.in[1].data<T>(), data_or_null<T>(c.in[2]),
                           c.out[0].data<T>(), data_or_null<T>(ws));
   });
 }
 
-// Backward: in = {x, weight, grad_y}, out = {grad_x, grad_weight, grad_bias}.
+// Backward: in = {x, weight, grad_y}, out = {grad_x, grad_weight, grad_bias}. Under
+// autocast grad_x and grad_weight are rounded to bfloat16; grad_bias (a float32 sum of
+// grad_y, the bias being added in float32) is not.
 void conv2d_cpu_backward(const OpCall& c) {
   const auto& p = c.get<Conv2dParams>();
   const Tensor ws = workspace_for(p, c.in[2]);
+  const bool bf16 = p.bf16 && c.in[2].dtype() == DType::F32;
+  kc::Bf16Products scope(bf16);
   dispatch_floating(c.in[2].dtype(), "conv2d backward", [&]<typename T>() {
     kc::conv2d_backward<T>(p, c.in[0].data<T>(), c.in[1].data<T>(), c.in[2].data<T>(),
                            data_or_null<T>(c.out[0]), data_or_null<T>(c.out[1]),
                            data_or_null<T>(c.out[2]), data_or_null<T>(ws));
   });
+  if (!bf16) return;
+  if (c.out[0].defined()) round_to_bf16_(c.out[0]);
+  if (c.out[1].defined()) round_to_bf16_(c.out[1]);
 }
 
 [[maybe_unused]] const bool registered = [] {
@@ -82,6 +115,7 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, Conv2d
   CAPTION_CHECK(w_in.shape()[2] >= 1 && w_in.shape()[3] >= 1, "conv2d: weight ",
                 w_in.describe(), " has an empty kernel");
   Conv2dParams p;
+  p.bf16 = autocast_enabled() && x_in.dtype() == DType::F32;
   p.batch = x_in.shape()[0];
   p.in_channels = x_in.shape()[1];
   p.in_h = x_in.shape()[2];

@@ -22,6 +22,10 @@ struct Conv2dGeometry {
   int64_t out_channels = 0, kernel_h = 0, kernel_w = 0;
   int64_t stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dilation_h = 1, dilation_w = 1;
   int64_t out_h = 0, out_w = 0;
+  // Autocast (engine/autocast.h): operands rounded to bfloat16, float32 accumulation,
+  // outputs (y before its bias, grad_x, grad_w) rounded to bfloat16, as cuDNN's bfloat16
+  // convolution stores them. Read by the op adapters, not by the kernels below.
+  bool bf16 = false;
 
   int64_t patch_size() const { return in_channels * kernel_h * kernel_w; }  // gemm K
   int64_t out_plane() const { return out_h * out_w; }                      // gemm N

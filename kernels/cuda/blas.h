@@ -44,6 +44,9 @@ Bf16Scratch* bf16_scratch();
 void convert_to_bf16(const float* src, int64_t rows, int64_t cols, int64_t ld, int64_t batch,
                      int64_t stride, uint16_t* dst, cudaStream_t stream);
 
+// float32 copies of n bfloat16 values (exact).
+void convert_from_bf16(const uint16_t* src, int64_t n, float* dst, cudaStream_t stream);
+
 // `batch` products C_i = alpha op(A_i) op(B_i) + beta C_i with A_i = A + i * stride_a
 // (stride 0: one matrix shared by every product), likewise B and C. With K == 0 the
 // C_i must be dense and consecutive (ldc == N, stride_c == M * N).

@@ -18,7 +18,17 @@ __global__ void convert_to_bf16_kernel(const float* src, int64_t rows, int64_t c
   }
 }
 
+__global__ void convert_from_bf16_kernel(const uint16_t* src, int64_t n, float* dst) {
+  for (int64_t i = global_thread(); i < n; i += grid_threads()) dst[i] = bf16_to_float(src[i]);
+}
+
 }  // namespace
+
+void convert_from_bf16(const uint16_t* src, int64_t n, float* dst, cudaStream_t stream) {
+  if (n == 0) return;
+  convert_from_bf16_kernel<<<grid_for(n), kBlock, 0, stream>>>(src, n, dst);
+  CAPTION_CUDA_LAUNCH_CHECK("convert_from_bf16_kernel");
+}
 
 void convert_to_bf16(const float* src, int64_t rows, int64_t cols, int64_t ld, int64_t batch,
                      int64_t stride, uint16_t* dst, cudaStream_t stream) {

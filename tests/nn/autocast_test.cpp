@@ -1,5 +1,5 @@
 // Autocast (engine/autocast.h) on the CPU, the reference of the GPU's bfloat16 tensor-
-// core products: inside a guard, linear, matmul and the LSTM cell multiply operands
+// core products: inside a guard, linear, matmul, the LSTM cell and conv2d multiply operands
 // rounded to bfloat16 with float32 accumulation, forward and backward (the choice is
 // recorded with the op, so a backward run after the guard closed still uses it);
 // everything else, and every tensor's dtype, stays float32; and a whole training step of
@@ -101,6 +101,39 @@ TEST(Autocast, MatmulAndLstmCellRoundTheirProducts) {
   const LstmState ref = lstm_cell(rounded(x), rounded(h), c, rounded(w_ih), rounded(w_hh), b_ih, b_hh);
   EXPECT_EQ(max_abs_diff(auto_state.h, ref.h), 0.0);
   EXPECT_EQ(max_abs_diff(auto_state.c, ref.c), 0.0);
+}
+
+// Convolutions under autocast: bfloat16-rounded operands, float32 accumulation, outputs
+// rounded to bfloat16 (y before its float32 bias, grad_x and grad_w; grad_bias stays a
+// float32 sum), as cuDNN's bfloat16 convolution stores them.
+TEST(Autocast, ConvolutionRoundsOperandsAndOutputs) {
+  Generator g(4);
+  const Tensor x0 = rand_normal({2, 5, 9, 8}, 0, 1, g), w0 = rand_normal({7, 5, 3, 3}, 0, 0.3, g);
+  const Tensor b = rand_normal({7}, 0, 1, g);
+  const Conv2dOptions o{{2, 1}, {1, 1}, {1, 1}};
+  Tensor x = x0.clone(), w = w0.clone(), bias = b.clone();
+  x.set_requires_grad(true);
+  w.set_requires_grad(true);
+  bias.set_requires_grad(true);
+  Tensor y;
+  {
+    AutocastGuard autocast;
+    y = conv2d(x, w, bias, o);
+  }
+  const Tensor grad = rand_normal(y.shape(), 0, 1, g);
+  y.backward(grad);
+  // The reference: the float32 op on rounded operands, its results rounded.
+  Tensor xr = rounded(x0), wr = rounded(w0), gr = rounded(grad);
+  xr.set_requires_grad(true);
+  wr.set_requires_grad(true);
+  const Tensor y_ref = conv2d(xr, wr, Tensor(), o);
+  y_ref.backward(gr);
+  EXPECT_EQ(max_abs_diff(y, add(rounded(y_ref), b.reshape({1, 7, 1, 1}))), 0.0);
+  EXPECT_EQ(max_abs_diff(x.grad(), rounded(xr.grad())), 0.0);
+  EXPECT_EQ(max_abs_diff(w.grad(), rounded(wr.grad())), 0.0);
+  EXPECT_LT(max_abs_diff(bias.grad(), sum(grad, {0, 2, 3})), 1e-5);
+  // And it differs from float32.
+  EXPECT_GT(max_abs_diff(y, conv2d(x0, w0, b, o)), 0.0);
 }
 
 ModelConfig step_config() {

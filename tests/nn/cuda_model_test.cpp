@@ -162,10 +162,13 @@ struct Trainer {
     store.finalize();
     opt = std::make_unique<AdamW>(store, AdamWConfig{});
   }
-  LossParts forward_backward(const Tensor& images, const CaptionBatch& batch) {
+  // amp: the decoder under autocast (the encoder in float32; its bfloat16 convolutions
+  // are compared on their own, with their own tolerance).
+  LossParts forward_backward(const Tensor& images, const CaptionBatch& batch, bool amp = false) {
     opt->zero_grad();
     Generator g(0);
     const Tensor features = model.encode(images.to(device));
+    AutocastGuard autocast(amp);
     DecoderOutput out = model.decoder.forward(features, batch, 1.0, g);
     LossParts loss = caption_loss(out, 1.0);
     loss.total.backward();
@@ -234,11 +237,51 @@ TEST(CudaModel, AutocastTrainingStepMatchesCpuTwin) {
   CAPTION_REQUIRE_CUDA_OR_SKIP();
   skip_unless_full_float32();
   TrainingPair t("none", 13);
-  AutocastGuard autocast;
-  LossParts lc = t.cpu.forward_backward(t.images, t.batch);
-  LossParts lg = t.gpu.forward_backward(t.images, t.batch);
+  LossParts lc = t.cpu.forward_backward(t.images, t.batch, /*amp=*/true);
+  LossParts lg = t.gpu.forward_backward(t.images, t.batch, /*amp=*/true);
   EXPECT_TRUE(close(lg.total, lc.total, 1e-5, "loss"));
   EXPECT_EQ(t.expect_gradients_close(1e-4), 19);  // the decoder's (the encoder is frozen)
+}
+
+// Convolutions under autocast: cuDNN's bfloat16 convolution against the CPU twin. Both
+// round the same operands and accumulate in float32, in different orders, then round
+// the results to bfloat16: an element whose float32 value lies near a rounding boundary
+// may land one bfloat16 step apart (2^-7 relative at most), nothing more.
+TEST(CudaModel, AutocastConvolutionWithinOneBfloat16Step) {
+  CAPTION_REQUIRE_CUDA_OR_SKIP();
+  skip_unless_full_float32();
+  Generator g(15);
+  const Tensor x = rand_normal({4, 64, 28, 28}, 0, 1, g), w = rand_normal({128, 64, 3, 3}, 0, 0.05, g);
+  const Conv2dOptions o{{2, 2}, {1, 1}, {1, 1}};  // no bias: it is added after the rounding
+  std::vector<Tensor> results[2];
+  for (int side = 0; side < 2; ++side) {
+    const Device d = side == 0 ? Device::cpu() : Device::cuda(0);
+    Tensor xd = x.to(d), wd = w.to(d);
+    xd.set_requires_grad(true);
+    wd.set_requires_grad(true);
+    Tensor y;
+    {
+      AutocastGuard autocast;
+      y = conv2d(xd, wd, Tensor(), o);
+    }
+    Generator gg(16);
+    y.backward(rand_normal(y.shape(), 0, 1, gg).to(d));
+    results[side] = {y.to(Device::cpu()), xd.grad().to(Device::cpu()), wd.grad().to(Device::cpu())};
+  }
+  const char* names[] = {"y", "grad_x", "grad_w"};
+  for (int k = 0; k < 3; ++k) {
+    const std::vector<float> c = results[0][k].to_vector<float>(), gpu = results[1][k].to_vector<float>();
+    ASSERT_EQ(c.size(), gpu.size());
+    double scale = 0;
+    for (float v : c) scale = std::max(scale, double{std::abs(v)});
+    size_t off = 0;
+    for (size_t i = 0; i < c.size(); ++i) {
+      const double diff = std::abs(double{gpu[i]} - c[i]);
+      if (diff > std::ldexp(std::abs(c[i]), -7) + 1e-5 * scale) ++off;
+    }
+    EXPECT_EQ(off, 0u) << names[k] << ": " << off << " of " << c.size()
+                       << " elements more than one bfloat16 step apart";
+  }
 }
 
 TEST(CudaModel, GreedyAndBeamDecodingMatchCpu) {
