@@ -4,7 +4,12 @@
 // bad options are refused with clear messages.
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <filesystem>
+#include <stdexcept>
 #include <sstream>
 
 #include "data/synthetic/generator.h"
@@ -18,9 +23,24 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// Shared by every test here. CTest runs each test in its own process, several at once,
+// so the set is made under a file lock: the first process generates it, the others wait
+// and then find it complete (two generators racing to rename into place would fail).
 const fs::path& tiny_set() {
   static const fs::path root = [] {
     fs::path r = fs::path(CAPTION_TEST_TMP) / "trainer_synthetic";
+    fs::create_directories(r.parent_path());
+    const std::string lock_path = r.string() + ".lock";
+    const int lock = ::open(lock_path.c_str(), O_CREAT | O_RDWR, 0644);
+    if (lock < 0 || ::flock(lock, LOCK_EX) != 0)
+      throw std::runtime_error("cannot lock " + lock_path);
+    struct Unlock {
+      int fd;
+      ~Unlock() {
+        ::flock(fd, LOCK_UN);
+        ::close(fd);
+      }
+    } unlock{lock};
     if (!fs::exists(r / "Flickr8k.token.txt")) {
       fs::remove_all(r);
       data::SyntheticOptions o;
