@@ -14,6 +14,7 @@
 #include "data/datasets/flickr8k_reader.h"
 #include "data/datasets/karpathy_reader.h"
 #include "engine/error.h"
+#include "tests/harness/scratch.h"
 
 namespace fs = std::filesystem;
 using namespace caption::data;
@@ -21,7 +22,7 @@ using namespace caption::data;
 namespace {
 
 fs::path tmp_dir(const std::string& sub) {
-  const fs::path dir = fs::path(CAPTION_TEST_TMP) / "data_datasets" / sub;
+  const fs::path dir = caption::testing::scratch_dir("data_datasets") / sub;
   fs::remove_all(dir);
   fs::create_directories(dir);
   return dir;

@@ -14,6 +14,7 @@
 
 #include "data/text/glove.h"
 #include "engine/error.h"
+#include "tests/harness/scratch.h"
 
 namespace caption::text {
 namespace {
@@ -21,9 +22,7 @@ namespace {
 namespace fs = std::filesystem;
 
 fs::path fixture(const std::string& name, const std::string& text) {
-  fs::path d = fs::path(CAPTION_TEST_TMP) / "glove";
-  fs::create_directories(d);
-  fs::path p = d / name;
+  fs::path p = caption::testing::scratch_dir("glove") / name;
   std::ofstream(p, std::ios::binary) << text;
   return p;
 }
@@ -156,7 +155,7 @@ TEST(Glove, OtherMalformedFiles) {
                     {p.string(), "no word vectors"});
   p = fixture("blank.txt", "\n  \n\n");
   expect_error_with([&] { load_glove_embedding(p, vocab(), 1); }, {"no word vectors"});
-  auto absent = fs::path(CAPTION_TEST_TMP) / "glove" / "absent.txt";
+  auto absent = caption::testing::scratch_dir("glove") / "absent.txt";
   expect_error_with([&] { load_glove_embedding(absent, vocab(), 1); },
                     {absent.string(), "cannot open"});
 }
@@ -181,9 +180,7 @@ TEST(Glove, LenientWhitespaceDuplicatesAndLastLine) {
 // A full-size 50-d file (400k lines): counts and values. Its load time is measured by
 // bench/data_bench.cpp, not here (speed goals live in benchmarks).
 TEST(Glove, FourHundredThousandLinesOfFifty) {
-  fs::path d = fs::path(CAPTION_TEST_TMP) / "glove";
-  fs::create_directories(d);
-  fs::path p = d / "big50.txt";
+  fs::path p = caption::testing::scratch_dir("glove") / "big50.txt";
   std::vector<std::string> tokens = {"<pad>", "<sos>", "<eos>", "<unk>"};
   {
     std::FILE* f = std::fopen(p.c_str(), "wb");

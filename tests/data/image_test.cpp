@@ -29,6 +29,7 @@
 #pragma GCC diagnostic ignored "-Wunused-function"
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 #include "stb_image_write.h"
+#include "tests/harness/scratch.h"
 #pragma GCC diagnostic pop
 
 namespace fs = std::filesystem;
@@ -36,11 +37,7 @@ using caption::data::RgbImage;
 
 namespace {
 
-fs::path tmp_dir() {
-  const fs::path dir = fs::path(CAPTION_TEST_TMP) / "data_image";
-  fs::create_directories(dir);
-  return dir;
-}
+fs::path tmp_dir() { return caption::testing::scratch_dir("data_image"); }
 
 void append(void* ctx, void* data, int size) {
   auto* out = static_cast<std::vector<std::uint8_t>*>(ctx);

@@ -16,6 +16,7 @@
 
 #include "data/text/porter.h"
 #include "data/text/wordnet.h"
+#include "tests/harness/scratch.h"
 
 namespace caption::text {
 namespace {
@@ -31,8 +32,7 @@ struct ScriptResult {
 };
 
 ScriptResult run_reference() {
-  fs::path tmp = fs::path(CAPTION_TEST_TMP) / "nltk_text";
-  fs::create_directories(tmp);
+  fs::path tmp = caption::testing::scratch_dir("nltk_text");
   fs::path err_file = tmp / "stderr.txt";
   fs::path script = fs::path(CAPTION_SOURCE_DIR) / "tests/data/nltk_text_reference.py";
   std::string cmd = std::string(kPython) + " '" + script.string() + "' '" +

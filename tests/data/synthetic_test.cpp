@@ -20,17 +20,14 @@
 #include "data/synthetic/captions.h"
 #include "data/synthetic/generator.h"
 #include "engine/error.h"
+#include "tests/harness/scratch.h"
 
 namespace fs = std::filesystem;
 using namespace caption::data;
 
 namespace {
 
-fs::path tmp_dir() {
-  const fs::path dir = fs::path(CAPTION_TEST_TMP) / "data_synthetic";
-  fs::create_directories(dir);
-  return dir;
-}
+fs::path tmp_dir() { return caption::testing::scratch_dir("data_synthetic"); }
 
 SyntheticOptions small_options(std::uint64_t seed) {
   SyntheticOptions o;

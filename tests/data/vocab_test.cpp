@@ -13,6 +13,7 @@
 
 #include "data/text/vocab.h"
 #include "engine/error.h"
+#include "tests/harness/scratch.h"
 
 namespace caption::text {
 namespace {
@@ -30,11 +31,7 @@ std::vector<Caption> corpus() {
   };
 }
 
-fs::path tmp_dir() {
-  fs::path d = fs::path(CAPTION_TEST_TMP) / "vocab";
-  fs::create_directories(d);
-  return d;
-}
+fs::path tmp_dir() { return caption::testing::scratch_dir("vocab"); }
 
 void expect_error_with(const std::function<void()>& fn, const std::vector<std::string>& parts) {
   try {

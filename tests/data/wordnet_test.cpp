@@ -11,6 +11,7 @@
 
 #include "data/text/wordnet.h"
 #include "engine/error.h"
+#include "tests/harness/scratch.h"
 
 namespace caption::text {
 namespace {
@@ -86,7 +87,7 @@ TEST(WordNet, MorphyCandidatesInNltkOrder) {
 struct TinyWordNet {
   fs::path dir;
   explicit TinyWordNet(const std::string& name) {
-    dir = fs::path(CAPTION_TEST_TMP) / "wordnet" / name;
+    dir = caption::testing::scratch_dir("wordnet") / name;
     fs::remove_all(dir);
     fs::create_directories(dir);
   }

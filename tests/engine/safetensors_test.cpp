@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "engine/error.h"
+#include "tests/harness/scratch.h"
 
 namespace caption {
 namespace {
@@ -36,16 +37,7 @@ constexpr const char* kPython = "/usr/bin/python3";
 
 // A fresh directory per test under the build tree's test temp dir (emptied first, so
 // reruns do not pile up; ctest runs each test in its own process).
-fs::path test_dir() {
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  std::string name = str(info->test_suite_name(), "_", info->name());
-  for (char& c : name)
-    if (c == '/') c = '_';
-  fs::path dir = fs::path(CAPTION_TEST_TMP) / "safetensors" / name;
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
+fs::path test_dir() { return caption::testing::scratch_dir("safetensors"); }
 
 std::vector<uint8_t> read_bytes(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);

@@ -7,13 +7,13 @@
 #include "engine/engine.h"
 #include "engine/tensor_io.h"
 #include "tests/harness/harness.h"
+#include "tests/harness/scratch.h"
 
 namespace caption {
 namespace {
 
 std::string tmp_path(const std::string& name) {
-  std::filesystem::create_directories(CAPTION_TEST_TMP);
-  return std::string(CAPTION_TEST_TMP) + "/" + name;
+  return (caption::testing::scratch_dir("tensor_io") / name).string();
 }
 
 TEST(TensorIo, RoundTripIsBitExact) {

@@ -6,6 +6,7 @@
 
 #include "nn/checkpoint.h"
 #include "tests/harness/harness.h"
+#include "tests/harness/scratch.h"
 
 namespace caption::nn {
 namespace {
@@ -26,8 +27,7 @@ ModelConfig tiny_config() {
 }
 
 std::string tmp(const std::string& name) {
-  std::filesystem::create_directories(CAPTION_TEST_TMP);
-  return std::string(CAPTION_TEST_TMP) + "/" + name;
+  return (caption::testing::scratch_dir("nn_model") / name).string();
 }
 
 std::vector<std::string> tiny_vocab(int n) {
