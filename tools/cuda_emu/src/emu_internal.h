@@ -1,0 +1,17 @@
+// What the parts of the CUDA host emulator share (not part of the emulated API).
+#pragma once
+
+#include <string>
+
+#include "cuda_runtime.h"
+
+namespace caption_emu {
+
+// Records a launch's failure as the runtime's sticky error (cudaGetLastError returns it)
+// and prints the reason once on stderr, as a GPU's error would be found only later.
+void set_launch_error(cudaError_t error, const std::string& message);
+bool stream_is_valid(cudaStream_t stream);
+// Whether [p, p + bytes) lies inside one live cudaMalloc block.
+bool is_device_range(const void* p, size_t bytes);
+
+}  // namespace caption_emu

@@ -1,0 +1,266 @@
+// The CUDA runtime API of the host emulator: devices, memory, copies, streams, events
+// and errors. Device memory is host memory from aligned_alloc; the emulator keeps the
+// set of live blocks so that copies and frees can be checked the way the driver checks
+// them (a "device" pointer that is not in a live block is an error, and so is a
+// host-to-device copy whose destination is not device memory).
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+
+#include "cuda_runtime.h"
+#include "emu_internal.h"
+
+namespace caption_emu {
+namespace {
+
+thread_local cudaError_t t_last_error = cudaSuccess;
+thread_local int t_device = 0;
+
+std::mutex g_mutex;
+std::map<uintptr_t, size_t>& blocks() {
+  static auto* m = new std::map<uintptr_t, size_t>();
+  return *m;
+}
+std::set<cudaStream_t>& streams() {
+  static auto* s = new std::set<cudaStream_t>();
+  return *s;
+}
+
+int device_count() {
+  static const int n = [] {
+    const char* v = std::getenv("CAPTION_EMU_DEVICES");
+    return v == nullptr ? 1 : std::atoi(v);
+  }();
+  return n;
+}
+
+cudaError_t fail(cudaError_t e) {
+  t_last_error = e;
+  return e;
+}
+
+}  // namespace
+
+void set_launch_error(cudaError_t error, const std::string& message) {
+  std::fprintf(stderr, "cuda emulator: %s\n", message.c_str());
+  t_last_error = error;
+}
+
+bool stream_is_valid(cudaStream_t stream) {
+  if (stream == nullptr) return true;
+  std::lock_guard lock(g_mutex);
+  return streams().count(stream) != 0;
+}
+
+bool is_device_range(const void* p, size_t bytes) {
+  const auto a = reinterpret_cast<uintptr_t>(p);
+  std::lock_guard lock(g_mutex);
+  auto it = blocks().upper_bound(a);
+  if (it == blocks().begin()) return false;
+  --it;
+  return a >= it->first && a + bytes <= it->first + it->second;
+}
+
+}  // namespace caption_emu
+
+using caption_emu::fail;
+
+const char* cudaGetErrorName(cudaError_t e) {
+  switch (e) {
+    case cudaSuccess: return "cudaSuccess";
+    case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
+    case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
+    case cudaErrorInitializationError: return "cudaErrorInitializationError";
+    case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
+    case cudaErrorInvalidDevicePointer: return "cudaErrorInvalidDevicePointer";
+    case cudaErrorInvalidMemcpyDirection: return "cudaErrorInvalidMemcpyDirection";
+    case cudaErrorNoDevice: return "cudaErrorNoDevice";
+    case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
+    case cudaErrorIllegalAddress: return "cudaErrorIllegalAddress";
+    case cudaErrorLaunchOutOfResources: return "cudaErrorLaunchOutOfResources";
+    case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
+    case cudaErrorNotSupported: return "cudaErrorNotSupported";
+    default: return "cudaErrorUnknown";
+  }
+}
+
+const char* cudaGetErrorString(cudaError_t e) {
+  switch (e) {
+    case cudaSuccess: return "no error";
+    case cudaErrorInvalidValue: return "invalid argument";
+    case cudaErrorMemoryAllocation: return "out of memory";
+    case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+    case cudaErrorInvalidDevicePointer: return "invalid device pointer";
+    case cudaErrorNoDevice: return "no CUDA-capable device is detected";
+    case cudaErrorInvalidDevice: return "invalid device ordinal";
+    case cudaErrorLaunchFailure: return "unspecified launch failure (see the emulator's message above)";
+    default: return cudaGetErrorName(e);
+  }
+}
+
+cudaError_t cudaGetLastError() {
+  const cudaError_t e = caption_emu::t_last_error;
+  caption_emu::t_last_error = cudaSuccess;
+  return e;
+}
+cudaError_t cudaPeekAtLastError() { return caption_emu::t_last_error; }
+
+cudaError_t cudaGetDeviceCount(int* count) {
+  *count = caption_emu::device_count();
+  return *count > 0 ? cudaSuccess : fail(cudaErrorNoDevice);
+}
+cudaError_t cudaGetDevice(int* device) {
+  *device = caption_emu::t_device;
+  return cudaSuccess;
+}
+cudaError_t cudaSetDevice(int device) {
+  if (device < 0 || device >= caption_emu::device_count()) return fail(cudaErrorInvalidDevice);
+  caption_emu::t_device = device;
+  return cudaSuccess;
+}
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
+  if (device < 0 || device >= caption_emu::device_count()) return fail(cudaErrorInvalidDevice);
+  std::memset(prop, 0, sizeof *prop);
+  std::snprintf(prop->name, sizeof prop->name, "caption CUDA host emulator");
+  prop->totalGlobalMem = size_t{16} << 30;
+  prop->sharedMemPerBlock = 48 * 1024;
+  prop->regsPerBlock = 65536;
+  prop->warpSize = 32;
+  prop->maxThreadsPerBlock = 1024;
+  prop->maxThreadsDim[0] = prop->maxThreadsDim[1] = 1024;
+  prop->maxThreadsDim[2] = 64;
+  prop->maxGridSize[0] = 2147483647;
+  prop->maxGridSize[1] = prop->maxGridSize[2] = 65535;
+  prop->major = 9;
+  prop->minor = 0;
+  prop->multiProcessorCount = 1;
+  prop->l2CacheSize = 50 << 20;
+  return cudaSuccess;
+}
+cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
+
+cudaError_t cudaMalloc(void** ptr, size_t size) {
+  *ptr = nullptr;
+  if (size == 0) return cudaSuccess;
+  const size_t rounded = (size + 255) / 256 * 256;
+  void* p = std::aligned_alloc(256, rounded);
+  if (p == nullptr) return fail(cudaErrorMemoryAllocation);
+  std::lock_guard lock(caption_emu::g_mutex);
+  caption_emu::blocks()[reinterpret_cast<uintptr_t>(p)] = size;
+  *ptr = p;
+  return cudaSuccess;
+}
+
+cudaError_t cudaFree(void* ptr) {
+  if (ptr == nullptr) return cudaSuccess;
+  {
+    std::lock_guard lock(caption_emu::g_mutex);
+    auto it = caption_emu::blocks().find(reinterpret_cast<uintptr_t>(ptr));
+    if (it == caption_emu::blocks().end()) return fail(cudaErrorInvalidDevicePointer);
+    caption_emu::blocks().erase(it);
+  }
+  std::free(ptr);
+  return cudaSuccess;
+}
+
+namespace {
+// The driver refuses a copy whose "device" side is not device memory; the emulator
+// checks both sides against the live blocks.
+cudaError_t check_copy(void* dst, const void* src, size_t n, cudaMemcpyKind kind) {
+  if (n == 0) return cudaSuccess;
+  if (dst == nullptr || src == nullptr) return fail(cudaErrorInvalidValue);
+  const bool dst_dev = caption_emu::is_device_range(dst, n);
+  const bool src_dev = caption_emu::is_device_range(src, n);
+  switch (kind) {
+    case cudaMemcpyHostToHost:
+      return cudaSuccess;
+    case cudaMemcpyHostToDevice:
+      return dst_dev && !src_dev ? cudaSuccess : fail(cudaErrorInvalidValue);
+    case cudaMemcpyDeviceToHost:
+      return src_dev && !dst_dev ? cudaSuccess : fail(cudaErrorInvalidValue);
+    case cudaMemcpyDeviceToDevice:
+      return src_dev && dst_dev ? cudaSuccess : fail(cudaErrorInvalidValue);
+    case cudaMemcpyDefault:
+      return cudaSuccess;
+  }
+  return fail(cudaErrorInvalidMemcpyDirection);
+}
+}  // namespace
+
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t count, cudaMemcpyKind kind) {
+  const cudaError_t e = check_copy(dst, src, count, kind);
+  if (e != cudaSuccess) return e;
+  if (count != 0) std::memmove(dst, src, count);
+  return cudaSuccess;
+}
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t count, cudaMemcpyKind kind,
+                            cudaStream_t stream) {
+  if (!caption_emu::stream_is_valid(stream)) return fail(cudaErrorInvalidValue);
+  return cudaMemcpy(dst, src, count, kind);
+}
+cudaError_t cudaMemcpyPeerAsync(void* dst, int dst_device, const void* src, int src_device,
+                                size_t count, cudaStream_t stream) {
+  if (dst_device < 0 || dst_device >= caption_emu::device_count() || src_device < 0 ||
+      src_device >= caption_emu::device_count())
+    return fail(cudaErrorInvalidDevice);
+  return cudaMemcpyAsync(dst, src, count, cudaMemcpyDeviceToDevice, stream);
+}
+cudaError_t cudaMemset(void* ptr, int value, size_t count) {
+  if (count == 0) return cudaSuccess;
+  if (!caption_emu::is_device_range(ptr, count)) return fail(cudaErrorInvalidValue);
+  std::memset(ptr, value, count);
+  return cudaSuccess;
+}
+cudaError_t cudaMemsetAsync(void* ptr, int value, size_t count, cudaStream_t stream) {
+  if (!caption_emu::stream_is_valid(stream)) return fail(cudaErrorInvalidValue);
+  return cudaMemset(ptr, value, count);
+}
+
+cudaError_t cudaStreamCreate(cudaStream_t* stream) { return cudaStreamCreateWithFlags(stream, 0); }
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned) {
+  *stream = reinterpret_cast<cudaStream_t>(new char[1]);
+  std::lock_guard lock(caption_emu::g_mutex);
+  caption_emu::streams().insert(*stream);
+  return cudaSuccess;
+}
+cudaError_t cudaStreamDestroy(cudaStream_t stream) {
+  std::lock_guard lock(caption_emu::g_mutex);
+  if (caption_emu::streams().erase(stream) == 0) return fail(cudaErrorInvalidValue);
+  delete[] reinterpret_cast<char*>(stream);
+  return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
+  return caption_emu::stream_is_valid(stream) ? cudaSuccess : fail(cudaErrorInvalidValue);
+}
+
+// Events hold the host time at which they were recorded (every stream is synchronous).
+struct CUevent_st {
+  std::chrono::steady_clock::time_point at;
+};
+cudaError_t cudaEventCreate(cudaEvent_t* event) {
+  *event = new CUevent_st{};
+  return cudaSuccess;
+}
+cudaError_t cudaEventDestroy(cudaEvent_t event) {
+  delete event;
+  return cudaSuccess;
+}
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t) {
+  event->at = std::chrono::steady_clock::now();
+  return cudaSuccess;
+}
+cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
+  *ms = std::chrono::duration<float, std::milli>(end->at - start->at).count();
+  return cudaSuccess;
+}
+
+namespace caption_emu {
+// For the header-only parts of the emulator (cub).
+bool device_range(const void* p, size_t bytes) { return is_device_range(p, bytes); }
+}  // namespace caption_emu
