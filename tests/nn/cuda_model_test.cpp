@@ -191,10 +191,12 @@ struct TrainingPair {
     images = rand_normal({3, 3, 64, 64}, 0, 1, g);
   }
   // Every trainable parameter's gradient, GPU against CPU; returns how many were compared.
+  // full_att.bias is left out: its gradient is zero in exact arithmetic (softmax ignores
+  // a shift), so both devices hold roundoff of different sums there.
   int expect_gradients_close(double tol) {
     int checked = 0;
     for (const auto& e : cpu.store.entries()) {
-      if (!e.trainable()) continue;
+      if (!e.trainable() || e.name == "decoder.full_att.bias") continue;
       EXPECT_TRUE(close(gpu.store.grad(e.name), cpu.store.grad(e.name), tol, "grad " + e.name));
       ++checked;
     }
@@ -214,15 +216,23 @@ TEST(CudaModel, FineTunedTrainingStepMatchesCpu) {
     LossParts lg = gpu.forward_backward(t.images, t.batch);
     EXPECT_TRUE(close(lg.cross_entropy, lc.cross_entropy, 1e-5, "cross-entropy"));
     EXPECT_TRUE(close(lg.attention, lc.attention, 1e-4, "attention term"));
-    EXPECT_GT(t.expect_gradients_close(1e-4), 19);  // the decoder's 19 and layer 3 and 4's
+    // Step 0 compares the kernels at float32 precision. After an AdamW step the models
+    // differ slightly: elements whose gradient is at roundoff level (Adam divides the
+    // gradient by its own magnitude) move by about +-lr with a sign roundoff picks, so
+    // the next steps' gradients are compared at 1e-3.
+    EXPECT_GT(t.expect_gradients_close(step == 0 ? 1e-4 : 1e-3), 18);  // decoder's 18, layers 3-4
     const double norm_cpu = clip_grad_norm(cpu.store, 1.0);
     const double norm_gpu = clip_grad_norm(gpu.store, 1.0);
     EXPECT_NEAR(norm_gpu, norm_cpu, 1e-4 * norm_cpu);
     cpu.opt->step();
     gpu.opt->step();
   }
-  for (const auto& e : cpu.store.entries())
+  // full_att.bias moved by +-lr per step in the direction of its roundoff gradient, a
+  // direction each device draws on its own; it changes no output.
+  for (const auto& e : cpu.store.entries()) {
+    if (e.name == "decoder.full_att.bias") continue;
     EXPECT_TRUE(close(gpu.store.get(e.name), cpu.store.get(e.name), 1e-4, "value " + e.name));
+  }
   // Layer 3 and 4's batch norms ran in training mode: their running statistics moved.
   auto cb = p.cpu->named_buffers(), gb = p.gpu->named_buffers();
   ASSERT_EQ(cb.size(), gb.size());
@@ -231,8 +241,12 @@ TEST(CudaModel, FineTunedTrainingStepMatchesCpu) {
 }
 
 // Autocast: the GPU's bfloat16 tensor-core products against the CPU twin (rounded
-// operands, float32 sgemm). The same bfloat16 values are multiplied on both sides, so
-// only the order of the float32 sums differs: the float32 tolerances apply.
+// operands, float32 sgemm). Each product multiplies the same bfloat16 values on both
+// sides and only the order of its float32 sums differs; but the operands of the next
+// product are those sums rounded to bfloat16, and a sum that lies near a rounding
+// boundary lands one bfloat16 step (2^-8 relative) apart. Such sporadic steps carry into
+// the gradients, so the bound is 1e-3 relative L2 (the host emulator of tools/cuda_emu
+// gives 2.5e-4 at most), not float32's 1e-4.
 TEST(CudaModel, AutocastTrainingStepMatchesCpuTwin) {
   CAPTION_REQUIRE_CUDA_OR_SKIP();
   skip_unless_full_float32();
@@ -240,7 +254,7 @@ TEST(CudaModel, AutocastTrainingStepMatchesCpuTwin) {
   LossParts lc = t.cpu.forward_backward(t.images, t.batch, /*amp=*/true);
   LossParts lg = t.gpu.forward_backward(t.images, t.batch, /*amp=*/true);
   EXPECT_TRUE(close(lg.total, lc.total, 1e-5, "loss"));
-  EXPECT_EQ(t.expect_gradients_close(1e-4), 19);  // the decoder's (the encoder is frozen)
+  EXPECT_EQ(t.expect_gradients_close(1e-3), 18);  // the decoder's (the encoder is frozen)
 }
 
 // Convolutions under autocast: cuDNN's bfloat16 convolution against the CPU twin. Both
@@ -256,7 +270,9 @@ TEST(CudaModel, AutocastConvolutionWithinOneBfloat16Step) {
   std::vector<Tensor> results[2];
   for (int side = 0; side < 2; ++side) {
     const Device d = side == 0 ? Device::cpu() : Device::cuda(0);
-    Tensor xd = x.to(d), wd = w.to(d);
+    // detach(): on the CPU side to() returns x itself, whose requires_grad must not leak
+    // into the CUDA side's to() (it would record a transfer and make xd a non-leaf).
+    Tensor xd = x.to(d).detach(), wd = w.to(d).detach();
     xd.set_requires_grad(true);
     wd.set_requires_grad(true);
     Tensor y;
