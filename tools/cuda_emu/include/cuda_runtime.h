@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -63,10 +64,15 @@ enum cudaError_t {
   cudaErrorInvalidMemcpyDirection = 21,
   cudaErrorNoDevice = 100,
   cudaErrorInvalidDevice = 101,
+  cudaErrorIllegalState = 401,
   cudaErrorIllegalAddress = 700,
   cudaErrorLaunchOutOfResources = 701,
   cudaErrorLaunchFailure = 719,
   cudaErrorNotSupported = 801,
+  cudaErrorStreamCaptureUnsupported = 900,
+  cudaErrorStreamCaptureInvalidated = 901,
+  cudaErrorStreamCaptureUnmatched = 903,
+  cudaErrorStreamCaptureImplicit = 906,
   cudaErrorUnknown = 999,
 };
 typedef cudaError_t cudaError;
@@ -81,6 +87,19 @@ enum cudaMemcpyKind {
 
 typedef struct CUstream_st* cudaStream_t;
 typedef struct CUevent_st* cudaEvent_t;
+typedef struct CUgraph_st* cudaGraph_t;
+typedef struct CUgraphExec_st* cudaGraphExec_t;
+
+enum cudaStreamCaptureMode {
+  cudaStreamCaptureModeGlobal = 0,
+  cudaStreamCaptureModeThreadLocal = 1,
+  cudaStreamCaptureModeRelaxed = 2,
+};
+enum cudaStreamCaptureStatus {
+  cudaStreamCaptureStatusNone = 0,
+  cudaStreamCaptureStatusActive = 1,
+  cudaStreamCaptureStatusInvalidated = 2,
+};
 #define cudaStreamDefault 0x00
 #define cudaStreamNonBlocking 0x01
 
@@ -134,6 +153,17 @@ cudaError_t cudaEventDestroy(cudaEvent_t event);
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream = nullptr);
 cudaError_t cudaEventSynchronize(cudaEvent_t event);
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end);
+// Stream capture and graphs: work enqueued on a capturing stream is recorded instead of
+// run, and a launched graph runs it again in order. Calls a capture forbids (a
+// synchronisation, a synchronous copy, a free) fail and invalidate the capture.
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph);
+cudaError_t cudaStreamIsCapturing(cudaStream_t stream, cudaStreamCaptureStatus* status);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph,
+                                 unsigned long long flags = 0);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec);
+cudaError_t cudaGraphDestroy(cudaGraph_t graph);
 
 // ---- the emulator's machinery (tools/cuda_emu/src/launch.cpp) ----------------------
 namespace caption_emu {
@@ -194,20 +224,27 @@ template <typename R, typename... P>
 PendingLaunch<R (*)(P...)> operator^(R (*kernel)(P...), const LaunchConfig& config) {
   return {kernel, config};
 }
+// Work for a stream: run now, or recorded when the stream is capturing (the task then
+// owns copies of everything it needs).
+void enqueue(cudaStream_t stream, std::function<void()> task);
+
 template <typename R, typename... P, typename... A>
 void operator^(const PendingLaunch<R (*)(P...)>& launch, const KernelArgs<A...>& a) {
   static_assert(sizeof...(P) == sizeof...(A), "kernel launched with the wrong number of arguments");
   struct Closure {
     R (*kernel)(P...);
-    const std::tuple<A...>* values;
-  } closure{launch.kernel, &a.values};
-  run_grid(
-      launch.config, reinterpret_cast<const void*>(launch.kernel),
-      [](void* c) {
-        auto* cl = static_cast<Closure*>(c);
-        std::apply([cl](const A&... v) { cl->kernel(static_cast<P>(v)...); }, *cl->values);
-      },
-      &closure);
+    std::tuple<A...> values;
+  };
+  enqueue(launch.config.stream,
+          [config = launch.config, closure = Closure{launch.kernel, a.values}]() mutable {
+            run_grid(
+                config, reinterpret_cast<const void*>(closure.kernel),
+                [](void* c) {
+                  auto* cl = static_cast<Closure*>(c);
+                  std::apply([cl](const A&... v) { cl->kernel(static_cast<P>(v)...); }, cl->values);
+                },
+                &closure);
+          });
 }
 
 template <typename T>

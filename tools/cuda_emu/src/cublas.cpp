@@ -91,6 +91,9 @@ cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb
   if (k > 0 && !inside(B, bs.rows, bs.cols, ldb, sb, batch, eb))
     return failure(CUBLAS_STATUS_EXECUTION_FAILED, call + ": B is not inside device memory");
 
+  // The products run when the stream reaches them (at once, or at each replay of a
+  // captured graph), with the scalars as they were at the call.
+  caption_emu::enqueue(h->stream, [=] {
   std::vector<float> wa, wb;
   for (int i = 0; i < batch; ++i) {
     float* c = C + i * sc;
@@ -126,6 +129,7 @@ cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb
                 tb == CUBLAS_OP_N ? CblasNoTrans : CblasTrans, m, n, k, alpha, a, lda, b, ldb,
                 beta == 0.0f ? 0.0f : beta, c, ldc);
   }
+  });
   return CUBLAS_STATUS_SUCCESS;
 }
 
@@ -184,7 +188,10 @@ cublasStatus_t cublasSscal(cublasHandle_t handle, int n, const float* alpha, flo
   if (n <= 0 || incx <= 0) return CUBLAS_STATUS_SUCCESS;
   if (!caption_emu::is_device_range(x, sizeof(float) * (static_cast<size_t>(n - 1) * incx + 1)))
     return failure(CUBLAS_STATUS_EXECUTION_FAILED, "cublasSscal: x is not inside device memory");
-  for (int i = 0; i < n; ++i) x[static_cast<long long>(i) * incx] *= *alpha;
+  const float a = *alpha;
+  caption_emu::enqueue(handle->stream, [=] {
+    for (int i = 0; i < n; ++i) x[static_cast<long long>(i) * incx] *= a;
+  });
   return CUBLAS_STATUS_SUCCESS;
 }
 

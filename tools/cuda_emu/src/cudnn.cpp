@@ -26,6 +26,8 @@
 #include <cblas.h>
 #include <cudnn.h>
 
+#include "emu_internal.h"
+
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -408,6 +410,11 @@ cudnnStatus_t check_algo(const char* fn, const std::vector<Algo>& algos, int alg
 cudnnStatus_t check_pointers(const char* fn, cudnnHandle_t handle, const void* alpha,
                              const void* beta, const void* a, const void* b, const void* c) {
   if (handle == nullptr) return fail(CUDNN_STATUS_BAD_PARAM, fn, "handle is NULL");
+  // Calls here compute at once; recording them into a captured graph is not emulated,
+  // so a capture that reaches one fails loudly instead of replaying nothing.
+  if (caption_emu::stream_capturing(handle->stream))
+    return fail(CUDNN_STATUS_NOT_SUPPORTED, fn,
+                "the emulator does not record cuDNN calls into a captured graph");
   if (alpha == nullptr || beta == nullptr)
     return fail(CUDNN_STATUS_BAD_PARAM, fn, "alpha or beta is NULL");
   if (a == nullptr || b == nullptr || c == nullptr)

@@ -13,5 +13,7 @@ void set_launch_error(cudaError_t error, const std::string& message);
 bool stream_is_valid(cudaStream_t stream);
 // Whether [p, p + bytes) lies inside one live cudaMalloc block.
 bool is_device_range(const void* p, size_t bytes);
+// Whether work enqueued on `stream` is being recorded by a capture.
+bool stream_capturing(cudaStream_t stream);
 
 }  // namespace caption_emu

@@ -9,8 +9,10 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <functional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "cuda_runtime.h"
 #include "emu_internal.h"
@@ -31,6 +33,17 @@ std::set<cudaStream_t>& streams() {
   return *s;
 }
 
+// Streams being captured, with what they recorded so far.
+struct Capture {
+  cudaStreamCaptureMode mode;
+  bool invalidated = false;
+  std::vector<std::function<void()>> tasks;
+};
+std::map<cudaStream_t, Capture>& captures() {
+  static auto* m = new std::map<cudaStream_t, Capture>();
+  return *m;
+}
+
 int device_count() {
   static const int n = [] {
     const char* v = std::getenv("CAPTION_EMU_DEVICES");
@@ -44,7 +57,43 @@ cudaError_t fail(cudaError_t e) {
   return e;
 }
 
+// A call that a capture forbids: every active capture is invalidated (a GPU's are when
+// the call would synchronise with them) and the call fails.
+cudaError_t forbidden_in_capture(const char* call, cudaError_t error) {
+  std::lock_guard lock(g_mutex);
+  if (captures().empty()) return cudaSuccess;
+  for (auto& [stream, capture] : captures()) capture.invalidated = true;
+  std::fprintf(stderr, "cuda emulator: %s during a stream capture (the capture is invalidated)\n",
+               call);
+  t_last_error = error;
+  return error;
+}
+
+bool any_strict_capture() {
+  std::lock_guard lock(g_mutex);
+  for (const auto& [stream, capture] : captures())
+    if (capture.mode != cudaStreamCaptureModeRelaxed) return true;
+  return false;
+}
+
 }  // namespace
+
+void enqueue(cudaStream_t stream, std::function<void()> task) {
+  {
+    std::lock_guard lock(g_mutex);
+    auto it = captures().find(stream);
+    if (it != captures().end()) {
+      it->second.tasks.push_back(std::move(task));
+      return;
+    }
+  }
+  task();
+}
+
+bool stream_capturing(cudaStream_t stream) {
+  std::lock_guard lock(g_mutex);
+  return captures().count(stream) != 0;
+}
 
 void set_launch_error(cudaError_t error, const std::string& message) {
   std::fprintf(stderr, "cuda emulator: %s\n", message.c_str());
@@ -85,6 +134,11 @@ const char* cudaGetErrorName(cudaError_t e) {
     case cudaErrorLaunchOutOfResources: return "cudaErrorLaunchOutOfResources";
     case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
     case cudaErrorNotSupported: return "cudaErrorNotSupported";
+    case cudaErrorIllegalState: return "cudaErrorIllegalState";
+    case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
+    case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
+    case cudaErrorStreamCaptureUnmatched: return "cudaErrorStreamCaptureUnmatched";
+    case cudaErrorStreamCaptureImplicit: return "cudaErrorStreamCaptureImplicit";
     default: return "cudaErrorUnknown";
   }
 }
@@ -99,6 +153,9 @@ const char* cudaGetErrorString(cudaError_t e) {
     case cudaErrorNoDevice: return "no CUDA-capable device is detected";
     case cudaErrorInvalidDevice: return "invalid device ordinal";
     case cudaErrorLaunchFailure: return "unspecified launch failure (see the emulator's message above)";
+    case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
+    case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
+    case cudaErrorStreamCaptureImplicit: return "operation would make the legacy stream depend on a capturing blocking stream";
     default: return cudaGetErrorName(e);
   }
 }
@@ -142,10 +199,15 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
   prop->l2CacheSize = 50 << 20;
   return cudaSuccess;
 }
-cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize() {
+  return caption_emu::forbidden_in_capture("cudaDeviceSynchronize", cudaErrorStreamCaptureUnsupported);
+}
 
 cudaError_t cudaMalloc(void** ptr, size_t size) {
   *ptr = nullptr;
+  if (caption_emu::any_strict_capture())
+    return caption_emu::forbidden_in_capture("cudaMalloc outside relaxed capture mode",
+                                             cudaErrorStreamCaptureUnsupported);
   if (size == 0) return cudaSuccess;
   const size_t rounded = (size + 255) / 256 * 256;
   void* p = std::aligned_alloc(256, rounded);
@@ -158,6 +220,8 @@ cudaError_t cudaMalloc(void** ptr, size_t size) {
 
 cudaError_t cudaFree(void* ptr) {
   if (ptr == nullptr) return cudaSuccess;
+  if (const cudaError_t e = caption_emu::forbidden_in_capture("cudaFree", cudaErrorStreamCaptureUnsupported))
+    return e;
   {
     std::lock_guard lock(caption_emu::g_mutex);
     auto it = caption_emu::blocks().find(reinterpret_cast<uintptr_t>(ptr));
@@ -193,6 +257,9 @@ cudaError_t check_copy(void* dst, const void* src, size_t n, cudaMemcpyKind kind
 }  // namespace
 
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t count, cudaMemcpyKind kind) {
+  if (const cudaError_t f = caption_emu::forbidden_in_capture("cudaMemcpy (synchronous)",
+                                                              cudaErrorStreamCaptureImplicit))
+    return f;
   const cudaError_t e = check_copy(dst, src, count, kind);
   if (e != cudaSuccess) return e;
   if (count != 0) std::memmove(dst, src, count);
@@ -201,7 +268,16 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t count, cudaMemcpyKind 
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t count, cudaMemcpyKind kind,
                             cudaStream_t stream) {
   if (!caption_emu::stream_is_valid(stream)) return fail(cudaErrorInvalidValue);
-  return cudaMemcpy(dst, src, count, kind);
+  const cudaError_t e = check_copy(dst, src, count, kind);
+  if (e != cudaSuccess || count == 0) return e;
+  if (caption_emu::stream_capturing(stream)) {
+    // A graph replays copies between device buffers; host memory has no place in it.
+    if (!caption_emu::is_device_range(dst, count) || !caption_emu::is_device_range(src, count))
+      return caption_emu::forbidden_in_capture("cudaMemcpyAsync with host memory",
+                                               cudaErrorStreamCaptureUnsupported);
+  }
+  caption_emu::enqueue(stream, [dst, src, count] { std::memmove(dst, src, count); });
+  return cudaSuccess;
 }
 cudaError_t cudaMemcpyPeerAsync(void* dst, int dst_device, const void* src, int src_device,
                                 size_t count, cudaStream_t stream) {
@@ -211,6 +287,9 @@ cudaError_t cudaMemcpyPeerAsync(void* dst, int dst_device, const void* src, int 
   return cudaMemcpyAsync(dst, src, count, cudaMemcpyDeviceToDevice, stream);
 }
 cudaError_t cudaMemset(void* ptr, int value, size_t count) {
+  if (const cudaError_t f = caption_emu::forbidden_in_capture("cudaMemset (synchronous)",
+                                                              cudaErrorStreamCaptureImplicit))
+    return f;
   if (count == 0) return cudaSuccess;
   if (!caption_emu::is_device_range(ptr, count)) return fail(cudaErrorInvalidValue);
   std::memset(ptr, value, count);
@@ -218,7 +297,10 @@ cudaError_t cudaMemset(void* ptr, int value, size_t count) {
 }
 cudaError_t cudaMemsetAsync(void* ptr, int value, size_t count, cudaStream_t stream) {
   if (!caption_emu::stream_is_valid(stream)) return fail(cudaErrorInvalidValue);
-  return cudaMemset(ptr, value, count);
+  if (count == 0) return cudaSuccess;
+  if (!caption_emu::is_device_range(ptr, count)) return fail(cudaErrorInvalidValue);
+  caption_emu::enqueue(stream, [ptr, value, count] { std::memset(ptr, value, count); });
+  return cudaSuccess;
 }
 
 cudaError_t cudaStreamCreate(cudaStream_t* stream) { return cudaStreamCreateWithFlags(stream, 0); }
@@ -235,7 +317,8 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream) {
   return cudaSuccess;
 }
 cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
-  return caption_emu::stream_is_valid(stream) ? cudaSuccess : fail(cudaErrorInvalidValue);
+  if (!caption_emu::stream_is_valid(stream)) return fail(cudaErrorInvalidValue);
+  return caption_emu::forbidden_in_capture("cudaStreamSynchronize", cudaErrorStreamCaptureUnsupported);
 }
 
 // Events hold the host time at which they were recorded (every stream is synchronous).
@@ -254,7 +337,9 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t) {
   event->at = std::chrono::steady_clock::now();
   return cudaSuccess;
 }
-cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+cudaError_t cudaEventSynchronize(cudaEvent_t) {
+  return caption_emu::forbidden_in_capture("cudaEventSynchronize", cudaErrorStreamCaptureUnsupported);
+}
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
   *ms = std::chrono::duration<float, std::milli>(end->at - start->at).count();
   return cudaSuccess;
@@ -264,3 +349,67 @@ namespace caption_emu {
 // For the header-only parts of the emulator (cub).
 bool device_range(const void* p, size_t bytes) { return is_device_range(p, bytes); }
 }  // namespace caption_emu
+
+// ---- capture and graphs -------------------------------------------------------------
+
+struct CUgraph_st {
+  std::vector<std::function<void()>> tasks;
+};
+struct CUgraphExec_st {
+  std::vector<std::function<void()>> tasks;
+};
+
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mode) {
+  if (stream == nullptr || !caption_emu::stream_is_valid(stream))
+    return fail(cudaErrorStreamCaptureUnsupported);  // the legacy stream cannot be captured
+  std::lock_guard lock(caption_emu::g_mutex);
+  if (caption_emu::captures().count(stream) != 0) return fail(cudaErrorIllegalState);
+  caption_emu::captures()[stream] = caption_emu::Capture{mode, false, {}};
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph) {
+  *graph = nullptr;
+  std::lock_guard lock(caption_emu::g_mutex);
+  auto it = caption_emu::captures().find(stream);
+  if (it == caption_emu::captures().end()) return fail(cudaErrorIllegalState);
+  const bool invalidated = it->second.invalidated;
+  auto tasks = std::move(it->second.tasks);
+  caption_emu::captures().erase(it);
+  if (invalidated) return fail(cudaErrorStreamCaptureInvalidated);
+  *graph = new CUgraph_st{std::move(tasks)};
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamIsCapturing(cudaStream_t stream, cudaStreamCaptureStatus* status) {
+  std::lock_guard lock(caption_emu::g_mutex);
+  auto it = caption_emu::captures().find(stream);
+  *status = it == caption_emu::captures().end() ? cudaStreamCaptureStatusNone
+            : it->second.invalidated          ? cudaStreamCaptureStatusInvalidated
+                                              : cudaStreamCaptureStatusActive;
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long) {
+  if (graph == nullptr) return fail(cudaErrorInvalidValue);
+  *exec = new CUgraphExec_st{graph->tasks};
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
+  if (exec == nullptr || !caption_emu::stream_is_valid(stream)) return fail(cudaErrorInvalidValue);
+  caption_emu::enqueue(stream, [exec] {
+    for (const auto& task : exec->tasks) task();
+  });
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
+  delete exec;
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
+  delete graph;
+  return cudaSuccess;
+}

@@ -219,3 +219,78 @@ TEST(CudaEmu, CopiesAreCheckedAgainstDeviceMemory) {
 }
 
 }  // namespace
+
+namespace {
+
+__global__ void add_kernel(float* x, float v, int n) {
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) x[i] += v;
+}
+
+// A captured stream records kernels and device copies; each launch of the graph runs them
+// again, in order, with the arguments of the capture.
+TEST(CudaEmuGraphs, CaptureRecordsAndLaunchReplays) {
+  cudaStream_t s = nullptr;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), cudaSuccess);
+  DeviceBuffer<float> x(64), y(64);
+  x.write(std::vector<float>(64, 1.0f));
+  ASSERT_EQ(cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed), cudaSuccess);
+  cudaStreamCaptureStatus status;
+  ASSERT_EQ(cudaStreamIsCapturing(s, &status), cudaSuccess);
+  EXPECT_EQ(status, cudaStreamCaptureStatusActive);
+  add_kernel<<<1, 32, 0, s>>>(x.p, 2.0f, 64);
+  ASSERT_EQ(cudaMemcpyAsync(y.p, x.p, 64 * sizeof(float), cudaMemcpyDeviceToDevice, s), cudaSuccess);
+  cudaGraph_t graph = nullptr;
+  ASSERT_EQ(cudaStreamEndCapture(s, &graph), cudaSuccess);
+  EXPECT_EQ(x.read(), std::vector<float>(64, 1.0f)) << "captured work must not run at capture";
+  cudaGraphExec_t exec = nullptr;
+  ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
+  for (int replay = 1; replay <= 3; ++replay) {
+    ASSERT_EQ(cudaGraphLaunch(exec, s), cudaSuccess);
+    EXPECT_EQ(y.read(), std::vector<float>(64, 1.0f + 2.0f * replay));
+  }
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  cudaStreamDestroy(s);
+}
+
+// What a capture forbids fails and invalidates it: synchronising, a synchronous copy, a
+// copy with host memory, and cudaMalloc outside relaxed mode.
+TEST(CudaEmuGraphs, ForbiddenCallsInvalidateTheCapture) {
+  cudaStream_t s = nullptr;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), cudaSuccess);
+  DeviceBuffer<float> x(16);
+  std::vector<float> host(16, 0.0f);
+  auto expect_invalidated = [&](auto&& forbidden, cudaStreamCaptureMode mode) {
+    ASSERT_EQ(cudaStreamBeginCapture(s, mode), cudaSuccess);
+    EXPECT_NE(forbidden(), cudaSuccess);
+    cudaGraph_t graph = nullptr;
+    EXPECT_EQ(cudaStreamEndCapture(s, &graph), cudaErrorStreamCaptureInvalidated);
+    EXPECT_EQ(graph, nullptr);
+    cudaGetLastError();
+  };
+  expect_invalidated([&] { return cudaStreamSynchronize(s); }, cudaStreamCaptureModeRelaxed);
+  expect_invalidated([&] { return cudaMemcpy(host.data(), x.p, 64, cudaMemcpyDeviceToHost); },
+                     cudaStreamCaptureModeRelaxed);
+  expect_invalidated(
+      [&] { return cudaMemcpyAsync(host.data(), x.p, 64, cudaMemcpyDeviceToHost, s); },
+      cudaStreamCaptureModeRelaxed);
+  expect_invalidated([&] {
+    void* p = nullptr;
+    return cudaMalloc(&p, 64);
+  }, cudaStreamCaptureModeGlobal);
+  // Relaxed mode allows cudaMalloc (a caching allocator's private pool relies on it).
+  ASSERT_EQ(cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed), cudaSuccess);
+  void* p = nullptr;
+  EXPECT_EQ(cudaMalloc(&p, 64), cudaSuccess);
+  cudaGraph_t graph = nullptr;
+  EXPECT_EQ(cudaStreamEndCapture(s, &graph), cudaSuccess);
+  cudaGraphDestroy(graph);
+  cudaFree(p);
+  // The legacy default stream cannot be captured.
+  EXPECT_EQ(cudaStreamBeginCapture(nullptr, cudaStreamCaptureModeRelaxed),
+            cudaErrorStreamCaptureUnsupported);
+  cudaGetLastError();
+  cudaStreamDestroy(s);
+}
+
+}  // namespace
