@@ -41,17 +41,13 @@ void* CachingAllocator::allocate(size_t bytes) {
   std::unique_lock lock(mutex_);
   ++stats_.allocations;
   void* ptr = nullptr;
-  Block block{size, bytes, guarded};
+  Block block{size, bytes, guarded, active_pool_};
   if (policy_ == CachePolicy::Cache) {
-    // Best fit among cached blocks, accepting at most 25% waste (plus one rounding
-    // unit) so that a huge cached block is not tied up by a small request.
-    auto it = free_.lower_bound(size);
-    if (it != free_.end() && it->first <= size + size / 4 + kRound) {
-      ptr = it->second.first;
-      block.size = it->first;
-      stats_.bytes_cached -= it->first;
-      free_.erase(it);
-    }
+    // A pool's own blocks first; a block of the shared cache is free in stream order,
+    // so it may join the pool.
+    bool found = active_pool_ != 0 && take_best_fit(pools_[active_pool_], size, ptr, block);
+    if (!found) found = take_best_fit(free_, size, ptr, block);
+    if (found) stats_.bytes_cached -= block.size;
   }
   if (ptr == nullptr) {
     ptr = backing_.allocate(size);
@@ -79,6 +75,47 @@ void* CachingAllocator::allocate(size_t bytes) {
     backing_.fill(static_cast<char*>(ptr) + bytes, kGuardPattern, block.size - bytes);
   }
   return ptr;
+}
+
+// Best fit among cached blocks, accepting at most 25% waste (plus one rounding unit) so
+// that a huge cached block is not tied up by a small request.
+bool CachingAllocator::take_best_fit(FreeList& list, size_t size, void*& ptr, Block& block) {
+  auto it = list.lower_bound(size);
+  if (it == list.end() || it->first > size + size / 4 + kRound) return false;
+  ptr = it->second.first;
+  block.size = it->first;
+  list.erase(it);
+  return true;
+}
+
+uint64_t CachingAllocator::begin_pool() {
+  std::lock_guard lock(mutex_);
+  CAPTION_CHECK(active_pool_ == 0, backing_.name, ": a private memory pool is already active");
+  active_pool_ = next_pool_++;
+  pools_[active_pool_];
+  return active_pool_;
+}
+
+void CachingAllocator::end_pool() {
+  std::lock_guard lock(mutex_);
+  active_pool_ = 0;
+}
+
+uint64_t CachingAllocator::active_pool() const {
+  std::lock_guard lock(mutex_);
+  return active_pool_;
+}
+
+void CachingAllocator::release_pool(uint64_t pool) {
+  std::lock_guard lock(mutex_);
+  auto it = pools_.find(pool);
+  if (it == pools_.end()) return;
+  for (auto& [size, entry] : it->second) {
+    entry.second.pool = 0;
+    free_.emplace(size, entry);
+  }
+  pools_.erase(it);
+  if (active_pool_ == pool) active_pool_ = 0;
 }
 
 void CachingAllocator::check_guard(void* ptr, const Block& block) noexcept {
@@ -117,7 +154,9 @@ void CachingAllocator::deallocate(void* ptr) noexcept {
   if (block.guarded) check_guard(ptr, block);
   std::lock_guard lock(mutex_);
   if (policy_ == CachePolicy::Cache) {
-    free_.emplace(block.size, std::make_pair(ptr, block));
+    auto pool = block.pool == 0 ? pools_.end() : pools_.find(block.pool);
+    if (pool == pools_.end()) block.pool = 0;  // its pool was released: shared again
+    (pool == pools_.end() ? free_ : pool->second).emplace(block.size, std::make_pair(ptr, block));
     stats_.bytes_cached += block.size;
   } else {
     backing_.free(ptr);
@@ -128,13 +167,14 @@ void CachingAllocator::deallocate(void* ptr) noexcept {
 
 void CachingAllocator::empty_cache() noexcept {
   std::lock_guard lock(mutex_);
+  // Only the shared cache: a private pool's free blocks are still a live graph's.
   for (auto& [size, entry] : free_) {
     backing_.free(entry.first);
     ++stats_.backing_frees;
     stats_.bytes_reserved -= size;
+    stats_.bytes_cached -= size;
   }
   free_.clear();
-  stats_.bytes_cached = 0;
 }
 
 AllocatorStats CachingAllocator::stats() const {

@@ -63,6 +63,19 @@ class CachingAllocator {
   AllocatorStats stats() const;
   void reset_peak();
 
+  // Private pools, for CUDA graphs. While a pool is active, every allocation is made
+  // for it (from its own free blocks first, then from the shared cache or the backing
+  // allocator), and a block made for a pool returns to that pool when freed, never to
+  // the shared cache: a captured graph keeps using the addresses of blocks its capture
+  // freed, so no work outside the graph may be handed them while the graph lives.
+  // release_pool() (when the graph is destroyed) returns the pool's free blocks to the
+  // shared cache, and its live blocks go there when they are freed. Pools are numbered
+  // from 1; at most one is active at a time.
+  uint64_t begin_pool();
+  void end_pool();
+  void release_pool(uint64_t pool);
+  uint64_t active_pool() const;
+
   // Sizes are rounded up to this granularity, so that blocks of similar requests are
   // interchangeable in the cache.
   static constexpr size_t kRound = 512;
@@ -73,6 +86,7 @@ class CachingAllocator {
     size_t size;       // rounded size, the cache key
     size_t requested;  // what the caller asked for
     bool guarded;
+    uint64_t pool = 0;  // the private pool it belongs to; 0: the shared cache
   };
   void check_guard(void* ptr, const Block& block) noexcept;
 
@@ -80,7 +94,11 @@ class CachingAllocator {
   CachePolicy policy_;
   mutable std::mutex mutex_;
   std::unordered_map<void*, Block> live_;
-  std::multimap<size_t, std::pair<void*, Block>> free_;  // rounded size -> block
+  using FreeList = std::multimap<size_t, std::pair<void*, Block>>;  // rounded size -> block
+  static bool take_best_fit(FreeList& list, size_t size, void*& ptr, Block& block);
+  FreeList free_;
+  std::map<uint64_t, FreeList> pools_;  // live private pools and their free blocks
+  uint64_t active_pool_ = 0, next_pool_ = 1;
   AllocatorStats stats_;
 };
 

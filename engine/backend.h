@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <string>
 
 #include "engine/allocator.h"
 #include "engine/device.h"
@@ -22,5 +23,14 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
 void zero_bytes(void* dst, Device device, size_t bytes);
 // Waits for all work queued on the device.
 void synchronize(Device device);
+
+// CUDA graphs (engine/graph.h uses these): capture what the device's stream is given
+// between begin and end (relaxed mode: allocation is allowed, synchronisation is not),
+// replay it, destroy it. end_capture returns nullptr after a failed capture (the reason
+// is in the thrown error of a later call, or logged) and throws nothing itself.
+void cuda_begin_capture(int device);
+void* cuda_end_capture(int device, std::string* error);
+void cuda_launch_graph(int device, void* graph);
+void cuda_destroy_graph(void* graph) noexcept;
 
 }  // namespace caption

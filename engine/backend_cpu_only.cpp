@@ -24,6 +24,10 @@ void zero_bytes(void* dst, Device device, size_t bytes) {
 void synchronize(Device device) {
   if (!device.is_cpu()) no_cuda();
 }
+void cuda_begin_capture(int) { no_cuda(); }
+void* cuda_end_capture(int, std::string*) { no_cuda(); }
+void cuda_launch_graph(int, void*) { no_cuda(); }
+void cuda_destroy_graph(void*) noexcept {}
 #endif
 
 }  // namespace caption

@@ -19,6 +19,22 @@
 
 namespace caption {
 
+// While one lives on this thread, index tensors on a device are not range-checked on the
+// host: the check copies them to the host, a synchronisation that a CUDA graph capture
+// forbids. Whoever opens it vouches for the indices (the decoder's graphs check token
+// ids on the host before copying them into the graph's input). Host tensors are always
+// checked (no copy is involved).
+class DeviceIndexChecksOff {
+ public:
+  DeviceIndexChecksOff();
+  ~DeviceIndexChecksOff();
+  DeviceIndexChecksOff(const DeviceIndexChecksOff&) = delete;
+  DeviceIndexChecksOff& operator=(const DeviceIndexChecksOff&) = delete;
+
+ private:
+  bool previous_;
+};
+
 // ---- embedding --------------------------------------------------------------------------
 
 struct EmbeddingParams {

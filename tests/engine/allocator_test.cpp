@@ -88,6 +88,56 @@ TEST(CachingAllocator, OutOfMemoryIsAClearError) {
   }
 }
 
+// Private pools (CUDA graphs): a block made while a pool is active returns to that pool
+// and is never handed to work outside it, even after the pool stops being active, until
+// the pool is released; blocks of the shared cache may join a pool.
+TEST(CachingAllocator, PrivatePoolsKeepTheirBlocksUntilReleased) {
+  Counting c;
+  CachingAllocator a(c.backing(), CachePolicy::Cache);
+  void* shared = a.allocate(4096);
+  a.deallocate(shared);  // cached, shared
+  const uint64_t pool = a.begin_pool();
+  EXPECT_EQ(a.active_pool(), pool);
+  EXPECT_THROW(a.begin_pool(), Error);  // one active pool at a time
+  void* joined = a.allocate(4000);      // the free shared block joins the pool
+  EXPECT_EQ(joined, shared);
+  void* inside = a.allocate(1 << 16);
+  a.deallocate(inside);                     // freed during the "capture": back to the pool
+  void* again = a.allocate(1 << 16);        // reused inside the pool
+  EXPECT_EQ(again, inside);
+  a.deallocate(again);
+  a.end_pool();
+  EXPECT_EQ(a.active_pool(), 0u);
+  // Outside the pool, a request of the same size must not get the pool's free block.
+  void* outside = a.allocate(1 << 16);
+  EXPECT_NE(outside, inside);
+  a.deallocate(outside);
+  a.deallocate(joined);  // a live pool block freed after the capture: back to the pool
+  void* other = a.allocate(4096);
+  EXPECT_NE(other, joined);
+  a.deallocate(other);
+  // empty_cache() returns the shared cache only.
+  const int frees_before = c.frees;
+  a.empty_cache();
+  EXPECT_EQ(c.frees, frees_before + 2);  // `outside` and `other`
+  // Released, the pool's blocks are shared again.
+  a.release_pool(pool);
+  void* reused = a.allocate(1 << 16);
+  EXPECT_EQ(reused, inside);
+  a.deallocate(reused);
+  // A pool block still live at release goes to the shared cache when freed.
+  const uint64_t second = a.begin_pool();
+  void* held = a.allocate(2048);
+  a.end_pool();
+  a.release_pool(second);
+  a.deallocate(held);
+  void* after = a.allocate(2048);
+  EXPECT_EQ(after, held);
+  a.deallocate(after);
+  const AllocatorStats st = a.stats();
+  EXPECT_EQ(st.bytes_in_use, 0u);
+}
+
 TEST(GuardMode, PoisonsNewBlocksAndCatchesOverruns) {
   Counting c;
   CachingAllocator a(c.backing(), CachePolicy::Cache);
