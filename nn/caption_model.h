@@ -78,6 +78,8 @@ struct AttentionGrid {
   std::vector<float> expand(const float* alpha) const;
 };
 
+struct StepRunnerCache;  // nn/step_graph.h
+
 class AttentionDecoder : public Module {
  public:
   AttentionDecoder(const ModelConfig& config, Generator& gen);
@@ -98,7 +100,14 @@ class AttentionDecoder : public Module {
   Dropout dropout;
   Linear fc;
 
+  // The step graphs of decoding (nn/step_graph.h), kept between calls so that captioning
+  // image after image replays rather than recaptures; created by the first decode on a
+  // CUDA device. Copies of the decoder share it (a runner checks that the weights it
+  // captured are the ones it is asked to run).
+  std::shared_ptr<StepRunnerCache> step_cache() const;
+
  private:
+  mutable std::shared_ptr<StepRunnerCache> step_cache_;
   // One decoder step on the first `rows` rows; returns the new (h, c) and alpha.
   struct Step {
     LstmState state;

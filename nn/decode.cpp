@@ -1,12 +1,14 @@
 // Greedy decoding and the shrinking beam search of MODEL_SPEC section 6. Both run the
 // decoder step on a batch of rows (images for greedy, live hypotheses for a beam) with
-// autograd off; the encoder features and encoder_att(features) are computed once per
-// image (init_state) and gathered, not recomputed, when hypotheses are reordered.
+// autograd off, through a StepRunner (nn/step_graph.h: CUDA graphs on a GPU); the
+// encoder features and encoder_att(features) are computed once per image (init_state)
+// and gathered, not recomputed, when hypotheses are reordered.
 #include <algorithm>
 #include <cmath>
 #include <numeric>
 
 #include "nn/caption_model.h"
+#include "nn/step_graph.h"
 
 namespace caption::nn {
 
@@ -39,32 +41,46 @@ std::vector<DecodedCaption> greedy_decode(const AttentionDecoder& decoder, const
   NoGradGuard no_grad;
   const int64_t B = features.size(0);
   DecoderState state = decoder.init_state(features);
+  StepRunnerLease lease(decoder, features.device());
+  StepRunner& runner = lease.runner();
+  // With graphs, every step keeps all B rows (a finished row is fed <eos> and its
+  // results are ignored), so that one graph serves the whole caption; without, finished
+  // rows are dropped from the batch. Rows do not interact: the results are the same.
+  const bool fixed_rows = runner.graphs();
   std::vector<DecodedCaption> results(B);
-  std::vector<int64_t> live(B);  // result index of each row still decoding
+  std::vector<int64_t> live(B);  // result index of each row in the batch
   std::iota(live.begin(), live.end(), 0);
   std::vector<int64_t> tokens(B, kSosId);
   for (int step = 0; step < max_len && !live.empty(); ++step) {
     const int64_t K = static_cast<int64_t>(live.size());
-    StepOutput out = decoder.step(Tensor::from_vector<int64_t>(tokens, {K}).to(features.device()), state);
+    StepOutput out = runner.step(tokens, state);
     const std::vector<float> lp = out.log_probs.to_vector<float>();
     const std::vector<float> alpha = out.alpha.to_vector<float>();
     const int64_t V = out.log_probs.size(1), P = out.alpha.size(1);
     const AttentionGrid grid = AttentionGrid::of(P, decoder.encoder_size());
     std::vector<int64_t> keep, next_tokens, next_live;
+    bool any_decoding = false;
     for (int64_t k = 0; k < K; ++k) {
+      DecodedCaption& r = results[live[k]];
+      if (r.finished) {  // only with fixed rows
+        keep.push_back(k);
+        next_tokens.push_back(kEosId);
+        next_live.push_back(live[k]);
+        continue;
+      }
       const float* row = lp.data() + k * V;
       // Arg-max; exact ties go to the lowest id (max_element returns the first).
       const int64_t best = std::max_element(row, row + V) - row;
-      DecodedCaption& r = results[live[k]];
       append_token(r, best, row[best], alpha.data() + k * P, grid);
-      if (best == kEosId) {
-        r.finished = true;
-      } else {
+      if (best == kEosId) r.finished = true;
+      if (!r.finished || fixed_rows) {
         keep.push_back(k);
-        next_tokens.push_back(best);
+        next_tokens.push_back(r.finished ? kEosId : best);
         next_live.push_back(live[k]);
       }
+      any_decoding |= !r.finished;
     }
+    if (!any_decoding) break;
     if (next_live.size() != live.size() && !next_live.empty()) {
       state.h = rows_of(state.h, keep);
       state.c = rows_of(state.c, keep);
@@ -90,10 +106,12 @@ DecodedCaption beam_search(const AttentionDecoder& decoder, const Tensor& featur
   std::vector<DecodedCaption> live(1);
   std::vector<int64_t> tokens{kSosId};
   std::vector<DecodedCaption> finished;
+  StepRunnerLease lease(decoder, features.device());
+  StepRunner& runner = lease.runner();
   for (int step = 0; step < options.max_len && !live.empty() &&
                      static_cast<int>(finished.size()) < k; ++step) {
     const int64_t K = static_cast<int64_t>(live.size());
-    StepOutput out = decoder.step(Tensor::from_vector<int64_t>(tokens, {K}).to(features.device()), state);
+    StepOutput out = runner.step(tokens, state);
     const std::vector<float> lp = out.log_probs.to_vector<float>();
     const std::vector<float> alpha = out.alpha.to_vector<float>();
     const int64_t V = out.log_probs.size(1), P = out.alpha.size(1);

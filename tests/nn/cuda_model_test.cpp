@@ -1,8 +1,9 @@
 // The whole model on the GPU against the CPU reference, on small configurations: the
 // encoder (inference, and training-mode batch norm), a full training step with the
 // encoder fine-tuned from layer 3 (loss, every gradient, running statistics, AdamW
-// updates, gradient clipping), greedy and beam decoding, and the caching allocator's
-// promise that a steady training step obtains no new device memory (no cudaMalloc).
+// updates, gradient clipping), greedy and beam decoding (with and without CUDA graphs),
+// device graphs themselves, and the caching allocator's promise that a steady training
+// step obtains no new device memory (no cudaMalloc).
 // Skipped without a GPU; CAPTION_REQUIRE_GPU=1 turns the skips into failures.
 //
 // Tolerances: relative L2 error per tensor, ||gpu - cpu|| / ||cpu||. Float32 on both
@@ -19,7 +20,9 @@
 
 #include "engine/allocator.h"
 #include "engine/backend.h"
+#include "engine/graph.h"
 #include "nn/caption_model.h"
+#include "nn/step_graph.h"
 #include "nn/optim.h"
 #include "nn/parameters.h"
 #include "tests/harness/gpu.h"
@@ -298,6 +301,127 @@ TEST(CudaModel, AutocastConvolutionWithinOneBfloat16Step) {
     EXPECT_EQ(off, 0u) << names[k] << ": " << off << " of " << c.size()
                        << " elements more than one bfloat16 step apart";
   }
+}
+
+// Decoding with the step's CUDA graphs gives bit for bit what stepping without them gives
+// (the same kernels on the same values), for greedy decoding (one graph for all rows,
+// finished rows kept) and beam search (a graph per number of live hypotheses).
+TEST(CudaGraphs, DecodingWithGraphsIsDecodingWithout) {
+  CAPTION_REQUIRE_CUDA_OR_SKIP();
+  Pair p = make_pair(small_config("resnet18", "none"), 9);
+  p.gpu->eval();
+  Generator g(10);
+  NoGradGuard ng;
+  const Tensor features = p.gpu->encode(rand_normal({4, 3, 64, 64}, 0, 1, g).to(Device::cuda(0)));
+  for (const DecodeOptions& o : {DecodeOptions{8, 1, 0.0}, DecodeOptions{8, 3, 0.0}}) {
+    DeviceGraph::set_enabled(false);
+    const auto eager = decode(p.gpu->decoder, features, o);
+    DeviceGraph::set_enabled(true);
+    const auto graphed = decode(p.gpu->decoder, features, o);
+    ASSERT_EQ(graphed.size(), eager.size());
+    for (size_t i = 0; i < eager.size(); ++i) {
+      SCOPED_TRACE(str("beam ", o.beam, " image ", i));
+      EXPECT_EQ(graphed[i].tokens, eager[i].tokens);
+      EXPECT_EQ(graphed[i].log_probs, eager[i].log_probs);
+      EXPECT_EQ(graphed[i].attention, eager[i].attention);
+      EXPECT_EQ(graphed[i].steps, eager[i].steps);
+      EXPECT_EQ(graphed[i].score, eager[i].score);
+    }
+  }
+}
+
+// The runner really replays: first step eager, second captured, later ones replayed, with
+// outputs equal to the decoder's own step on the same inputs, while the state it hands
+// back (the graph's tensors) is fed in again.
+TEST(CudaGraphs, StepRunnerCapturesOnceAndReplays) {
+  CAPTION_REQUIRE_CUDA_OR_SKIP();
+  DeviceGraph::set_enabled(true);
+  Pair p = make_pair(small_config("resnet18", "none"), 21);
+  p.gpu->eval();
+  Generator g(22);
+  NoGradGuard ng;
+  const Tensor features = p.gpu->encode(rand_normal({3, 3, 64, 64}, 0, 1, g).to(Device::cuda(0)));
+  DecoderState mine = p.gpu->decoder.init_state(features), ref = mine;
+  StepRunner runner(p.gpu->decoder, Device::cuda(0));
+  ASSERT_TRUE(runner.graphs());
+  const std::vector<std::vector<int64_t>> tokens = {{1, 1, 1}, {5, 6, 7}, {8, 2, 9}, {4, 4, 10}};
+  for (size_t t = 0; t < tokens.size(); ++t) {
+    SCOPED_TRACE(str("step ", t));
+    const StepOutput got = runner.step(tokens[t], mine);
+    const std::vector<float> got_lp = got.log_probs.to_vector<float>(), got_alpha = got.alpha.to_vector<float>();
+    const StepOutput want = p.gpu->decoder.step(
+        Tensor::from_vector<int64_t>(tokens[t], {3}).to(Device::cuda(0)), ref);
+    EXPECT_EQ(got_lp, want.log_probs.to_vector<float>());
+    EXPECT_EQ(got_alpha, want.alpha.to_vector<float>());
+    EXPECT_EQ(mine.h.to_vector<float>(), ref.h.to_vector<float>());
+    EXPECT_EQ(mine.c.to_vector<float>(), ref.c.to_vector<float>());
+  }
+  EXPECT_EQ(runner.stats().eager_steps, 1);
+  EXPECT_EQ(runner.stats().captures, 1);
+  EXPECT_EQ(runner.stats().replays, 3);
+  EXPECT_EQ(runner.stats().failed_captures, 0);
+  // Token ids are checked on the host, graphs or not.
+  EXPECT_THROW(runner.step({1, 2, 13}, mine), Error);
+}
+
+// The decoder keeps its runner between calls: captioning batch after batch of the same
+// size replays the graph captured for the first; new weights (other addresses) get a
+// new runner.
+TEST(CudaGraphs, RunnerIsKeptBetweenDecodingCalls) {
+  CAPTION_REQUIRE_CUDA_OR_SKIP();
+  DeviceGraph::set_enabled(true);
+  Pair p = make_pair(small_config("resnet18", "none"), 23);
+  p.gpu->eval();
+  Generator g(24);
+  NoGradGuard ng;
+  const Tensor features = p.gpu->encode(rand_normal({2, 3, 64, 64}, 0, 1, g).to(Device::cuda(0)));
+  const DecodeOptions greedy{6, 1, 0.0};
+  const auto first = decode(p.gpu->decoder, features, greedy);
+  const StepRunner* runner = p.gpu->decoder.step_cache()->runner.get();
+  ASSERT_NE(runner, nullptr);
+  const StepRunnerStats after_first = runner->stats();
+  EXPECT_EQ(after_first.captures, 1);
+  const auto second = decode(p.gpu->decoder, features, greedy);
+  EXPECT_EQ(p.gpu->decoder.step_cache()->runner.get(), runner);
+  EXPECT_EQ(runner->stats().captures, 1);
+  EXPECT_EQ(runner->stats().eager_steps, after_first.eager_steps);
+  EXPECT_GT(runner->stats().replays, after_first.replays);
+  for (size_t i = 0; i < first.size(); ++i) EXPECT_EQ(second[i].tokens, first[i].tokens);
+  // New weight storage: the cached runner no longer serves this decoder.
+  Tensor& w = p.gpu->decoder.fc.weight;
+  w = w.detach().clone();
+  EXPECT_FALSE(runner->serves(p.gpu->decoder, Device::cuda(0)));
+  const auto third = decode(p.gpu->decoder, features, greedy);
+  for (size_t i = 0; i < first.size(); ++i) EXPECT_EQ(third[i].tokens, first[i].tokens);
+  EXPECT_EQ(p.gpu->decoder.step_cache()->runner->stats().captures, 1);
+}
+
+// A capture that synchronises fails without harm: capture() says so, the allocator's
+// private pool is closed, and a later capture of well-behaved work replays it with the
+// inputs' current values.
+TEST(CudaGraphs, FailedCaptureIsHarmlessAndReplayReadsCurrentInputs) {
+  CAPTION_REQUIRE_CUDA_OR_SKIP();
+  const Device d = Device::cuda(0);
+  const Tensor x = Tensor::from_vector<float>({1, 2, 3, 4}, {4}).to(d);
+  DeviceGraph bad;
+  EXPECT_FALSE(bad.capture(d, [&] { (void)mul(x, x).to_vector<float>(); }));
+  EXPECT_FALSE(bad.captured());
+  EXPECT_FALSE(bad.failure().empty());
+  EXPECT_EQ(allocator_for(d).active_pool(), 0u);
+  EXPECT_EQ(add(x, x).to_vector<float>(), (std::vector<float>{2, 4, 6, 8}));  // the device works
+  DeviceGraph good;
+  Tensor y;
+  ASSERT_TRUE(good.capture(d, [&] { y = add(mul(x, x), x); })) << good.failure();
+  for (float v : {1.0f, -2.0f, 0.5f}) {
+    Tensor(x).copy_(Tensor::from_vector<float>({v, v, v, v}, {4}));
+    good.replay();
+    EXPECT_EQ(y.to_vector<float>(), std::vector<float>(4, v * v + v));
+  }
+  // An exception inside the capture ends it, as a failure.
+  DeviceGraph throwing;
+  EXPECT_FALSE(throwing.capture(d, [] { throw Error("inside"); }));
+  EXPECT_EQ(throwing.failure(), "inside");
+  EXPECT_EQ(allocator_for(d).active_pool(), 0u);
 }
 
 TEST(CudaModel, GreedyAndBeamDecodingMatchCpu) {

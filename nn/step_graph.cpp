@@ -1,0 +1,131 @@
+// The decoder's step as device graphs: see step_graph.h.
+#include "nn/step_graph.h"
+
+#include "engine/error.h"
+
+namespace caption::nn {
+
+// One row count's graph and the tensors it reads and writes.
+struct StepRunner::Graph {
+  DeviceGraph graph;
+  bool failed = false;
+  int64_t eager_runs = 0;
+  Tensor tokens, h, c, features, enc_proj;  // inputs
+  Tensor h_out, c_out;                      // outputs, with out
+  StepOutput out;
+};
+
+namespace {
+std::vector<const void*> weight_addresses(const AttentionDecoder& decoder) {
+  std::vector<const void*> v;
+  // named_parameters() is not const (it hands out mutable references); only read here.
+  for (const auto& p : const_cast<AttentionDecoder&>(decoder).named_parameters())
+    v.push_back(p.tensor->raw_data());
+  return v;
+}
+}  // namespace
+
+StepRunner::StepRunner(const AttentionDecoder& decoder, Device device)
+    : decoder_(decoder), device_(device), graphs_(DeviceGraph::enabled(device)),
+      weights_(graphs_ ? weight_addresses(decoder) : std::vector<const void*>{}) {}
+
+bool StepRunner::serves(const AttentionDecoder& decoder, Device device) const {
+  return &decoder == &decoder_ && device == device_ && graphs_ == DeviceGraph::enabled(device) &&
+         weights_ == weight_addresses(decoder);
+}
+
+std::shared_ptr<StepRunnerCache> AttentionDecoder::step_cache() const {
+  static std::mutex creation;
+  std::lock_guard lock(creation);
+  if (!step_cache_) step_cache_ = std::make_shared<StepRunnerCache>();
+  return step_cache_;
+}
+
+StepRunnerLease::StepRunnerLease(const AttentionDecoder& decoder, Device device) {
+  if (DeviceGraph::enabled(device)) {
+    cache_ = decoder.step_cache();
+    lock_ = std::unique_lock(cache_->mutex, std::try_to_lock);
+    if (lock_.owns_lock()) {
+      if (!cache_->runner || !cache_->runner->serves(decoder, device))
+        cache_->runner = std::make_unique<StepRunner>(decoder, device);
+      runner_ = cache_->runner.get();
+      return;
+    }
+  }
+  own_ = std::make_unique<StepRunner>(decoder, device);
+  runner_ = own_.get();
+}
+
+StepRunner::~StepRunner() = default;
+
+namespace {
+// Copies src into dst unless dst already is src (same storage, offset and shape).
+void copy_into(Tensor& dst, const Tensor& src) {
+  if (dst.raw_data() == src.raw_data() && dst.shape() == src.shape()) return;
+  dst.copy_(src);
+}
+}  // namespace
+
+StepOutput StepRunner::step(const std::vector<int64_t>& tokens, DecoderState& state) {
+  const int64_t K = static_cast<int64_t>(tokens.size());
+  const int64_t V = decoder_.embedding.weight.size(0);
+  for (size_t i = 0; i < tokens.size(); ++i)
+    CAPTION_CHECK(tokens[i] >= 0 && tokens[i] < V, "decoding: token id ", tokens[i],
+                  " at row ", i, " is out of range for the vocabulary (", V, " words)");
+  CAPTION_CHECK(state.h.defined() && state.h.size(0) == K, "decoding: ", K,
+                " tokens for a state of ", state.h.defined() ? state.h.describe() : "nothing");
+  const Tensor host_tokens = Tensor::from_vector<int64_t>(tokens, {K});
+  auto eager = [&] {
+    ++stats_.eager_steps;
+    return decoder_.step(host_tokens.to(device_), state);
+  };
+  if (!graphs_) return eager();
+  std::unique_ptr<Graph>& slot = by_rows_[K];
+  if (!slot) slot = std::make_unique<Graph>();
+  Graph& g = *slot;
+  if (g.failed) return eager();
+  if (!g.graph.captured()) {
+    if (g.eager_runs++ == 0) return eager();  // warm-up: the first step of K rows
+    // The graph's inputs: tensors of its own, outside its memory pool.
+    g.tokens = Tensor::empty({K}, DType::I64, device_);
+    g.h = state.h.detach().clone();
+    g.c = state.c.detach().clone();
+    g.features = state.features.detach().clone();
+    g.enc_proj = state.enc_proj.detach().clone();
+    const bool ok = g.graph.capture(device_, [&] {
+      DecoderState s{g.h, g.c, g.features, g.enc_proj};
+      g.out = decoder_.step(g.tokens, s);
+      g.h_out = s.h;
+      g.c_out = s.c;
+    });
+    if (!ok) {
+      g.failed = true;
+      ++stats_.failed_captures;
+      g.out = {};
+      g.h_out = g.c_out = Tensor();
+      log_warning(str("decoding on ", device_.to_string(), ": the step for ", K,
+                      " rows could not be captured as a graph (", g.graph.failure(),
+                      "); stepping without graphs"));
+      return eager();
+    }
+    ++stats_.captures;
+  }
+  // New inputs, then the recorded step.
+  g.tokens.copy_(host_tokens);
+  copy_into(g.h, state.h);
+  copy_into(g.c, state.c);
+  copy_into(g.features, state.features);
+  copy_into(g.enc_proj, state.enc_proj);
+  g.graph.replay();
+  ++stats_.replays;
+  // The state now lives in the graph's tensors: features and enc_proj are only read by
+  // the graph, so the next step finds them in place; h and c are copied from its outputs
+  // into its inputs.
+  state.h = g.h_out;
+  state.c = g.c_out;
+  state.features = g.features;
+  state.enc_proj = g.enc_proj;
+  return g.out;
+}
+
+}  // namespace caption::nn

@@ -1,0 +1,79 @@
+// The decoder's step as device graphs (engine/graph.h), for greedy decoding and beam
+// search on a GPU. A decoding step is a dozen small kernels; launching them one by one
+// costs more than they take at small batch. A StepRunner captures the step once per
+// number of rows and then replays it, copying the new tokens and state into the graph's
+// input tensors first.
+//
+// For each row count K: the first step runs eagerly (it warms up the libraries and
+// checks that the step works), the second captures a graph and replays it, later ones
+// replay. If a capture fails the runner logs why once and steps eagerly from then on:
+// results never depend on whether graphs were used (tests/nn/cuda_model_test.cpp checks
+// that they are identical). Where graphs are off (the CPU, CAPTION_CUDA_GRAPHS=0) every
+// step is the decoder's own step().
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "engine/graph.h"
+#include "nn/caption_model.h"
+
+namespace caption::nn {
+
+struct StepRunnerStats {
+  int64_t eager_steps = 0, captures = 0, replays = 0, failed_captures = 0;
+};
+
+class StepRunner {
+ public:
+  StepRunner(const AttentionDecoder& decoder, Device device);
+  // Whether this runner's graphs were captured from `decoder`'s current weights on
+  // `device` (the same parameter tensors at the same addresses).
+  bool serves(const AttentionDecoder& decoder, Device device) const;
+  ~StepRunner();
+  StepRunner(const StepRunner&) = delete;
+  StepRunner& operator=(const StepRunner&) = delete;
+
+  // Whether steps on `device` go through graphs (engine/graph.h: DeviceGraph::enabled).
+  bool graphs() const { return graphs_; }
+  // The decoder's step from host token ids (each checked to be in [0, vocab)). The
+  // returned tensors stay valid until the next call; `state` may afterwards refer to the
+  // graph's tensors (read-only for the caller: pass it back or gather rows from it).
+  StepOutput step(const std::vector<int64_t>& tokens, DecoderState& state);
+  const StepRunnerStats& stats() const { return stats_; }
+
+ private:
+  struct Graph;
+  const AttentionDecoder& decoder_;
+  Device device_;
+  bool graphs_;
+  std::vector<const void*> weights_;  // the parameters' addresses at construction
+  std::map<int64_t, std::unique_ptr<Graph>> by_rows_;
+  StepRunnerStats stats_;
+};
+
+// A decoder's runner, kept between decoding calls (AttentionDecoder::step_cache). A call
+// leases it for its whole decoding loop (the outputs of a step live until the next);
+// a call that finds it leased, or made for other weights or another device, gets a
+// runner of its own instead of waiting.
+struct StepRunnerCache {
+  std::mutex mutex;
+  std::unique_ptr<StepRunner> runner;
+};
+
+class StepRunnerLease {
+ public:
+  StepRunnerLease(const AttentionDecoder& decoder, Device device);
+  StepRunner& runner() { return *runner_; }
+
+ private:
+  std::shared_ptr<StepRunnerCache> cache_;
+  std::unique_lock<std::mutex> lock_;
+  std::unique_ptr<StepRunner> own_;
+  StepRunner* runner_ = nullptr;
+};
+
+}  // namespace caption::nn
