@@ -53,6 +53,7 @@
 
 #include "engine/backend.h"
 #include "engine/engine.h"
+#include "engine/graph.h"
 #include "nn/caption_model.h"
 #include "nn/checkpoint.h"
 #include "nn/optim.h"
@@ -67,7 +68,8 @@ namespace {
 // ---- options and timing ------------------------------------------------------------------
 
 const std::vector<std::string> kRows = {
-    "decode_step_b64",           "decoder_train_t20_b64",        "cross_entropy_1280x10000",
+    "decode_step_b64",           "decode_step_b64_graph",        "decoder_train_t20_b64",
+    "cross_entropy_1280x10000",
     "adamw_21M",                 "greedy_1img",                  "beam3_1img",
     "resnet50_fwd_b256",         "train_step_frozen_r50_b128",   "train_step_finetune2_r50_b128"};
 
@@ -443,6 +445,48 @@ void decode_step_b64(Bench& b, Row& r) {
   r.throughput = 1e3 / r.timing.median_ms;
 }
 
+// The same step replayed as a CUDA graph (engine/graph.h), as decoding runs it on a GPU
+// (nn/step_graph.h): the step's kernels without the host's launch cost. Checked: the
+// replay's outputs equal the eager step's, bit for bit.
+void decode_step_b64_graph(Bench& b, Row& r) {
+  const int64_t B = 64;
+  r.shape = "AttentionDecoder::step replayed as a CUDA graph, K=64, P=" +
+            std::to_string(attention_positions(b.config)) + ", D=2048, E=H=A=512, V=" +
+            std::to_string(b.config.vocab_size);
+  r.goal_ms = 0.030;
+  r.throughput_unit = "steps/s";
+  if (!DeviceGraph::enabled(b.device)) {
+    r.status = "skipped: device graphs are off on " + b.device.to_string();
+    return;
+  }
+  NoGradGuard ng;
+  b.gpu->eval();
+  const auto& feats = b.features_b64();
+  const nn::DecoderState start = b.gpu->decoder.init_state(feats[0]);
+  const Tensor tokens = random_ids(B, nn::kSpecialTokens, b.config.vocab_size, b.gen).to(b.device);
+  nn::DecoderState eager_state = start;
+  const nn::StepOutput eager = b.gpu->decoder.step(tokens, eager_state);
+  // The graph's inputs are its own tensors; each replay reads them as they are.
+  nn::DecoderState s{start.h.clone(), start.c.clone(), start.features, start.enc_proj};
+  nn::StepOutput out;
+  DeviceGraph graph;
+  if (!graph.capture(b.device, [&] {
+        nn::DecoderState t = s;
+        out = b.gpu->decoder.step(tokens, t);
+      })) {
+    r.status = "error: capture failed: " + graph.failure();
+    return;
+  }
+  graph.replay();
+  const double d_lp = max_abs_diff(out.log_probs, eager.log_probs);
+  const double d_alpha = max_abs_diff(out.alpha, eager.alpha);
+  r.check_ok = all_finite(out.log_probs) && d_lp == 0 && d_alpha == 0;
+  r.check = "replay vs eager step max|d| log_probs " + std::to_string(d_lp) + ", alpha " +
+            std::to_string(d_alpha) + " (must be 0)";
+  r.timing = b.timer->measure(kWords, [&](int) { graph.replay(); });
+  r.throughput = 1e3 / r.timing.median_ms;
+}
+
 void decoder_train_t20_b64(Bench& b, Row& r) {
   const int64_t B = 64;
   r.shape = "decoder forward + loss + backward on features [64," +
@@ -658,6 +702,7 @@ void train_step_r50_b128(Bench& b, Row& r, const std::string& fine_tune) {
 
 void run_row(Bench& b, Row& r) {
   if (r.name == "decode_step_b64") return decode_step_b64(b, r);
+  if (r.name == "decode_step_b64_graph") return decode_step_b64_graph(b, r);
   if (r.name == "decoder_train_t20_b64") return decoder_train_t20_b64(b, r);
   if (r.name == "cross_entropy_1280x10000") return cross_entropy_1280x10000(b, r);
   if (r.name == "adamw_21M") return adamw_21M(b, r);
