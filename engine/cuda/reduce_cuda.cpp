@@ -30,7 +30,15 @@ void reduce_cuda_backward(const OpCall& c) {
                                      cuda::stream(c.in[0].device()));
 }
 
+void max_last_cuda_forward(const OpCall& c) {
+  const auto& p = c.get<MaxLastParams>();
+  require_f32(c.in[0], "max_last");
+  kernels::cuda::max_last(c.in[0].data<float>(), c.out[0].data<float>(), c.out[1].data<int64_t>(),
+                          p.rows, p.cols, cuda::stream(c.in[0].device()));
+}
+
 [[maybe_unused]] const bool registered = [] {
+  register_kernels(OpId::MaxLast, DeviceType::CUDA, max_last_cuda_forward, nullptr);
   register_kernels(OpId::Sum, DeviceType::CUDA, reduce_cuda_forward, reduce_cuda_backward);
   register_kernels(OpId::Mean, DeviceType::CUDA, reduce_cuda_forward, reduce_cuda_backward);
   return true;

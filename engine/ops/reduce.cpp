@@ -30,7 +30,16 @@ void reduce_cpu_backward(const OpCall& c) {
   });
 }
 
+void max_last_cpu_forward(const OpCall& c) {
+  const auto& p = c.get<MaxLastParams>();
+  dispatch_floating(c.in[0].dtype(), "max_last", [&]<typename T>() {
+    kernels::cpu::max_last<T>(c.in[0].data<T>(), c.out[0].data<T>(), c.out[1].data<int64_t>(),
+                              p.rows, p.cols);
+  });
+}
+
 [[maybe_unused]] const bool registered = [] {
+  register_kernels(OpId::MaxLast, DeviceType::CPU, max_last_cpu_forward, nullptr);
   register_kernels(OpId::Sum, DeviceType::CPU, reduce_cpu_forward, reduce_cpu_backward);
   register_kernels(OpId::Mean, DeviceType::CPU, reduce_cpu_forward, reduce_cpu_backward);
   return true;
@@ -81,6 +90,25 @@ Tensor reduce(OpId id, const Tensor& x_in, const std::vector<int64_t>& axes_in, 
 }
 
 }  // namespace
+
+MaxResult max_last(const Tensor& x_in) {
+  CAPTION_CHECK(x_in.defined() && x_in.dim() >= 1, "max_last: expected a tensor of rank >= 1, got ",
+                x_in.defined() ? x_in.describe() : "an undefined tensor");
+  CAPTION_CHECK(is_floating(x_in.dtype()), "max_last: expected a floating tensor, got ", x_in.describe());
+  const int64_t cols = x_in.shape().back();
+  CAPTION_CHECK(cols > 0, "max_last: the last axis of ", x_in.describe(), " is empty");
+  const Tensor x = x_in.detach().contiguous();
+  MaxLastParams p;
+  p.cols = cols;
+  p.rows = x.numel() / cols;
+  Shape out_shape(x.shape().begin(), x.shape().end() - 1);
+  MaxResult r{Tensor::empty(out_shape, x.dtype(), x.device()),
+              Tensor::empty(out_shape, DType::I64, x.device())};
+  if (p.rows == 0) return r;
+  std::vector<Tensor> in{x}, outs{r.values, r.indices};
+  run_forward(OpId::MaxLast, x.device(), OpCall{in, outs, &p});
+  return r;
+}
 
 Tensor sum(const Tensor& x, const std::vector<int64_t>& axes, KeepDim keep) {
   return reduce(OpId::Sum, x, axes, keep);

@@ -16,6 +16,19 @@ struct ReduceParams {
   double scale = 1.0;  // 1 for sum, 1/reduce for mean
 };
 
+struct MaxLastParams {
+  int64_t rows = 0, cols = 0;
+};
+
+// The maximum over the last axis and where it is: x [..., N] (N > 0) -> values [...]
+// (x's dtype) and indices [...] (int64), as torch.max(x, dim=-1): among equal maxima
+// the first index; a NaN counts as the maximum (the first NaN). Not differentiable.
+// Greedy decoding reads back these two numbers per row instead of the whole row.
+struct MaxResult {
+  Tensor values, indices;
+};
+MaxResult max_last(const Tensor& x);
+
 // Reduces over `axes` (all axes when empty).
 Tensor sum(const Tensor& x, const std::vector<int64_t>& axes = {}, KeepDim keep = KeepDim::No);
 Tensor mean(const Tensor& x, const std::vector<int64_t>& axes = {}, KeepDim keep = KeepDim::No);

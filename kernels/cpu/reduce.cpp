@@ -36,6 +36,20 @@ void reduce_sum_backward(const T* g, T* gx, int64_t outer, int64_t reduce, int64
     }
 }
 
+template <typename T>
+void max_last(const T* x, T* values, int64_t* indices, int64_t rows, int64_t cols) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* row = x + r * cols;
+    int64_t best = 0;
+    for (int64_t c = 1; c < cols && row[best] == row[best]; ++c)
+      if (row[c] > row[best] || row[c] != row[c]) best = c;
+    values[r] = row[best];
+    indices[r] = best;
+  }
+}
+
+template void max_last<float>(const float*, float*, int64_t*, int64_t, int64_t);
+template void max_last<double>(const double*, double*, int64_t*, int64_t, int64_t);
 template void reduce_sum<float>(const float*, float*, int64_t, int64_t, int64_t, float);
 template void reduce_sum<double>(const double*, double*, int64_t, int64_t, int64_t, double);
 template void reduce_sum_backward<float>(const float*, float*, int64_t, int64_t, int64_t, float);

@@ -15,4 +15,8 @@ template <typename T>
 void reduce_sum_backward(const T* grad_out, T* grad_x, int64_t outer, int64_t reduce,
                          int64_t inner, T scale);
 
+// values[r] = max_c x[r, c], indices[r] = its first c (a NaN is the maximum).
+template <typename T>
+void max_last(const T* x, T* values, int64_t* indices, int64_t rows, int64_t cols);
+
 }  // namespace caption::kernels::cpu

@@ -132,4 +132,63 @@ void reduce_sum_backward(const float* grad_out, float* grad_x, int64_t outer, in
   CAPTION_CUDA_LAUNCH_CHECK("reduce_backward_kernel");
 }
 
+namespace {
+
+// Whether (va, ia) comes before (vb, ib) as the maximum: a NaN first, then the larger
+// value, then the smaller index.
+__device__ __forceinline__ bool max_before(float va, int64_t ia, float vb, int64_t ib) {
+  const bool na = va != va, nb = vb != vb;
+  if (na || nb) return na && (!nb || ia < ib);
+  return va > vb || (va == vb && ia < ib);
+}
+
+__global__ void max_last_kernel(const float* x, float* values, int64_t* indices, int64_t rows,
+                                int64_t cols) {
+  __shared__ float best_v[kBlock / 32];
+  __shared__ int64_t best_i[kBlock / 32];
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const float* row = x + r * cols;
+    float v = row[0];
+    int64_t i = 0;
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x)
+      if (max_before(row[c], c, v, i)) {
+        v = row[c];
+        i = c;
+      }
+    for (int offset = 16; offset > 0; offset >>= 1) {
+      const float ov = __shfl_down_sync(0xffffffffu, v, offset);
+      const int64_t oi = __shfl_down_sync(0xffffffffu, i, offset);
+      if (max_before(ov, oi, v, i)) {
+        v = ov;
+        i = oi;
+      }
+    }
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (lane == 0) {
+      best_v[warp] = v;
+      best_i[warp] = i;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      for (int w = 1; w < static_cast<int>(blockDim.x >> 5); ++w)
+        if (max_before(best_v[w], best_i[w], v, i)) {
+          v = best_v[w];
+          i = best_i[w];
+        }
+      values[r] = v;
+      indices[r] = i;
+    }
+    __syncthreads();
+  }
+}
+
+}  // namespace
+
+void max_last(const float* x, float* values, int64_t* indices, int64_t rows, int64_t cols,
+              cudaStream_t stream) {
+  if (rows == 0) return;
+  max_last_kernel<<<grid_for(rows, 1), kBlock, 0, stream>>>(x, values, indices, rows, cols);
+  CAPTION_CUDA_LAUNCH_CHECK("max_last_kernel");
+}
+
 }  // namespace caption::kernels::cuda

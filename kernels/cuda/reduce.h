@@ -17,4 +17,9 @@ void reduce_sum(const float* x, float* out, int64_t outer, int64_t reduce, int64
 void reduce_sum_backward(const float* grad_out, float* grad_x, int64_t outer, int64_t reduce,
                          int64_t inner, float scale, cudaStream_t stream);
 
+// values[r] = max_c x[r, c], indices[r] = its first c (a NaN is the maximum); one
+// block per row, a fixed combine order, so the first maximum wins on every device.
+void max_last(const float* x, float* values, int64_t* indices, int64_t rows, int64_t cols,
+              cudaStream_t stream);
+
 }  // namespace caption::kernels::cuda

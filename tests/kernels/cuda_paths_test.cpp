@@ -7,6 +7,8 @@
 //
 // Tolerance: atol 1e-4 instead of the harness's 1e-5, because sums of thousands of terms
 // taken in another order than the CPU's differ by a few 1e-5 where they cancel.
+#include <cmath>
+
 #include "tests/harness/gpu.h"
 #include "tests/harness/harness.h"
 
@@ -247,6 +249,30 @@ std::string case_name(const ::testing::TestParamInfo<size_t>& info) {
 
 INSTANTIATE_TEST_SUITE_P(LargeShapes, CudaPaths, ::testing::Range<size_t>(0, large_cases().size()),
                          case_name);
+
+// max_last with NaNs and ties, on rows longer than a block: a NaN is the maximum (the
+// first NaN), equal maxima give the first index, exactly as on the CPU.
+TEST(CudaMaxLast, NaNAndTiesAsOnTheCpu) {
+  CAPTION_REQUIRE_CUDA_OR_SKIP();
+  const int64_t rows = 6, cols = 3001;
+  std::vector<float> v(rows * cols);
+  for (int64_t i = 0; i < rows * cols; ++i) v[i] = static_cast<float>((i * 7919) % 13) - 6.0f;
+  v[1 * cols + 2999] = std::nanf("");
+  v[1 * cols + 5] = 100.0f;
+  v[2 * cols + 7] = std::nanf("");
+  v[2 * cols + 2000] = std::nanf("");
+  v[3 * cols + 0] = 50.0f;
+  v[3 * cols + 3000] = 50.0f;
+  const Tensor x = Tensor::from_vector<float>(v, {rows, cols});
+  const MaxResult cpu = max_last(x), gpu = max_last(x.to(Device::cuda(0)));
+  EXPECT_EQ(gpu.indices.to_vector<int64_t>(), cpu.indices.to_vector<int64_t>());
+  const std::vector<float> cv = cpu.values.to_vector<float>(), gv = gpu.values.to_vector<float>();
+  for (int64_t r = 0; r < rows; ++r)
+    EXPECT_TRUE(cv[r] == gv[r] || (std::isnan(cv[r]) && std::isnan(gv[r]))) << "row " << r;
+  EXPECT_EQ(cpu.indices.to_vector<int64_t>()[1], 2999);
+  EXPECT_EQ(cpu.indices.to_vector<int64_t>()[2], 7);
+  EXPECT_EQ(cpu.indices.to_vector<int64_t>()[3], 0);
+}
 
 }  // namespace
 }  // namespace caption::testing

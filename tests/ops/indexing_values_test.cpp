@@ -211,5 +211,34 @@ TEST(GatherValues, BadInputRefused) {
   EXPECT_ERROR_WITH(gather(x, 1, i64({0, 0, 0, 0}, {4, 1})), "larger than the input");
 }
 
+// max_last is torch.max(x, dim=-1): the first index among equal maxima, a NaN counts as
+// the maximum (the first NaN), values keep the dtype, indices are int64, shape [...].
+TEST(MaxLast, FirstMaximumAndNaNLikePyTorch) {
+  const float nan = std::nanf("");
+  const Tensor x = Tensor::from_vector<float>({1, 3, 3, 2,       //
+                                               -1, -1, -1, -1,   //
+                                               0, nan, 5, nan,   //
+                                               -2, -1, -3, -1},
+                                              {2, 2, 4});
+  const MaxResult r = max_last(x);
+  EXPECT_EQ(r.values.shape(), (Shape{2, 2}));
+  EXPECT_EQ(r.indices.dtype(), DType::I64);
+  EXPECT_EQ(r.indices.to_vector<int64_t>(), (std::vector<int64_t>{1, 0, 1, 1}));
+  const std::vector<float> v = r.values.to_vector<float>();
+  EXPECT_EQ(v[0], 3.0f);
+  EXPECT_EQ(v[1], -1.0f);
+  EXPECT_TRUE(std::isnan(v[2]));
+  EXPECT_EQ(v[3], -1.0f);
+  // A long row (more than a block's threads) with its maximum near the end.
+  std::vector<double> row(5000, 0.5);
+  row[4321] = 2.0;
+  row[4999] = 2.0;
+  const MaxResult d = max_last(Tensor::from_vector<double>(row, {5000}));
+  EXPECT_EQ(d.values.dim(), 0);
+  EXPECT_EQ(d.indices.to_vector<int64_t>(), std::vector<int64_t>{4321});
+  EXPECT_ERROR_WITH(max_last(Tensor::empty({3, 0}, DType::F32)), "is empty");
+  EXPECT_ERROR_WITH(max_last(Tensor::from_vector<int64_t>({1, 2}, {2})), "floating");
+}
+
 }  // namespace
 }  // namespace caption::testing

@@ -1,4 +1,6 @@
 // Harness cases: sum and mean over single, several, non-adjacent and all axes.
+#include <cmath>
+
 #include "tests/harness/harness.h"
 
 namespace caption::testing {
@@ -15,8 +17,34 @@ OpCase reduce_case(std::string name, OpId op, Shape s, std::vector<int64_t> axes
   return c;
 }
 
+// max_last: values and first indices; `ties` draws from a few integers, so rows hold
+// repeated maxima. (NaN rows are tests/kernels/cuda_paths_test.cpp's: the harness's
+// inputs are finite, and its guard test takes a NaN output for an unwritten one.)
+OpCase max_last_case(std::string name, Shape s, bool ties) {
+  OpCase c;
+  c.name = std::move(name);
+  c.op = OpId::MaxLast;
+  c.gradcheck = false;
+  c.inputs = [s, ties](Generator& g, DType t, Device d) {
+    Tensor x = random_tensor(s, g, DType::F64, Device::cpu(), -3, 3);
+    double* p = x.data<double>();
+    for (int64_t i = 0; i < x.numel() && ties; ++i) p[i] = std::floor(p[i]);
+    return std::vector<Tensor>{x.to(t).to(d)};
+  };
+  c.no_grad_inputs = {0};
+  c.forward = [](const std::vector<Tensor>& x) {
+    MaxResult r = max_last(x[0]);
+    return std::vector<Tensor>{r.values, r.indices};
+  };
+  return c;
+}
+
 CAPTION_OP_CASES {
   return std::vector<OpCase>{
+      max_last_case("max_last/rows", {5, 37}, false),
+      max_last_case("max_last/ties_first_index", {6, 300}, true),
+      max_last_case("max_last/one_column_3d", {2, 3, 1}, false),
+      max_last_case("max_last/long_rows", {3, 10007}, true),
       reduce_case("sum/all", OpId::Sum, {3, 5}, {}, KeepDim::No),
       reduce_case("sum/last_axis", OpId::Sum, {4, 7}, {-1}, KeepDim::No),
       reduce_case("sum/middle_keepdim", OpId::Sum, {2, 5, 3}, {1}, KeepDim::Yes),
