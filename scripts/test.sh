@@ -21,4 +21,7 @@ if [[ "${CAPTION_EMULATED_CUDA:-1}" != "0" ]]; then
     -DCAPTION_BENCH=OFF ${CAPTION_CMAKE_ARGS:-}
   cmake --build "$build-emu" -j"$jobs"
   CAPTION_REQUIRE_GPU=1 ctest --test-dir "$build-emu" --output-on-failure -j"$jobs" --timeout 600 -L cuda
+  echo "== again, each block's threads in reverse order (a kernel must not depend on it)"
+  CAPTION_EMU_REVERSE=1 CAPTION_EMU_FIBERS=1 CAPTION_REQUIRE_GPU=1 \
+    ctest --test-dir "$build-emu" --output-on-failure -j"$jobs" --timeout 600 -L cuda
 fi

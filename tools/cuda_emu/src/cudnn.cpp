@@ -205,6 +205,30 @@ struct Geometry {
   double flops() const { return 2.0 * batch * out_c * patch() * plane(); }
 };
 
+size_t element_bytes(cudnnDataType_t t);
+
+// The emulator's memcheck: the image, filter and output tensors, at the sizes their
+// descriptors give, must lie inside device memory (a descriptor bigger than its buffer
+// would make cuDNN read or write past it on a GPU).
+cudnnStatus_t check_extents(const char* fn, const Geometry& g, const void* image,
+                            const char* image_name, const void* filter, const char* filter_name,
+                            const void* output, const char* output_name) {
+  const size_t e = element_bytes(g.type);
+  const struct {
+    const void* p;
+    size_t bytes;
+    const char* name;
+  } operands[] = {{image, static_cast<size_t>(g.batch * g.in_image()) * e, image_name},
+                  {filter, static_cast<size_t>(g.out_c * g.patch()) * e, filter_name},
+                  {output, static_cast<size_t>(g.batch * g.out_image()) * e, output_name}};
+  for (const auto& o : operands)
+    if (o.bytes > 0 && !caption_emu::device_range_once_allocated(o.p, o.bytes))
+      return fail(CUDNN_STATUS_BAD_PARAM, fn,
+                  std::string(o.name) + " is not inside device memory for the size its descriptor gives (" +
+                      std::to_string(o.bytes) + " bytes)");
+  return CUDNN_STATUS_SUCCESS;
+}
+
 // cuDNN's output size, 1 + (in + 2 pad - ((k - 1) dilation + 1)) / stride, or 0 when the
 // dilated filter does not fit in the padded input.
 int64_t out_size(int64_t in, int64_t k, int64_t stride, int64_t pad, int64_t dilation) {
@@ -423,6 +447,8 @@ cudnnStatus_t check_pointers(const char* fn, cudnnHandle_t handle, const void* a
 }
 
 // ---- element types ---------------------------------------------------------------------
+
+size_t element_bytes(cudnnDataType_t t) { return t == CUDNN_DATA_BFLOAT16 ? 2 : 4; }
 
 float bf16_to_float(uint16_t bits) {
   const uint32_t u = static_cast<uint32_t>(bits) << 16;
@@ -1139,6 +1165,7 @@ cudnnStatus_t CUDNNWINAPI cudnnConvolutionForward(
   Geometry g;
   CUDNN_EMU_TRY(resolve(fn, kForwardNames, xDesc, wDesc, convDesc, yDesc, &g));
   CUDNN_EMU_TRY(check_pointers(fn, handle, alpha, beta, x, w, y));
+  CUDNN_EMU_TRY(check_extents(fn, g, x, "x", w, "w", y, "y"));
   float* col = nullptr;
   CUDNN_EMU_TRY(check_algo(fn, forward_algos(), algo, g, workSpace, workSpaceSizeInBytes, &col));
   return guarded(fn, [&] {
@@ -1204,6 +1231,7 @@ cudnnStatus_t CUDNNWINAPI cudnnConvolutionBackwardData(
   Geometry g;
   CUDNN_EMU_TRY(resolve(fn, kBackwardDataNames, dxDesc, wDesc, convDesc, dyDesc, &g));
   CUDNN_EMU_TRY(check_pointers(fn, handle, alpha, beta, w, dy, dx));
+  CUDNN_EMU_TRY(check_extents(fn, g, dx, "dx", w, "w", dy, "dy"));
   float* col = nullptr;
   CUDNN_EMU_TRY(
       check_algo(fn, backward_data_algos(), algo, g, workSpace, workSpaceSizeInBytes, &col));
@@ -1270,6 +1298,7 @@ cudnnStatus_t CUDNNWINAPI cudnnConvolutionBackwardFilter(
   Geometry g;
   CUDNN_EMU_TRY(resolve(fn, kBackwardFilterNames, xDesc, dwDesc, convDesc, dyDesc, &g));
   CUDNN_EMU_TRY(check_pointers(fn, handle, alpha, beta, x, dy, dw));
+  CUDNN_EMU_TRY(check_extents(fn, g, x, "x", dw, "dw", dy, "dy"));
   float* col = nullptr;
   CUDNN_EMU_TRY(
       check_algo(fn, backward_filter_algos(), algo, g, workSpace, workSpaceSizeInBytes, &col));

@@ -13,6 +13,9 @@ void set_launch_error(cudaError_t error, const std::string& message);
 bool stream_is_valid(cudaStream_t stream);
 // Whether [p, p + bytes) lies inside one live cudaMalloc block.
 bool is_device_range(const void* p, size_t bytes);
+// is_device_range, or true while no device memory was ever allocated (so the library
+// emulations can be unit-tested on plain host buffers).
+bool device_range_once_allocated(const void* p, size_t bytes);
 // Whether work enqueued on `stream` is being recorded by a capture.
 bool stream_capturing(cudaStream_t stream);
 

@@ -3,6 +3,7 @@
 // set of live blocks so that copies and frees can be checked the way the driver checks
 // them (a "device" pointer that is not in a live block is an error, and so is a
 // host-to-device copy whose destination is not device memory).
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -104,6 +105,12 @@ bool stream_is_valid(cudaStream_t stream) {
   if (stream == nullptr) return true;
   std::lock_guard lock(g_mutex);
   return streams().count(stream) != 0;
+}
+
+std::atomic<bool> g_any_device_memory{false};
+
+bool device_range_once_allocated(const void* p, size_t bytes) {
+  return !g_any_device_memory || is_device_range(p, bytes);
 }
 
 bool is_device_range(const void* p, size_t bytes) {
@@ -214,6 +221,7 @@ cudaError_t cudaMalloc(void** ptr, size_t size) {
   if (p == nullptr) return fail(cudaErrorMemoryAllocation);
   std::lock_guard lock(caption_emu::g_mutex);
   caption_emu::blocks()[reinterpret_cast<uintptr_t>(p)] = size;
+  caption_emu::g_any_device_memory = true;
   *ptr = p;
   return cudaSuccess;
 }
