@@ -44,6 +44,12 @@
 // MXCSR and the x87 control word, then the stack pointer); ucontext's swapcontext also
 // saves the signal mask, a system call per switch, which made fiber-mode kernels ~50x
 // slower. Elsewhere, ucontext.
+// Under AddressSanitizer, ucontext: ASan intercepts swapcontext and clears the shadow of
+// the stack it switches to, where our own switch would leave a finished fiber's stack
+// redzones poisoned under the next fiber.
+#if defined(__SANITIZE_ADDRESS__) && !defined(CAPTION_EMU_UCONTEXT)
+#define CAPTION_EMU_UCONTEXT 1
+#endif
 #if defined(__x86_64__) && !defined(CAPTION_EMU_UCONTEXT)
 #define CAPTION_EMU_FAST_SWITCH 1
 extern "C" void caption_emu_switch(void** save_sp, void* new_sp);
