@@ -1,6 +1,6 @@
 // Batch-norm kernels (see norm.h). Per channel, one block: two passes for the statistics
-// (the mean, then centred squares, so no cancellation) in double, then one grid-wide
-// element pass. The backward: one block per channel for the two sums, then one element
+// (the mean, then centred squares, so no cancellation) in double, then one element pass
+// over the planes. The backward: one block per channel for the two sums, then one element
 // pass. The per-channel coefficients are computed in double exactly as the CPU kernels
 // compute them, then rounded to float, so the element passes agree with the CPU to the
 // last bit whenever the sums do.
@@ -14,16 +14,23 @@ namespace {
 
 constexpr int kChannelBlock = 512;
 
-// Sum over one channel of f(value index) for x [B, C, S]: thread t takes the flat
-// positions t, t + blockDim, ... of the channel's B*S values (fixed subsets), then the
-// block's fixed tree combines them.
+// Sum over one channel of f(b, s) for x [B, C, S]: each thread takes a fixed subset of
+// the channel's B*S values, then the block's fixed tree combines them. Planes at least
+// a block wide are walked plane by plane (thread t takes s = t, t + blockDim, ... of
+// every plane: no division per value); smaller ones as one flat range (positions t,
+// t + blockDim, ...), so that the block's threads stay busy.
 template <typename F>
 __device__ double channel_sum(int64_t B, int64_t S, F f, double* scratch) {
   double acc = 0;
-  const int64_t n = B * S;
-  for (int64_t k = threadIdx.x; k < n; k += blockDim.x) {
-    const int64_t b = k / S, s = k - b * S;
-    acc += f(b, s);
+  if (S >= static_cast<int64_t>(blockDim.x)) {
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t s = threadIdx.x; s < S; s += blockDim.x) acc += f(b, s);
+  } else {
+    const int64_t n = B * S;
+    for (int64_t k = threadIdx.x; k < n; k += blockDim.x) {
+      const int64_t b = k / S, s = k - b * S;
+      acc += f(b, s);
+    }
   }
   return block_sum_all(acc, scratch);
 }
@@ -68,11 +75,27 @@ __global__ void bn_forward_stats(BatchNorm2dParams p, const float* x, const floa
   }
 }
 
-__global__ void bn_forward_apply(int64_t n, int64_t C, int64_t S, const float* x,
+// The element passes run over planes: blockIdx.x walks the B*C planes (b, c) of S
+// values, blockIdx.y and the threads the plane's values, so the channel is known per
+// block and no element pays for the 64-bit divisions that (i / S) % C would cost (GPUs
+// have no integer divider: each is a few dozen instructions, more than the element's
+// memory traffic at full bandwidth).
+dim3 plane_grid(int64_t planes, int64_t S) {
+  const int64_t per_plane = (S + kBlock - 1) / kBlock;
+  return dim3(static_cast<unsigned>(planes < kMaxBlocks ? planes : kMaxBlocks),
+              static_cast<unsigned>(per_plane < 64 ? per_plane : 64));
+}
+
+__global__ void bn_forward_apply(int64_t planes, int64_t C, int64_t S, const float* x,
                                  const float* coef, float* y) {
-  for (int64_t i = global_thread(); i < n; i += grid_threads()) {
-    const int64_t c = (i / S) % C;
-    y[i] = x[i] * coef[c] + coef[C + c];
+  for (int64_t plane = blockIdx.x; plane < planes; plane += gridDim.x) {
+    const int64_t c = plane % C;
+    const float scale = coef[c], shift = coef[C + c];
+    const float* xp = x + plane * S;
+    float* yp = y + plane * S;
+    for (int64_t s = static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x; s < S;
+         s += static_cast<int64_t>(gridDim.y) * blockDim.x)
+      yp[s] = xp[s] * scale + shift;
   }
 }
 
@@ -109,12 +132,18 @@ __global__ void bn_backward_sums(BatchNorm2dParams p, const float* x, const floa
   coef[2 * C + c] = static_cast<float>(train ? invstd * invstd * sum_dy_xc / n : 0.0);
 }
 
-__global__ void bn_backward_dx(int64_t n, int64_t C, int64_t S, const float* x,
+__global__ void bn_backward_dx(int64_t planes, int64_t C, int64_t S, const float* x,
                                const float* save_mean, const float* grad_y, const float* coef,
                                float* grad_x) {
-  for (int64_t i = global_thread(); i < n; i += grid_threads()) {
-    const int64_t c = (i / S) % C;
-    grad_x[i] = coef[c] * (grad_y[i] - coef[C + c] - (x[i] - save_mean[c]) * coef[2 * C + c]);
+  for (int64_t plane = blockIdx.x; plane < planes; plane += gridDim.x) {
+    const int64_t c = plane % C;
+    const float k = coef[c], mean_dy = coef[C + c], proj = coef[2 * C + c], mean = save_mean[c];
+    const int64_t base = plane * S;
+    for (int64_t s = static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x; s < S;
+         s += static_cast<int64_t>(gridDim.y) * blockDim.x) {
+      const int64_t i = base + s;
+      grad_x[i] = k * (grad_y[i] - mean_dy - (x[i] - mean) * proj);
+    }
   }
 }
 
@@ -128,9 +157,10 @@ void batch_norm2d_forward(const BatchNorm2dParams& p, const float* x, const floa
   bn_forward_stats<<<static_cast<unsigned>(p.channels), kChannelBlock, 0, stream>>>(
       p, x, weight, bias, running_mean, running_var, save_mean, save_invstd, workspace);
   CAPTION_CUDA_LAUNCH_CHECK("bn_forward_stats");
-  const int64_t n = p.batch * p.channels * p.plane;
-  if (n == 0) return;
-  bn_forward_apply<<<grid_for(n), kBlock, 0, stream>>>(n, p.channels, p.plane, x, workspace, y);
+  const int64_t planes = p.batch * p.channels;
+  if (planes == 0 || p.plane == 0) return;
+  bn_forward_apply<<<plane_grid(planes, p.plane), kBlock, 0, stream>>>(planes, p.channels, p.plane,
+                                                                       x, workspace, y);
   CAPTION_CUDA_LAUNCH_CHECK("bn_forward_apply");
 }
 
@@ -146,10 +176,10 @@ void batch_norm2d_backward(const BatchNorm2dParams& p, const float* x, const flo
       p, x, weight, save_mean, save_invstd, grad_y, grad_weight, grad_bias, need_sums,
       grad_x != nullptr, workspace);
   CAPTION_CUDA_LAUNCH_CHECK("bn_backward_sums");
-  const int64_t n = p.batch * p.channels * p.plane;
-  if (!grad_x || n == 0) return;
-  bn_backward_dx<<<grid_for(n), kBlock, 0, stream>>>(n, p.channels, p.plane, x, save_mean, grad_y,
-                                                     workspace, grad_x);
+  const int64_t planes = p.batch * p.channels;
+  if (!grad_x || planes == 0 || p.plane == 0) return;
+  bn_backward_dx<<<plane_grid(planes, p.plane), kBlock, 0, stream>>>(
+      planes, p.channels, p.plane, x, save_mean, grad_y, workspace, grad_x);
   CAPTION_CUDA_LAUNCH_CHECK("bn_backward_dx");
 }
 
