@@ -431,6 +431,20 @@ cudnnStatus_t check_algo(const char* fn, const std::vector<Algo>& algos, int alg
   return CUDNN_STATUS_SUCCESS;
 }
 
+// The body of the three Get*WorkspaceSize calls.
+cudnnStatus_t workspace_size(const char* fn, cudnnHandle_t handle, const std::vector<Algo>& algos,
+                             int algo, const Geometry& g, size_t* size_in_bytes) {
+  if (handle == nullptr || size_in_bytes == nullptr)
+    return fail(CUDNN_STATUS_BAD_PARAM, fn, "handle or sizeInBytes is NULL");
+  const Algo* a = find_algo(algos, algo);
+  if (a == nullptr) return fail(CUDNN_STATUS_BAD_PARAM, fn, "algo ", algo, " is out of range");
+  if (!a->implemented)
+    return fail(CUDNN_STATUS_NOT_SUPPORTED, fn, "algo ", algo,
+                " is not implemented by the host emulation");
+  *size_in_bytes = workspace_of(*a, g);
+  return CUDNN_STATUS_SUCCESS;
+}
+
 cudnnStatus_t check_pointers(const char* fn, cudnnHandle_t handle, const void* alpha,
                              const void* beta, const void* a, const void* b, const void* c) {
   if (handle == nullptr) return fail(CUDNN_STATUS_BAD_PARAM, fn, "handle is NULL");
@@ -1145,15 +1159,7 @@ cudnnStatus_t CUDNNWINAPI cudnnGetConvolutionForwardWorkspaceSize(
   static constexpr const char* fn = "cudnnGetConvolutionForwardWorkspaceSize";
   Geometry g;
   CUDNN_EMU_TRY(resolve(fn, kForwardNames, xDesc, wDesc, convDesc, yDesc, &g));
-  if (handle == nullptr || sizeInBytes == nullptr)
-    return fail(CUDNN_STATUS_BAD_PARAM, fn, "handle or sizeInBytes is NULL");
-  const Algo* a = find_algo(forward_algos(), algo);
-  if (a == nullptr) return fail(CUDNN_STATUS_BAD_PARAM, fn, "algo ", algo, " is out of range");
-  if (!a->implemented)
-    return fail(CUDNN_STATUS_NOT_SUPPORTED, fn, "algo ", algo,
-                " is not implemented by the host emulation");
-  *sizeInBytes = workspace_of(*a, g);
-  return CUDNN_STATUS_SUCCESS;
+  return workspace_size(fn, handle, forward_algos(), algo, g, sizeInBytes);
 }
 
 cudnnStatus_t CUDNNWINAPI cudnnConvolutionForward(
@@ -1210,15 +1216,7 @@ cudnnStatus_t CUDNNWINAPI cudnnGetConvolutionBackwardDataWorkspaceSize(
   static constexpr const char* fn = "cudnnGetConvolutionBackwardDataWorkspaceSize";
   Geometry g;
   CUDNN_EMU_TRY(resolve(fn, kBackwardDataNames, dxDesc, wDesc, convDesc, dyDesc, &g));
-  if (handle == nullptr || sizeInBytes == nullptr)
-    return fail(CUDNN_STATUS_BAD_PARAM, fn, "handle or sizeInBytes is NULL");
-  const Algo* a = find_algo(backward_data_algos(), algo);
-  if (a == nullptr) return fail(CUDNN_STATUS_BAD_PARAM, fn, "algo ", algo, " is out of range");
-  if (!a->implemented)
-    return fail(CUDNN_STATUS_NOT_SUPPORTED, fn, "algo ", algo,
-                " is not implemented by the host emulation");
-  *sizeInBytes = workspace_of(*a, g);
-  return CUDNN_STATUS_SUCCESS;
+  return workspace_size(fn, handle, backward_data_algos(), algo, g, sizeInBytes);
 }
 
 cudnnStatus_t CUDNNWINAPI cudnnConvolutionBackwardData(
@@ -1277,15 +1275,7 @@ cudnnStatus_t CUDNNWINAPI cudnnGetConvolutionBackwardFilterWorkspaceSize(
   static constexpr const char* fn = "cudnnGetConvolutionBackwardFilterWorkspaceSize";
   Geometry g;
   CUDNN_EMU_TRY(resolve(fn, kBackwardFilterNames, xDesc, gradDesc, convDesc, dyDesc, &g));
-  if (handle == nullptr || sizeInBytes == nullptr)
-    return fail(CUDNN_STATUS_BAD_PARAM, fn, "handle or sizeInBytes is NULL");
-  const Algo* a = find_algo(backward_filter_algos(), algo);
-  if (a == nullptr) return fail(CUDNN_STATUS_BAD_PARAM, fn, "algo ", algo, " is out of range");
-  if (!a->implemented)
-    return fail(CUDNN_STATUS_NOT_SUPPORTED, fn, "algo ", algo,
-                " is not implemented by the host emulation");
-  *sizeInBytes = workspace_of(*a, g);
-  return CUDNN_STATUS_SUCCESS;
+  return workspace_size(fn, handle, backward_filter_algos(), algo, g, sizeInBytes);
 }
 
 cudnnStatus_t CUDNNWINAPI cudnnConvolutionBackwardFilter(
