@@ -303,16 +303,27 @@ TEST(CudaModel, AutocastConvolutionWithinOneBfloat16Step) {
   }
 }
 
+// A small model in eval mode on the GPU, and the features of `images` random images.
+struct GpuDecoding {
+  Pair p;
+  Tensor features;
+  GpuDecoding(uint64_t seed, int64_t images) : p(make_pair(small_config("resnet18", "none"), seed)) {
+    p.gpu->eval();
+    Generator g(seed + 1);
+    NoGradGuard ng;
+    features = p.gpu->encode(rand_normal({images, 3, 64, 64}, 0, 1, g).to(Device::cuda(0)));
+  }
+};
+
 // Decoding with the step's CUDA graphs gives bit for bit what stepping without them gives
 // (the same kernels on the same values), for greedy decoding (one graph for all rows,
 // finished rows kept) and beam search (a graph per number of live hypotheses).
 TEST(CudaGraphs, DecodingWithGraphsIsDecodingWithout) {
   CAPTION_REQUIRE_CUDA_OR_SKIP();
-  Pair p = make_pair(small_config("resnet18", "none"), 9);
-  p.gpu->eval();
-  Generator g(10);
+  GpuDecoding m(9, 4);
+  Pair& p = m.p;
+  const Tensor& features = m.features;
   NoGradGuard ng;
-  const Tensor features = p.gpu->encode(rand_normal({4, 3, 64, 64}, 0, 1, g).to(Device::cuda(0)));
   for (const DecodeOptions& o : {DecodeOptions{8, 1, 0.0}, DecodeOptions{8, 3, 0.0}}) {
     DeviceGraph::set_enabled(false);
     const auto eager = decode(p.gpu->decoder, features, o);
@@ -336,11 +347,10 @@ TEST(CudaGraphs, DecodingWithGraphsIsDecodingWithout) {
 TEST(CudaGraphs, StepRunnerCapturesOnceAndReplays) {
   CAPTION_REQUIRE_CUDA_OR_SKIP();
   DeviceGraph::set_enabled(true);
-  Pair p = make_pair(small_config("resnet18", "none"), 21);
-  p.gpu->eval();
-  Generator g(22);
+  GpuDecoding m(21, 3);
+  Pair& p = m.p;
+  const Tensor& features = m.features;
   NoGradGuard ng;
-  const Tensor features = p.gpu->encode(rand_normal({3, 3, 64, 64}, 0, 1, g).to(Device::cuda(0)));
   DecoderState mine = p.gpu->decoder.init_state(features), ref = mine;
   StepRunner runner(p.gpu->decoder, Device::cuda(0));
   ASSERT_TRUE(runner.graphs());
@@ -370,11 +380,10 @@ TEST(CudaGraphs, StepRunnerCapturesOnceAndReplays) {
 TEST(CudaGraphs, RunnerIsKeptBetweenDecodingCalls) {
   CAPTION_REQUIRE_CUDA_OR_SKIP();
   DeviceGraph::set_enabled(true);
-  Pair p = make_pair(small_config("resnet18", "none"), 23);
-  p.gpu->eval();
-  Generator g(24);
+  GpuDecoding m(23, 2);
+  Pair& p = m.p;
+  const Tensor& features = m.features;
   NoGradGuard ng;
-  const Tensor features = p.gpu->encode(rand_normal({2, 3, 64, 64}, 0, 1, g).to(Device::cuda(0)));
   const DecodeOptions greedy{6, 1, 0.0};
   const auto first = decode(p.gpu->decoder, features, greedy);
   const StepRunner* runner = p.gpu->decoder.step_cache()->runner.get();
