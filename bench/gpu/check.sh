@@ -22,7 +22,9 @@
 # CHECK_BUILD_DIR (default build-gpu), CHECK_LABEL (free text for the summary, e.g. the
 # commit), CHECK_JOBS (default nproc), CHECK_CMAKE_ARGS (extra configure arguments),
 # CHECK_BENCH_S (seconds kept for the benchmarks at the end; default 120: ctest and the
-# sanitizer stop early enough to leave them), CHECK_BENCH_AMP=1 (our rows under autocast).
+# sanitizer stop early enough to leave them), CHECK_BENCH_AMP=1 (our rows under autocast),
+# CHECK_SKIP (steps not to run, e.g. "probe bench" for a rerun of the tests only; a skipped
+# step is listed as SKIP, and a skipped bench leaves its seconds to ctest and the sanitizer).
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 2
 repo=$PWD
@@ -47,6 +49,11 @@ JUNIT=$res/ctest-junit.xml SANLOG=$res/sanitizer.log BENCHLOG=$res/bench.log
 SUMMARY=$res/summary.md
 
 names=() states=() secs=() details=()
+skipping() {  # step: whether CHECK_SKIP names it
+  case " ${CHECK_SKIP:-} " in *" $1 "*) return 0 ;; esac
+  return 1
+}
+skipping bench && bench_s=0
 record() {  # name status seconds detail
   names+=("$1"); states+=("$2"); secs+=("$3"); details+=("$4")
   printf '>>> %-10s %-7s %4ss  %s\n' "$1" "$2" "$3" "$4"
@@ -173,6 +180,9 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libgfortran\.so\.5 '; then
   ld_extra=$ld_extra:$work/fallback-libs
   deps_detail="$deps_detail libgfortran from the carried prefix;"
 fi
+# PyTorch brings its own cuDNN (and refuses an older one found first): its benchmark runs
+# with the library path the machine had.
+orig_ld_path=${LD_LIBRARY_PATH:-}
 [ -n "$cudnn_lib" ] && ld_extra=$ld_extra:$(dirname "$cudnn_lib")
 [ -n "$cuda_home" ] && [ -d "$cuda_home/lib64" ] && ld_extra=$ld_extra:$cuda_home/lib64
 export LD_LIBRARY_PATH=$ld_extra${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
@@ -199,7 +209,9 @@ fi
 # ---- probe: the machine's ceilings (independent of the engine's build) --------------------
 t0=$(date +%s)
 : >"$PROBE"
-if [ -z "$nvcc" ]; then
+if skipping probe; then
+  record probe SKIP 0 "CHECK_SKIP"
+elif [ -z "$nvcc" ]; then
   record probe FAIL 0 "no nvcc"
 else
   t=$(cap 150 300)
@@ -288,7 +300,9 @@ exclude=""
 if ! /usr/bin/python3 -c 'import torch, torchvision' >/dev/null 2>&1; then
   exclude='^(golden_files_make|torchvision_reference_make|weights_tools_python)$|^Golden\.|^Torchvision\.'
 fi
-if [ $built -eq 1 ]; then
+if skipping ctest; then
+  record ctest SKIP 0 "CHECK_SKIP"
+elif [ $built -eq 1 ]; then
   t=$(cap 240 $((35 + bench_s)))
   [ "$t" -lt 10 ] && t=10  # never a stop time in the past (ctest would read it as tomorrow)
   stop=$(date -u -d "@$(($(date +%s) + t))" '+%H:%M:%S +0000')
@@ -324,7 +338,9 @@ fi
 t0=$(date +%s)
 : >"$SANLOG"
 bin=$build/tests/test_ops_consistency
-if [ -z "$sanitizer" ]; then
+if skipping sanitizer; then
+  record sanitizer SKIP 0 "CHECK_SKIP"
+elif [ -z "$sanitizer" ]; then
   record sanitizer FAIL 0 "compute-sanitizer not found"
 elif [ ! -x "$bin" ]; then
   record sanitizer SKIP 0 "$bin not built"
@@ -361,6 +377,9 @@ fi
 # CAPTION_CUDNN_BENCHMARK=1: the engine's cuDNN convolutions choose algorithms by measuring.
 t0=$(date +%s)
 : >"$BENCHLOG"
+if skipping bench; then
+  record bench SKIP 0 "CHECK_SKIP"
+else
 bench_bin=$build/bench/bench_gpu
 ours_json=$work/bench-ours.json torch_json=$work/bench-torch.json
 bench_ckpt=$work/bench-weights.safetensors compare_md=$work/bench-compare.md
@@ -371,7 +390,7 @@ peak=${peak:-3350}
 torch_py=""
 for py in python3 /opt/torch/.venv/bin/python3; do
   command -v "$py" >/dev/null || continue
-  if "$py" -c 'import torch, torchvision, numpy; assert torch.cuda.is_available()' >/dev/null 2>&1; then
+  if LD_LIBRARY_PATH=$orig_ld_path "$py" -c 'import torch, torchvision, numpy; assert torch.cuda.is_available()' >/dev/null 2>&1; then
     torch_py=$py
     break
   fi
@@ -415,7 +434,7 @@ else
   case $positions in 49|196) torch_args+=(--positions "$positions") ;; esac
   [ -f "$bench_ckpt" ] && torch_args+=(--checkpoint "$bench_ckpt")
   echo "### $torch_py ${torch_args[*]} (limit ${t}s)" >>"$BENCHLOG"
-  run_limited "$t" "$BENCHLOG" "$torch_py" "${torch_args[@]}"
+  run_limited "$t" "$BENCHLOG" env LD_LIBRARY_PATH="$orig_ld_path" "$torch_py" "${torch_args[@]}"
   last=$(grep '^torch_bench: done' "$BENCHLOG" | tail -1 | sed 's/^torch_bench: //')
   case $rc in
     0) bench_notes+=("PyTorch: ${last:-ok}") ;;
@@ -449,6 +468,7 @@ elif [ $built -eq 0 ]; then
 else
   record bench FAIL $(($(date +%s) - t0)) "$detail"
 fi
+fi  # CHECK_SKIP bench
 
 # ---- summary ----------------------------------------------------------------------------------
 nfail=0

@@ -64,6 +64,29 @@ std::string index_string(int64_t flat, const Shape& shape) {
   return allclose(got, ref, {0.0, 0.0}, what);
 }
 
+::testing::AssertionResult near(const std::vector<float>& got, const std::vector<float>& ref,
+                                double atol, const std::string& what) {
+  if (got.size() != ref.size())
+    return ::testing::AssertionFailure() << what << ": " << got.size() << " values vs " << ref.size();
+  for (size_t i = 0; i < got.size(); ++i)
+    if (!(std::abs(double{got[i]} - ref[i]) <= atol))
+      return ::testing::AssertionFailure() << what << "[" << i << "]: " << got[i] << " vs " << ref[i]
+                                           << " (atol " << atol << ")";
+  return ::testing::AssertionSuccess();
+}
+
+::testing::AssertionResult near(const std::vector<std::vector<float>>& got,
+                                const std::vector<std::vector<float>>& ref, double atol,
+                                const std::string& what) {
+  if (got.size() != ref.size())
+    return ::testing::AssertionFailure() << what << ": " << got.size() << " rows vs " << ref.size();
+  for (size_t i = 0; i < got.size(); ++i) {
+    ::testing::AssertionResult r = near(got[i], ref[i], atol, str(what, "[", i, "]"));
+    if (!r) return r;
+  }
+  return ::testing::AssertionSuccess();
+}
+
 Tensor random_tensor(const Shape& shape, Generator& gen, DType dtype, Device device, double low,
                      double high, double min_abs) {
   Tensor host = Tensor::empty(shape, DType::F64);

@@ -33,6 +33,13 @@ struct Tolerance {
                                     const std::string& what);
 // Exact equality of shape, dtype and every value.
 ::testing::AssertionResult equal(const Tensor& got, const Tensor& ref, const std::string& what);
+// Plain vectors of floats (a caption's log-probabilities, its attention rows): equal
+// sizes and |got - ref| <= atol per element; the message names the first difference.
+::testing::AssertionResult near(const std::vector<float>& got, const std::vector<float>& ref,
+                                double atol, const std::string& what);
+::testing::AssertionResult near(const std::vector<std::vector<float>>& got,
+                                const std::vector<std::vector<float>>& ref, double atol,
+                                const std::string& what);
 
 // Uniform values in [low, high). With `min_abs` > 0 values are pushed away from zero
 // (|x| >= min_abs), for ops with a kink at 0 such as relu.
