@@ -7,8 +7,8 @@
 //             [--quick] [--peak-gbs GBS] [--time-budget S] [--vocab V] [--list]
 //             [--device cpu] [--amp]
 //
-// --amp runs every row under AutocastGuard (bfloat16 products, float32 convolutions), the
-// counterpart of PyTorch's eager bf16 variant. --device cpu runs the same rows on the CPU (the "device" model is then a second CPU
+// --amp runs every row under AutocastGuard (bfloat16 products and convolutions, float32
+// master weights), the counterpart of PyTorch's eager bf16 variant. --device cpu runs the same rows on the CPU (the "device" model is then a second CPU
 // copy): a dry run of this program's logic on a machine without a GPU, slow, and not a
 // benchmark of anything.
 //
@@ -403,7 +403,15 @@ struct Bench {
   }
 };
 
-double tol(double fp32, double tf32) { return tf32_on() ? tf32 : fp32; }
+bool g_amp = false;  // --amp: the rows run under AutocastGuard
+
+// A check's tolerance: float32; TF32 (CAPTION_TF32=1); under --amp, `bf16` where given
+// (the row's twins drift apart through bfloat16 roundings), else the float32 one (each
+// product multiplies the same bfloat16 values on both sides).
+double tol(double fp32, double tf32, double bf16 = 0) {
+  if (g_amp && bf16 > 0) return bf16;
+  return tf32_on() ? tf32 : fp32;
+}
 
 
 // ---- the workloads -----------------------------------------------------------------------
@@ -645,11 +653,13 @@ void resnet50_fwd_b256(Bench& b, Row& r) {
     // Relative to the largest feature: cuDNN may pick Winograd/FFT algorithms. This random
     // ResNet-50 amplifies rounding about 100-fold from layer1 to layer4 (bfloat16 gives
     // 0.4, measured with PyTorch), so float32 lands near 1e-4 and TF32 convolutions near
-    // 1e-1: a failure here at 1e-1 means reduced precision, not wrong results.
+    // 1e-1: a failure here at 1e-1 means reduced precision, not wrong results. Under
+    // --amp both sides round to bfloat16, but a sum near a rounding boundary lands one
+    // step (2^-8) apart, and the amplification makes that ~0.1 (0.11 on an H100): 0.5.
     const bool finite = all_finite(g);
     if (!finite) r.check = "non-finite features";
     r.check_ok = compare(r.check, "2 images: max|d| / max|ref| vs CPU", max_abs_diff(g, c) / max_abs(c),
-                         tol(1e-2, 5e-2)) && finite;
+                         tol(1e-2, 5e-2, 0.5)) && finite;
   }
   r.timing = b.timer->measure(1, [&](int i) { b.gpu->encode_distinct(images[i % images.size()]); });
   r.throughput = B * 1e3 / r.timing.median_ms;
@@ -860,7 +870,7 @@ int main(int argc, char** argv) {
   meta["peak_gbs"] = o.peak_gbs;
   meta["positions"] = attention_positions(b.config);
   meta["vocab"] = o.vocab;
-  meta["precision"] = o.amp ? "bf16 autocast products (matmul, linear, LSTM), fp32 convolutions"
+  meta["precision"] = o.amp ? "bf16 autocast (products, LSTM, convolutions), fp32 master weights"
                      : tf32_on() ? "fp32 (TF32 products: CAPTION_TF32=1)" : "fp32";
   meta["env"] = {{"CAPTION_TF32", env_or("CAPTION_TF32", "")},
                  {"CAPTION_CUDNN_BENCHMARK", env_or("CAPTION_CUDNN_BENCHMARK", "")}};
@@ -883,6 +893,7 @@ int main(int argc, char** argv) {
       try {
         // Both sides of a row's check run under the guard: the CPU twin multiplies the
         // same bfloat16 values, so the checks keep their float32 tolerances.
+        g_amp = o.amp;
         AutocastGuard autocast(o.amp);
         run_row(b, r);
       } catch (const std::exception& e) {

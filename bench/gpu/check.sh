@@ -312,7 +312,7 @@ elif [ $built -eq 1 ]; then
   echo "### CAPTION_REQUIRE_GPU=1 ctest ${ctest_args[*]}" >>"$CTESTLOG"
   [ -n "$exclude" ] && echo "### excluded (no torch/torchvision for /usr/bin/python3; they run in CI): $exclude" >>"$CTESTLOG"
   CAPTION_REQUIRE_GPU=1 run_limited $((t + 30)) "$CTESTLOG" ctest "${ctest_args[@]}"
-  line=$(grep -E 'tests passed, [0-9]+ tests? failed out of' "$CTESTLOG" | tail -1)
+  line=$(grep -E 'tests passed(, [0-9]+ tests? failed)? out of' "$CTESTLOG" | tail -1)
   nskip=$(grep -c '\*\*\*Skipped\|Not Run' "$CTESTLOG")
   ex_note=""; [ -n "$exclude" ] && ex_note="; Python-reference tests excluded (no torch for /usr/bin/python3)"
   if [ $rc -eq 0 ]; then
