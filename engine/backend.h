@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 #include "engine/allocator.h"
@@ -32,5 +33,10 @@ void cuda_begin_capture(int device);
 void* cuda_end_capture(int device, std::string* error);
 void cuda_launch_graph(int device, void* graph);
 void cuda_destroy_graph(void* graph) noexcept;
+
+// Writes the bfloat16 values (kernels/bf16.h rounding) of n float32 values at src into
+// dst (2n bytes), both in the device's memory, on its current stream: the copies of
+// kernels/cpu/blas.h's Bf16Shadow.
+void cuda_bf16_copy(int device, const float* src, int64_t n, uint16_t* dst);
 
 }  // namespace caption

@@ -28,6 +28,7 @@ void cuda_begin_capture(int) { no_cuda(); }
 void* cuda_end_capture(int, std::string*) { no_cuda(); }
 void cuda_launch_graph(int, void*) { no_cuda(); }
 void cuda_destroy_graph(void*) noexcept {}
+void cuda_bf16_copy(int, const float*, int64_t, uint16_t*) { no_cuda(); }
 #endif
 
 }  // namespace caption

@@ -1,6 +1,8 @@
 // The decoder's step as device graphs: see step_graph.h.
 #include "nn/step_graph.h"
 
+#include "engine/autocast.h"
+#include "engine/backend.h"
 #include "engine/error.h"
 
 namespace caption::nn {
@@ -27,11 +29,28 @@ std::vector<const void*> weight_addresses(const AttentionDecoder& decoder) {
 
 StepRunner::StepRunner(const AttentionDecoder& decoder, Device device)
     : decoder_(decoder), device_(device), graphs_(DeviceGraph::enabled(device)),
-      weights_(graphs_ ? weight_addresses(decoder) : std::vector<const void*>{}) {}
+      bf16_(autocast_enabled()),
+      weights_(graphs_ ? weight_addresses(decoder) : std::vector<const void*>{}) {
+  if (!bf16_ || !device.is_cuda()) return;
+  for (const auto& p : const_cast<AttentionDecoder&>(decoder).named_parameters()) {
+    const Tensor& w = *p.tensor;
+    if (w.device() != device || w.dtype() != DType::F32 || !w.is_contiguous() || w.numel() == 0)
+      continue;
+    shadow_storage_.push_back(Tensor::empty({(w.numel() + 1) / 2}, DType::F32, device));
+    shadows_.push_back({w.data<float>(), w.numel(),
+                        static_cast<const uint16_t*>(shadow_storage_.back().raw_data())});
+  }
+}
 
 bool StepRunner::serves(const AttentionDecoder& decoder, Device device) const {
   return &decoder == &decoder_ && device == device_ && graphs_ == DeviceGraph::enabled(device) &&
-         weights_ == weight_addresses(decoder);
+         bf16_ == autocast_enabled() && weights_ == weight_addresses(decoder);
+}
+
+void StepRunner::refresh_shadows() {
+  for (size_t i = 0; i < shadows_.size(); ++i)
+    cuda_bf16_copy(device_.index, shadows_[i].source, shadows_[i].numel,
+                   static_cast<uint16_t*>(shadow_storage_[i].raw_data()));
 }
 
 std::shared_ptr<StepRunnerCache> AttentionDecoder::step_cache() const {
@@ -49,11 +68,13 @@ StepRunnerLease::StepRunnerLease(const AttentionDecoder& decoder, Device device)
       if (!cache_->runner || !cache_->runner->serves(decoder, device))
         cache_->runner = std::make_unique<StepRunner>(decoder, device);
       runner_ = cache_->runner.get();
+      runner_->refresh_shadows();
       return;
     }
   }
   own_ = std::make_unique<StepRunner>(decoder, device);
   runner_ = own_.get();
+  runner_->refresh_shadows();
 }
 
 StepRunner::~StepRunner() = default;
@@ -75,6 +96,7 @@ StepOutput StepRunner::step(const std::vector<int64_t>& tokens, DecoderState& st
   CAPTION_CHECK(state.h.defined() && state.h.size(0) == K, "decoding: ", K,
                 " tokens for a state of ", state.h.defined() ? state.h.describe() : "nothing");
   const Tensor host_tokens = Tensor::from_vector<int64_t>(tokens, {K});
+  const kernels::cpu::Bf16ShadowScope shadow_scope(shadows_.empty() ? nullptr : &shadows_);
   auto eager = [&] {
     ++stats_.eager_steps;
     return decoder_.step(host_tokens.to(device_), state);

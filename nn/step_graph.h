@@ -10,6 +10,12 @@
 // results never depend on whether graphs were used (tests/nn/cuda_model_test.cpp checks
 // that they are identical). Where graphs are off (the CPU, CAPTION_CUDA_GRAPHS=0) every
 // step is the decoder's own step().
+//
+// Under autocast on a GPU the runner also keeps bfloat16 copies of the decoder's weights
+// (kernels/cpu/blas.h's Bf16Shadow), rewritten in place at the start of each decoding
+// call (StepRunnerLease) and read by the step's products instead of converting every
+// weight at every step; graphs captured with them read the copies as they are rewritten.
+// A runner serves only the autocast state it was made in.
 #pragma once
 
 #include <cstdint>
@@ -19,6 +25,7 @@
 #include <vector>
 
 #include "engine/graph.h"
+#include "kernels/cpu/blas.h"
 #include "nn/caption_model.h"
 
 namespace caption::nn {
@@ -31,8 +38,14 @@ class StepRunner {
  public:
   StepRunner(const AttentionDecoder& decoder, Device device);
   // Whether this runner's graphs were captured from `decoder`'s current weights on
-  // `device` (the same parameter tensors at the same addresses).
+  // `device` (the same parameter tensors at the same addresses), in the current
+  // autocast state.
   bool serves(const AttentionDecoder& decoder, Device device) const;
+  // Rewrites the bfloat16 copies of the weights (autocast on a GPU; otherwise nothing)
+  // from their current values.
+  void refresh_shadows();
+  // Whether the steps read bfloat16 copies of the weights.
+  bool shadowed() const { return !shadows_.empty(); }
   ~StepRunner();
   StepRunner(const StepRunner&) = delete;
   StepRunner& operator=(const StepRunner&) = delete;
@@ -50,7 +63,10 @@ class StepRunner {
   const AttentionDecoder& decoder_;
   Device device_;
   bool graphs_;
+  bool bf16_;                         // autocast when made
   std::vector<const void*> weights_;  // the parameters' addresses at construction
+  std::vector<Tensor> shadow_storage_;  // device memory of the bfloat16 copies
+  std::vector<kernels::cpu::Bf16Shadow> shadows_;
   std::map<int64_t, std::unique_ptr<Graph>> by_rows_;
   StepRunnerStats stats_;
 };

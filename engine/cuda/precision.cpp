@@ -4,6 +4,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "engine/backend.h"
+#include "engine/cuda/context.h"
 #include "engine/error.h"
 
 namespace caption::cuda {
@@ -36,3 +38,12 @@ void* Bf16ProductScope::get(size_t bytes) {
 }
 
 }  // namespace caption::cuda
+
+namespace caption {
+
+void cuda_bf16_copy(int device, const float* src, int64_t n, uint16_t* dst) {
+  if (n == 0) return;
+  kernels::cuda::convert_to_bf16(src, 1, n, n, 1, 0, dst, cuda::stream(Device::cuda(device)));
+}
+
+}  // namespace caption

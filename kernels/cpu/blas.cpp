@@ -33,6 +33,22 @@ Bf16Products::Bf16Products(bool on) : previous_(t_bf16_products) { t_bf16_produc
 Bf16Products::~Bf16Products() { t_bf16_products = previous_; }
 bool bf16_products() { return t_bf16_products; }
 
+namespace {
+thread_local const std::vector<Bf16Shadow>* t_bf16_shadows = nullptr;
+}  // namespace
+
+Bf16ShadowScope::Bf16ShadowScope(const std::vector<Bf16Shadow>* shadows) : previous_(t_bf16_shadows) {
+  t_bf16_shadows = shadows;
+}
+Bf16ShadowScope::~Bf16ShadowScope() { t_bf16_shadows = previous_; }
+
+const uint16_t* bf16_shadow_of(const float* first, const float* last) {
+  if (t_bf16_shadows == nullptr) return nullptr;
+  for (const Bf16Shadow& s : *t_bf16_shadows)
+    if (first >= s.source && last < s.source + s.numel) return s.copy + (first - s.source);
+  return nullptr;
+}
+
 template <>
 void gemm<float>(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                  int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 namespace caption::kernels::cpu {
 
@@ -32,6 +33,32 @@ class Bf16Products {
   bool previous_;
 };
 bool bf16_products();  // whether a scope is open on this thread (the innermost says)
+
+// bfloat16 copies made ahead of float32 device operands that stay constant for a while
+// (a decoder's weights while it decodes: nn/step_graph.h). While a Bf16ShadowScope is
+// open on a thread, an autocast product of kernels/cuda/blas.h on that thread whose A or
+// B lies wholly inside one shadow's float32 range reads the copy at the same offset,
+// leading dimension and stride instead of converting the operand into scratch memory:
+// the same bfloat16 values (the copies come from the same rounding), without the
+// conversion's read and write. Whoever opens the scope keeps the copies equal to their
+// sources while it is open. The CPU's products ignore shadows.
+struct Bf16Shadow {
+  const float* source = nullptr;  // numel float32 values
+  int64_t numel = 0;
+  const uint16_t* copy = nullptr;  // their bfloat16 values, same layout
+};
+class Bf16ShadowScope {
+ public:
+  explicit Bf16ShadowScope(const std::vector<Bf16Shadow>* shadows);  // nullptr: none
+  ~Bf16ShadowScope();
+  Bf16ShadowScope(const Bf16ShadowScope&) = delete;
+  Bf16ShadowScope& operator=(const Bf16ShadowScope&) = delete;
+
+ private:
+  const std::vector<Bf16Shadow>* previous_;
+};
+// The copy of [first, last] (float32 addresses) if one shadow holds all of it, else null.
+const uint16_t* bf16_shadow_of(const float* first, const float* last);
 
 // Sets the number of threads OpenBLAS uses (0 = its default).
 void set_blas_threads(int threads);

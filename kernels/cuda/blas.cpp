@@ -55,12 +55,27 @@ Bf16Operands to_bf16_operands(cublasHandle_t handle, Trans ta, Trans tb, int64_t
   const int64_t a_rows = ta == Trans::No ? M : K, a_cols = ta == Trans::No ? K : M;
   const int64_t b_rows = tb == Trans::No ? K : N, b_cols = tb == Trans::No ? N : K;
   const int64_t a_copies = stride_a == 0 ? 1 : batch, b_copies = stride_b == 0 ? 1 : batch;
-  auto* a16 = static_cast<uint16_t*>(scratch->get(sizeof(uint16_t) * a_rows * a_cols * a_copies));
-  auto* b16 = static_cast<uint16_t*>(scratch->get(sizeof(uint16_t) * b_rows * b_cols * b_copies));
-  convert_to_bf16(A, a_rows, a_cols, lda, a_copies, stride_a, a16, stream);
-  convert_to_bf16(B, b_rows, b_cols, ldb, b_copies, stride_b, b16, stream);
-  return {a16, b16, a_cols, b_cols, stride_a == 0 ? 0 : a_rows * a_cols,
-          stride_b == 0 ? 0 : b_rows * b_cols};
+  Bf16Operands o;
+  // An operand with a shadow (cpu::Bf16ShadowScope) is read there, in its own layout;
+  // the others are converted into dense scratch copies.
+  auto operand = [&](const float* X, int64_t rows, int64_t cols, int64_t ld, int64_t copies,
+                     int64_t stride, const void** x16, int64_t* ld16, int64_t* stride16) {
+    const float* last = X + (copies - 1) * stride + (rows - 1) * ld + (cols - 1);
+    if (const uint16_t* shadow = cpu::bf16_shadow_of(X, last)) {
+      *x16 = shadow;
+      *ld16 = ld;
+      *stride16 = stride;
+      return;
+    }
+    auto* dense = static_cast<uint16_t*>(scratch->get(sizeof(uint16_t) * rows * cols * copies));
+    convert_to_bf16(X, rows, cols, ld, copies, stride, dense, stream);
+    *x16 = dense;
+    *ld16 = cols;
+    *stride16 = stride == 0 ? 0 : rows * cols;
+  };
+  operand(A, a_rows, a_cols, lda, a_copies, stride_a, &o.a, &o.lda, &o.stride_a);
+  operand(B, b_rows, b_cols, ldb, b_copies, stride_b, &o.b, &o.ldb, &o.stride_b);
+  return o;
 }
 
 }  // namespace

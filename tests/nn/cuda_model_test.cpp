@@ -414,6 +414,85 @@ TEST(CudaGraphs, StepRunnerCapturesOnceAndReplays) {
 // The decoder keeps its runner between calls: captioning batch after batch of the same
 // size replays the graph captured for the first; new weights (other addresses) get a
 // new runner.
+// The four special tokens (<pad>, <sos>, <eos>, <unk>) made unlikely, so that decoding
+// runs its max_len steps (a random tiny model may end every caption at once).
+void never_stop(AttentionDecoder& decoder) {
+  NoGradGuard ng;
+  std::vector<float> b = decoder.fc.bias.to(Device::cpu()).to_vector<float>();
+  for (int i = 0; i < 4; ++i) b[i] = -50.0f;
+  decoder.fc.bias.copy_(Tensor::from_vector<float>(b, decoder.fc.bias.shape()).to(decoder.fc.bias.device()));
+}
+
+// Under autocast the runner's steps read bfloat16 copies of the weights, rewritten at
+// each decoding call: weights changed in place between calls are what the next call's
+// replayed graphs use, exactly as a fresh runner stepping without graphs would.
+TEST(CudaGraphs, AutocastDecodingReadsWeightCopiesRewrittenEachCall) {
+  CAPTION_REQUIRE_CUDA_OR_SKIP();
+  DeviceGraph::set_enabled(true);
+  GpuDecoding m(25, 3);
+  AttentionDecoder& decoder = m.p.gpu->decoder;
+  never_stop(decoder);
+  NoGradGuard ng;
+  AutocastGuard autocast;
+  for (const DecodeOptions& o : {DecodeOptions{6, 1, 0.0}, DecodeOptions{6, 2, 0.0}}) {
+    SCOPED_TRACE(str("beam ", o.beam));
+    const auto before = decode(decoder, m.features, o);
+    const StepRunner* runner = decoder.step_cache()->runner.get();
+    ASSERT_NE(runner, nullptr);
+    EXPECT_TRUE(runner->shadowed());
+    EXPECT_GE(runner->stats().replays, 1);
+    // In place: the same addresses, so the cached runner (and its graphs) still serve.
+    Tensor& w = decoder.lstm.weight_hh;
+    w.copy_(mul(w, 1.5));
+    const auto after = decode(decoder, m.features, o);
+    EXPECT_EQ(decoder.step_cache()->runner.get(), runner);
+    DeviceGraph::set_enabled(false);
+    const auto fresh = decode(decoder, m.features, o);
+    DeviceGraph::set_enabled(true);
+    ASSERT_EQ(after.size(), fresh.size());
+    bool changed = false;
+    for (size_t i = 0; i < after.size(); ++i) {
+      EXPECT_EQ(after[i].tokens, fresh[i].tokens);
+      EXPECT_EQ(after[i].log_probs, fresh[i].log_probs);
+      EXPECT_EQ(after[i].attention, fresh[i].attention);
+      changed |= after[i].log_probs != before[i].log_probs;
+    }
+    EXPECT_TRUE(changed) << "scaling W_hh changed no log-probability: the test shows nothing";
+  }
+}
+
+// A runner made under autocast does not serve a call without it (nor the reverse): its
+// graphs multiply in bfloat16.
+TEST(CudaGraphs, RunnerServesOnlyTheAutocastStateItWasMadeIn) {
+  CAPTION_REQUIRE_CUDA_OR_SKIP();
+  DeviceGraph::set_enabled(true);
+  GpuDecoding m(27, 2);
+  AttentionDecoder& decoder = m.p.gpu->decoder;
+  never_stop(decoder);
+  NoGradGuard ng;
+  const DecodeOptions greedy{6, 1, 0.0};
+  std::vector<DecodedCaption> amp, plain;
+  {
+    AutocastGuard autocast;
+    amp = decode(decoder, m.features, greedy);
+    EXPECT_TRUE(decoder.step_cache()->runner->serves(decoder, Device::cuda(0)));
+  }
+  EXPECT_FALSE(decoder.step_cache()->runner->serves(decoder, Device::cuda(0)));
+  plain = decode(decoder, m.features, greedy);
+  EXPECT_FALSE(decoder.step_cache()->runner->shadowed());
+  DeviceGraph::set_enabled(false);
+  const auto eager = decode(decoder, m.features, greedy);
+  DeviceGraph::set_enabled(true);
+  ASSERT_EQ(plain.size(), eager.size());
+  bool differs_from_bf16 = false;
+  for (size_t i = 0; i < plain.size(); ++i) {
+    EXPECT_EQ(plain[i].log_probs, eager[i].log_probs);
+    EXPECT_EQ(plain[i].attention, eager[i].attention);
+    differs_from_bf16 |= plain[i].log_probs != amp[i].log_probs;
+  }
+  EXPECT_TRUE(differs_from_bf16) << "autocast changed no log-probability: the test shows nothing";
+}
+
 TEST(CudaGraphs, RunnerIsKeptBetweenDecodingCalls) {
   CAPTION_REQUIRE_CUDA_OR_SKIP();
   DeviceGraph::set_enabled(true);
