@@ -11,11 +11,17 @@
 //
 // Cross-entropy forward writes each row's log-sum-exp and loss term, then one block sums
 // the terms in double (each thread a fixed strided subset, then the fixed tree), as the
-// CPU sums in double. Backward recomputes exp(logit - lse) elementwise: no [N, V]
-// probabilities are ever stored.
+// CPU sums in double. Backward recomputes exp(logit - lse): no [N, V] probabilities are
+// ever stored. Vocabulary rows (a multiple of 4 classes, 16-byte aligned, at most
+// 4 * 256 * kCeQuads classes) take the vectorised path: the forward reads its row once
+// with float4 loads into registers and takes max and sum from there (the same two-step
+// arithmetic, one read of memory instead of two); the backward runs a block per row with
+// float4 loads and stores, so it divides no index by the row length. On an H100 the
+// scalar path moved 0.76-0.79 TB/s of the 12 N V bytes model (26% of the copy rate).
 #include "kernels/cuda/softmax.h"
 
 #include <cmath>
+#include <cstdint>
 
 #include "kernels/cuda/common.cuh"
 
@@ -213,6 +219,58 @@ __global__ void cross_entropy_rows_kernel(const float* logits, const I* targets,
   }
 }
 
+// The vectorised forward: one block per row, each thread holding up to kCeQuads float4 of
+// it. Sums in a fixed order per thread (its quads in turn, x y z w within each), then the
+// block's fixed tree: deterministic run to run.
+constexpr int kCeQuads = 16;  // rows of up to 4 * 256 * 16 = 16,384 classes
+
+template <typename I>
+__global__ void cross_entropy_rows_vec_kernel(const float* logits, const I* targets, float* lse,
+                                              float* row_loss, int64_t rows, int64_t classes,
+                                              int64_t ignore_index) {
+  __shared__ float scratch[32];
+  const int64_t quads = classes / 4;
+  for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+    const int64_t t = static_cast<int64_t>(targets[row]);
+    if (t == ignore_index) {  // uniform over the block
+      if (threadIdx.x == 0) {
+        lse[row] = 0.f;
+        row_loss[row] = 0.f;
+      }
+      continue;
+    }
+    const float4* xr = reinterpret_cast<const float4*>(logits + row * classes);
+    float4 v[kCeQuads];
+    float mx = neg_inf();
+#pragma unroll
+    for (int k = 0; k < kCeQuads; ++k) {
+      const int64_t q = threadIdx.x + static_cast<int64_t>(k) * blockDim.x;
+      if (q < quads) {
+        v[k] = xr[q];
+        mx = fmaxf(fmaxf(mx, fmaxf(v[k].x, v[k].y)), fmaxf(v[k].z, v[k].w));
+      }
+    }
+    mx = block_max_all(mx, scratch);
+    float sum = 0.f;
+#pragma unroll
+    for (int k = 0; k < kCeQuads; ++k) {
+      const int64_t q = threadIdx.x + static_cast<int64_t>(k) * blockDim.x;
+      if (q < quads) {
+        sum += expf(v[k].x - mx);
+        sum += expf(v[k].y - mx);
+        sum += expf(v[k].z - mx);
+        sum += expf(v[k].w - mx);
+      }
+    }
+    sum = block_sum_all(sum, scratch);
+    if (threadIdx.x == 0) {
+      const float l = mx + logf(sum);
+      lse[row] = l;
+      row_loss[row] = l - logits[row * classes + t];
+    }
+  }
+}
+
 // One block: loss[0] = (float)(sum in double of row_loss) * scale.
 __global__ void cross_entropy_total_kernel(const float* row_loss, float* loss, int64_t rows,
                                            float scale) {
@@ -242,6 +300,41 @@ __global__ void cross_entropy_backward_kernel(const float* logits, const I* targ
     grad[idx] = v;
   }
 }
+
+// The vectorised backward: a block per row (grid-stride over rows), float4 in and out.
+template <typename I>
+__global__ void cross_entropy_backward_rows_kernel(const float* logits, const I* targets,
+                                                   const float* lse, const float* grad_loss,
+                                                   float scale, float* grad, int64_t rows,
+                                                   int64_t classes, int64_t ignore_index) {
+  const float g = grad_loss[0] * scale;
+  const int64_t quads = classes / 4;
+  for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+    const int64_t t = static_cast<int64_t>(targets[row]);
+    float4* gr = reinterpret_cast<float4*>(grad + row * classes);
+    if (t == ignore_index) {
+      for (int64_t q = threadIdx.x; q < quads; q += blockDim.x) gr[q] = make_float4(0.f, 0.f, 0.f, 0.f);
+      continue;
+    }
+    const float4* xr = reinterpret_cast<const float4*>(logits + row * classes);
+    const float l = lse[row];
+    for (int64_t q = threadIdx.x; q < quads; q += blockDim.x) {
+      const float4 x = xr[q];
+      float4 out = make_float4(g * expf(x.x - l), g * expf(x.y - l), g * expf(x.z - l), g * expf(x.w - l));
+      const int64_t c = 4 * q;
+      if (t >= c && t < c + 4) {
+        const int j = static_cast<int>(t - c);
+        if (j == 0) out.x -= g;
+        else if (j == 1) out.y -= g;
+        else if (j == 2) out.z -= g;
+        else out.w -= g;
+      }
+      gr[q] = out;
+    }
+  }
+}
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 }  // namespace
 
@@ -296,6 +389,10 @@ void cross_entropy_forward(const float* logits, const I* targets, float* loss, f
       cross_entropy_rows_kernel<I, 32><<<grid_for(rows, kBlock / 32), kBlock, 0, stream>>>(
           logits, targets, lse, row_loss, rows, classes, ignore_index);
       CAPTION_CUDA_LAUNCH_CHECK("cross_entropy_rows_kernel<32>");
+    } else if (classes % 4 == 0 && classes <= 4 * kBlock * kCeQuads && aligned16(logits)) {
+      cross_entropy_rows_vec_kernel<I><<<grid_for(rows, 1), kBlock, 0, stream>>>(
+          logits, targets, lse, row_loss, rows, classes, ignore_index);
+      CAPTION_CUDA_LAUNCH_CHECK("cross_entropy_rows_vec_kernel");
     } else {
       cross_entropy_rows_kernel<I, kBlock><<<grid_for(rows, 1), kBlock, 0, stream>>>(
           logits, targets, lse, row_loss, rows, classes, ignore_index);
@@ -313,6 +410,12 @@ void cross_entropy_backward(const float* logits, const I* targets, const float* 
                             int64_t classes, int64_t ignore_index, cudaStream_t stream) {
   const int64_t n = rows * classes;
   if (n == 0) return;
+  if (classes >= 1024 && classes % 4 == 0 && aligned16(logits) && aligned16(grad_logits)) {
+    cross_entropy_backward_rows_kernel<I><<<grid_for(rows, 1), kBlock, 0, stream>>>(
+        logits, targets, lse, grad_loss, scale, grad_logits, rows, classes, ignore_index);
+    CAPTION_CUDA_LAUNCH_CHECK("cross_entropy_backward_rows_kernel");
+    return;
+  }
   cross_entropy_backward_kernel<I><<<grid_for(n), kBlock, 0, stream>>>(
       logits, targets, lse, grad_loss, scale, grad_logits, rows, classes, ignore_index);
   CAPTION_CUDA_LAUNCH_CHECK("cross_entropy_backward_kernel");

@@ -171,7 +171,29 @@ std::vector<OpCase> large_cases() {
       cross_entropy_rows("cross_entropy/vocab_5003_int64", 6, 5003, DType::I64),
       cross_entropy_rows("cross_entropy/vocab_10000_int32", 40, 10000, DType::I32),
       cross_entropy_rows("cross_entropy/many_rows_small_vocab", 3000, 37, DType::I64),
+      // The vectorised rows: exactly one float4 per thread; beyond the registers' 16,384
+      // classes (the scalar path again).
+      cross_entropy_rows("cross_entropy/vocab_1024_one_quad_per_thread", 7, 1024, DType::I64),
+      cross_entropy_rows("cross_entropy/vocab_20000_beyond_registers", 4, 20000, DType::I64),
   };
+  // Logits 4 bytes past a 16-byte boundary: the scalar path, not misaligned float4 loads.
+  OpCase ce_offset;
+  ce_offset.name = "cross_entropy/logits_not_16_byte_aligned";
+  ce_offset.op = OpId::CrossEntropy;
+  ce_offset.inputs = [](Generator& g, DType t, Device d) {
+    const int64_t n = 5, v = 2048;
+    std::vector<int64_t> targets(n);
+    for (int64_t r = 0; r < n; ++r) targets[r] = r == 2 ? -100 : (r * 7919) % v;
+    return std::vector<Tensor>{random_tensor({n * v + 1}, g, t, d, -2.0, 2.0),
+                               Tensor::from_vector<int64_t>(targets, {n}).to(d)};
+  };
+  ce_offset.forward = [](const std::vector<Tensor>& x) {
+    const int64_t n = x[1].size(0);
+    const Tensor logits = x[0].narrow(0, 1, x[0].size(0) - 1).reshape({n, -1});
+    return std::vector<Tensor>{cross_entropy(logits, x[1])};
+  };
+  ce_offset.consistency = kLongSums;
+  cases.push_back(ce_offset);
   const Conv2dOptions same3{{1, 1}, {1, 1}, {1, 1}};
   cases.push_back(conv_large("conv2d/resnet_3x3_64", {4, 64, 28, 28}, {64, 64, 3, 3}, false, same3));
   cases.push_back(conv_large("conv2d/resnet_stem_7x7_s2", {2, 3, 112, 112}, {64, 3, 7, 7}, false,
