@@ -9,7 +9,12 @@
 //   epilogues through runtime-compiled engines); that is the next step for the encoder,
 //   once a GPU run has measured what the plain calls leave on the table.
 // - NCHW float32, the engine's layout everywhere; the CPU reference and every other op
-//   read NCHW. NHWC pays off with tensor-core math (bf16), which is issue 6's autocast.
+//   read NCHW. Under autocast the convolution itself runs in NHWC bfloat16 (x, w and
+//   grad_y converted and transposed on the way in, y, grad_x and grad_w transposed and
+//   widened on the way out, by kernels/cuda/convert.cu's tiled transposes): cuDNN's
+//   tensor-core kernels want NHWC, and on an H100 NCHW bfloat16 ran 1.5x slower than
+//   float32 in the forward and 4.8x slower when fine-tuning (bench/NOTES.md).
+//   CAPTION_CONV_BF16_LAYOUT=nchw keeps the bfloat16 convolution in NCHW (for comparison).
 // - Algorithms: by cuDNN's heuristics (the _v7 queries, no trial runs), or, with
 //   CAPTION_CUDNN_BENCHMARK=1, by measurement (cudnnFind*, once per geometry: what
 //   torch.backends.cudnn.benchmark does). Deterministic algorithms only, unless
@@ -53,6 +58,7 @@ struct Policy {
   bool benchmark = false;      // CAPTION_CUDNN_BENCHMARK=1
   bool deterministic = true;   // CAPTION_DETERMINISTIC=0 turns it off
   size_t workspace_limit = size_t{1024} << 20;
+  bool bf16_nhwc = true;       // CAPTION_CONV_BF16_LAYOUT=nchw turns it off
 };
 
 const Policy& policy() {
@@ -69,15 +75,24 @@ const Policy& policy() {
                     "CAPTION_CUDNN_WORKSPACE_MB='", w, "' is not a size in MiB (0 to 1048576)");
       r.workspace_limit = static_cast<size_t>(mb) << 20;
     }
+    if (const char* l = std::getenv("CAPTION_CONV_BF16_LAYOUT")) {
+      CAPTION_CHECK(std::strcmp(l, "nhwc") == 0 || std::strcmp(l, "nchw") == 0,
+                    "CAPTION_CONV_BF16_LAYOUT='", l, "' is neither nhwc nor nchw");
+      r.bf16_nhwc = std::strcmp(l, "nhwc") == 0;
+    }
     log_info(str("cuDNN ", cudnnGetVersion(), " convolutions: algorithms by ",
                  r.benchmark ? "measurement (CAPTION_CUDNN_BENCHMARK=1)" : "heuristics",
                  ", ", r.deterministic ? "deterministic only" : "any (CAPTION_DETERMINISTIC=0)",
                  ", workspace <= ", r.workspace_limit >> 20, " MiB, ",
-                 cuda::tf32_enabled() ? "TF32" : "full float32", " math"));
+                 cuda::tf32_enabled() ? "TF32" : "full float32", " math; under autocast bfloat16 in ",
+                 r.bf16_nhwc ? "NHWC" : "NCHW (CAPTION_CONV_BF16_LAYOUT=nchw)"));
     return r;
   }();
   return p;
 }
+
+// Whether this convolution runs in NHWC: bfloat16 under the default layout policy.
+bool nhwc(const Conv2dParams& p) { return p.bf16 && policy().bf16_nhwc; }
 
 int as_int(int64_t v, const char* what, const Conv2dParams& p) {
   CAPTION_CHECK(v >= 0 && v <= INT32_MAX, "conv2d on CUDA: ", what, " ", v,
@@ -135,12 +150,14 @@ Plan make_plan(const Conv2dParams& p) {
   CAPTION_CUDNN_CHECK(cudnnCreateTensorDescriptor(&plan.bias));
   CAPTION_CUDNN_CHECK(cudnnCreateTensorDescriptor(&plan.y32));
   const cudnnDataType_t dt = p.bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
+  // x, y and w in the computation's layout: NHWC (filters KRSC) for bfloat16 by default.
+  const cudnnTensorFormat_t fmt = nhwc(p) ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
   CAPTION_CUDNN_CHECK(cudnnCreateFilterDescriptor(&plan.w));
   CAPTION_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&plan.conv));
-  CAPTION_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan.x, CUDNN_TENSOR_NCHW, dt, B, C,
+  CAPTION_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan.x, fmt, dt, B, C,
                                                  as_int(p.in_h, "height", p),
                                                  as_int(p.in_w, "width", p)));
-  CAPTION_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan.y, CUDNN_TENSOR_NCHW, dt, B, O,
+  CAPTION_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan.y, fmt, dt, B, O,
                                                  as_int(p.out_h, "output height", p),
                                                  as_int(p.out_w, "output width", p)));
   CAPTION_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan.y32, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, B,
@@ -148,7 +165,7 @@ Plan make_plan(const Conv2dParams& p) {
                                                  as_int(p.out_w, "output width", p)));
   CAPTION_CUDNN_CHECK(
       cudnnSetTensor4dDescriptor(plan.bias, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, O, 1, 1));
-  CAPTION_CUDNN_CHECK(cudnnSetFilter4dDescriptor(plan.w, dt, CUDNN_TENSOR_NCHW, O, C,
+  CAPTION_CUDNN_CHECK(cudnnSetFilter4dDescriptor(plan.w, dt, fmt, O, C,
                                                  as_int(p.kernel_h, "kernel height", p),
                                                  as_int(p.kernel_w, "kernel width", p)));
   CAPTION_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(
@@ -273,15 +290,29 @@ Tensor bf16_buffer(int64_t n, Device dev) {
   return Tensor::empty({(n + 1) / 2}, DType::F32, dev);
 }
 uint16_t* bf16_data(const Tensor& t) { return static_cast<uint16_t*>(t.raw_data()); }
-Tensor to_bf16(const Tensor& t) {
+// A bfloat16 copy of an NCHW float32 tensor (or KCRS filter) in the convolution's layout.
+Tensor to_bf16(const Tensor& t, bool nhwc) {
   Tensor out = bf16_buffer(t.numel(), t.device());
-  kernels::cuda::convert_to_bf16(t.data<float>(), 1, t.numel(), t.numel(), 1, 0, bf16_data(out),
-                                 cuda::stream(t.device()));
+  const cudaStream_t s = cuda::stream(t.device());
+  if (t.numel() == 0) return out;
+  if (nhwc) {
+    kernels::cuda::nchw_to_nhwc_bf16(t.data<float>(), t.size(0), t.size(1), t.numel() / (t.size(0) * t.size(1)),
+                                     bf16_data(out), s);
+  } else {
+    kernels::cuda::convert_to_bf16(t.data<float>(), 1, t.numel(), t.numel(), 1, 0, bf16_data(out), s);
+  }
   return out;
 }
-void widen(const Tensor& src16, const Tensor& dst) {
-  kernels::cuda::convert_from_bf16(bf16_data(src16), dst.numel(), dst.data<float>(),
-                                   cuda::stream(dst.device()));
+// The float32 NCHW (KCRS) values of a bfloat16 result in the convolution's layout.
+void widen(const Tensor& src16, const Tensor& dst, bool nhwc) {
+  const cudaStream_t s = cuda::stream(dst.device());
+  if (dst.numel() == 0) return;
+  if (nhwc) {
+    kernels::cuda::nhwc_bf16_to_nchw(bf16_data(src16), dst.size(0), dst.size(1),
+                                     dst.numel() / (dst.size(0) * dst.size(1)), dst.data<float>(), s);
+  } else {
+    kernels::cuda::convert_from_bf16(bf16_data(src16), dst.numel(), dst.data<float>(), s);
+  }
 }
 
 // Forward: in = {x, weight, bias (may be undefined)}, out = {y}.
@@ -297,13 +328,14 @@ void conv2d_cuda_forward(const OpCall& c) {
   const Tensor ws = workspace(plan.forward.bytes, dev);
   const float one = 1.f, zero = 0.f;
   if (p.bf16) {
-    const Tensor x16 = to_bf16(c.in[0]), w16 = to_bf16(c.in[1]);
+    const bool l = nhwc(p);
+    const Tensor x16 = to_bf16(c.in[0], l), w16 = to_bf16(c.in[1], l);
     const Tensor y16 = bf16_buffer(c.out[0].numel(), dev);
     CAPTION_CUDNN_CHECK(cudnnConvolutionForward(h, &one, plan.x, x16.raw_data(), plan.w,
                                                 w16.raw_data(), plan.conv, plan.forward.algo,
                                                 ptr_or_null(ws), plan.forward.bytes, &zero, plan.y,
                                                 y16.raw_data()));
-    widen(y16, c.out[0]);
+    widen(y16, c.out[0], l);
   } else {
     CAPTION_CUDNN_CHECK(cudnnConvolutionForward(h, &one, plan.x, c.in[0].data<float>(), plan.w,
                                                 c.in[1].data<float>(), plan.conv, plan.forward.algo,
@@ -328,31 +360,32 @@ void conv2d_cuda_backward(const OpCall& c) {
   const float* gy = c.in[2].data<float>();
   const bool want_dx = c.out[0].defined(), want_dw = c.out.size() > 1 && c.out[1].defined();
   // Under autocast: bfloat16 copies of the operands, results widened afterwards.
-  const Tensor gy16 = p.bf16 && (want_dx || want_dw) ? to_bf16(c.in[2]) : Tensor();
+  const bool l = nhwc(p);
+  const Tensor gy16 = p.bf16 && (want_dx || want_dw) ? to_bf16(c.in[2], l) : Tensor();
   const void* gy_op = p.bf16 ? gy16.raw_data() : static_cast<const void*>(gy);
   if (want_dx) {
     if (!plan.backward_data.chosen) choose_backward_data(plan, p, h);
     CAPTION_CUDNN_CHECK(cudnnSetConvolutionMathType(plan.conv, plan.backward_data.math));
     const Tensor ws = workspace(plan.backward_data.bytes, dev);
-    const Tensor w16 = p.bf16 ? to_bf16(c.in[1]) : Tensor();
+    const Tensor w16 = p.bf16 ? to_bf16(c.in[1], l) : Tensor();
     const Tensor dx16 = p.bf16 ? bf16_buffer(c.out[0].numel(), dev) : Tensor();
     CAPTION_CUDNN_CHECK(cudnnConvolutionBackwardData(
         h, &one, plan.w, p.bf16 ? w16.raw_data() : c.in[1].raw_data(), plan.y, gy_op, plan.conv,
         plan.backward_data.algo, ptr_or_null(ws), plan.backward_data.bytes, &zero, plan.x,
         p.bf16 ? dx16.raw_data() : c.out[0].raw_data()));
-    if (p.bf16) widen(dx16, c.out[0]);
+    if (p.bf16) widen(dx16, c.out[0], l);
   }
   if (want_dw) {
     if (!plan.backward_filter.chosen) choose_backward_filter(plan, p, h);
     CAPTION_CUDNN_CHECK(cudnnSetConvolutionMathType(plan.conv, plan.backward_filter.math));
     const Tensor ws = workspace(plan.backward_filter.bytes, dev);
-    const Tensor x16 = p.bf16 ? to_bf16(c.in[0]) : Tensor();
+    const Tensor x16 = p.bf16 ? to_bf16(c.in[0], l) : Tensor();
     const Tensor dw16 = p.bf16 ? bf16_buffer(c.out[1].numel(), dev) : Tensor();
     CAPTION_CUDNN_CHECK(cudnnConvolutionBackwardFilter(
         h, &one, plan.x, p.bf16 ? x16.raw_data() : c.in[0].raw_data(), plan.y, gy_op, plan.conv,
         plan.backward_filter.algo, ptr_or_null(ws), plan.backward_filter.bytes, &zero, plan.w,
         p.bf16 ? dw16.raw_data() : c.out[1].raw_data()));
-    if (p.bf16) widen(dw16, c.out[1]);
+    if (p.bf16) widen(dw16, c.out[1], l);
   }
   if (c.out.size() > 2 && c.out[2].defined()) {
     // grad_bias[o] = sum over b and the output plane of grad_y[b, o, :]: first each

@@ -47,6 +47,14 @@ void convert_to_bf16(const float* src, int64_t rows, int64_t cols, int64_t ld, i
 // float32 copies of n bfloat16 values (exact).
 void convert_from_bf16(const uint16_t* src, int64_t n, float* dst, cudaStream_t stream);
 
+// Layout conversions of the bfloat16 convolutions: `batch` images of `channels` planes of
+// `plane` values, NCHW float32 -> NHWC bfloat16 (rounded as above), and back (exact).
+// A filter [O, C, kh, kw] is batch O, channels C, plane kh * kw (KCRS <-> KRSC).
+void nchw_to_nhwc_bf16(const float* src, int64_t batch, int64_t channels, int64_t plane,
+                       uint16_t* dst, cudaStream_t stream);
+void nhwc_bf16_to_nchw(const uint16_t* src, int64_t batch, int64_t channels, int64_t plane,
+                       float* dst, cudaStream_t stream);
+
 // `batch` products C_i = alpha op(A_i) op(B_i) + beta C_i with A_i = A + i * stride_a
 // (stride 0: one matrix shared by every product), likewise B and C. With K == 0 the
 // C_i must be dense and consecutive (ldc == N, stride_c == M * N).

@@ -304,39 +304,53 @@ TEST(CudaModel, AutocastTrainingStepMatchesCpuTwin) {
 TEST(CudaModel, AutocastConvolutionWithinOneBfloat16Step) {
   CAPTION_REQUIRE_CUDA_OR_SKIP();
   skip_unless_full_float32();
-  Generator g(15);
-  const Tensor x = rand_normal({4, 64, 28, 28}, 0, 1, g), w = rand_normal({128, 64, 3, 3}, 0, 0.05, g);
-  const Conv2dOptions o{{2, 2}, {1, 1}, {1, 1}};  // no bias: it is added after the rounding
-  std::vector<Tensor> results[2];
-  for (int side = 0; side < 2; ++side) {
-    const Device d = side == 0 ? Device::cpu() : Device::cuda(0);
-    // detach(): on the CPU side to() returns x itself, whose requires_grad must not leak
-    // into the CUDA side's to() (it would record a transfer and make xd a non-leaf).
-    Tensor xd = x.to(d).detach(), wd = w.to(d).detach();
-    xd.set_requires_grad(true);
-    wd.set_requires_grad(true);
-    Tensor y;
-    {
-      AutocastGuard autocast;
-      y = conv2d(xd, wd, Tensor(), o);
+  // A ResNet 3x3 stride 2 layer; a stem-like 7x7 over 3 channels with odd sizes; a
+  // pointwise layer with odd channel counts. On a GPU these run in NHWC bfloat16, so the
+  // layout conversions meet partial 32 x 32 tiles in every dimension.
+  struct Geometry {
+    Shape x, w;
+    Conv2dOptions o;
+  };
+  const Geometry geometries[] = {
+      {{4, 64, 28, 28}, {128, 64, 3, 3}, {{2, 2}, {1, 1}, {1, 1}}},
+      {{2, 3, 33, 31}, {8, 3, 7, 7}, {{2, 2}, {3, 3}, {1, 1}}},
+      {{3, 5, 9, 11}, {7, 5, 1, 1}, {{1, 1}, {0, 0}, {1, 1}}},
+  };
+  for (const Geometry& geo : geometries) {
+    SCOPED_TRACE(str("x ", Tensor::empty(geo.x).describe(), " w ", Tensor::empty(geo.w).describe()));
+    Generator g(15);
+    const Tensor x = rand_normal(geo.x, 0, 1, g), w = rand_normal(geo.w, 0, 0.05, g);
+    std::vector<Tensor> results[2];
+    for (int side = 0; side < 2; ++side) {
+      const Device d = side == 0 ? Device::cpu() : Device::cuda(0);
+      // detach(): on the CPU side to() returns x itself, whose requires_grad must not leak
+      // into the CUDA side's to() (it would record a transfer and make xd a non-leaf).
+      Tensor xd = x.to(d).detach(), wd = w.to(d).detach();
+      xd.set_requires_grad(true);
+      wd.set_requires_grad(true);
+      Tensor y;
+      {
+        AutocastGuard autocast;
+        y = conv2d(xd, wd, Tensor(), geo.o);  // no bias: it is added after the rounding
+      }
+      Generator gg(16);
+      y.backward(rand_normal(y.shape(), 0, 1, gg).to(d));
+      results[side] = {y.to(Device::cpu()), xd.grad().to(Device::cpu()), wd.grad().to(Device::cpu())};
     }
-    Generator gg(16);
-    y.backward(rand_normal(y.shape(), 0, 1, gg).to(d));
-    results[side] = {y.to(Device::cpu()), xd.grad().to(Device::cpu()), wd.grad().to(Device::cpu())};
-  }
-  const char* names[] = {"y", "grad_x", "grad_w"};
-  for (int k = 0; k < 3; ++k) {
-    const std::vector<float> c = results[0][k].to_vector<float>(), gpu = results[1][k].to_vector<float>();
-    ASSERT_EQ(c.size(), gpu.size());
-    double scale = 0;
-    for (float v : c) scale = std::max(scale, double{std::abs(v)});
-    size_t off = 0;
-    for (size_t i = 0; i < c.size(); ++i) {
-      const double diff = std::abs(double{gpu[i]} - c[i]);
-      if (diff > std::ldexp(std::abs(c[i]), -7) + 1e-5 * scale) ++off;
+    const char* names[] = {"y", "grad_x", "grad_w"};
+    for (int k = 0; k < 3; ++k) {
+      const std::vector<float> c = results[0][k].to_vector<float>(), gpu = results[1][k].to_vector<float>();
+      ASSERT_EQ(c.size(), gpu.size());
+      double scale = 0;
+      for (float v : c) scale = std::max(scale, double{std::abs(v)});
+      size_t off = 0;
+      for (size_t i = 0; i < c.size(); ++i) {
+        const double diff = std::abs(double{gpu[i]} - c[i]);
+        if (diff > std::ldexp(std::abs(c[i]), -7) + 1e-5 * scale) ++off;
+      }
+      EXPECT_EQ(off, 0u) << names[k] << ": " << off << " of " << c.size()
+                         << " elements more than one bfloat16 step apart";
     }
-    EXPECT_EQ(off, 0u) << names[k] << ": " << off << " of " << c.size()
-                       << " elements more than one bfloat16 step apart";
   }
 }
 

@@ -46,13 +46,15 @@ struct cudnnContext {
 struct cudnnTensorStruct {
   bool set = false;  // false until cudnnSetTensor4dDescriptor succeeds
   cudnnDataType_t type = CUDNN_DATA_FLOAT;
-  int n = 0, c = 0, h = 0, w = 0;  // packed NCHW
+  cudnnTensorFormat_t format = CUDNN_TENSOR_NCHW;  // packed NCHW, or packed NHWC
+  int n = 0, c = 0, h = 0, w = 0;
 };
 
 struct cudnnFilterStruct {
   bool set = false;
   cudnnDataType_t type = CUDNN_DATA_FLOAT;
-  int k = 0, c = 0, h = 0, w = 0;  // packed KCRS (NCHW)
+  cudnnTensorFormat_t format = CUDNN_TENSOR_NCHW;  // packed KCRS, or packed KRSC (NHWC)
+  int k = 0, c = 0, h = 0, w = 0;
 };
 
 struct cudnnConvolutionStruct {
@@ -118,11 +120,11 @@ cudnnStatus_t check_type(const char* fn, cudnnDataType_t t) {
 }
 
 cudnnStatus_t check_format(const char* fn, cudnnTensorFormat_t f) {
-  if (f == CUDNN_TENSOR_NCHW) return CUDNN_STATUS_SUCCESS;
-  if (f == CUDNN_TENSOR_NHWC || f == CUDNN_TENSOR_NCHW_VECT_C)
-    return fail(CUDNN_STATUS_NOT_SUPPORTED, fn, "format ",
-                f == CUDNN_TENSOR_NHWC ? "CUDNN_TENSOR_NHWC" : "CUDNN_TENSOR_NCHW_VECT_C",
-                " is not supported by the host emulation (CUDNN_TENSOR_NCHW only)");
+  if (f == CUDNN_TENSOR_NCHW || f == CUDNN_TENSOR_NHWC) return CUDNN_STATUS_SUCCESS;
+  if (f == CUDNN_TENSOR_NCHW_VECT_C)
+    return fail(CUDNN_STATUS_NOT_SUPPORTED, fn,
+                "format CUDNN_TENSOR_NCHW_VECT_C is not supported by the host emulation "
+                "(CUDNN_TENSOR_NCHW and CUDNN_TENSOR_NHWC only)");
   return fail(CUDNN_STATUS_BAD_PARAM, fn, "format ", static_cast<int>(f),
               " is not a cudnnTensorFormat_t");
 }
@@ -664,6 +666,39 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
               static_cast<blasint>(ldc));
 }
 
+// ---- layouts ---------------------------------------------------------------------------
+
+// The computations below read and write packed NCHW (filters KCRS). An operand whose
+// descriptor says NHWC (KRSC) is transposed into an NCHW copy of the same element type
+// first, and an NHWC result is computed into such a copy (holding the old values when
+// beta reads them) and transposed back.
+struct Layouts {
+  bool x = false, w = false, y = false;  // NHWC
+  bool any() const { return x || w || y; }
+};
+
+// Packed [n][c][plane] <-> [n][plane][c], elements of `bytes` bytes.
+void transpose_layout(const void* src, void* dst, int64_t n, int64_t c, int64_t plane,
+                      size_t bytes, bool to_nchw) {
+  const auto* s = static_cast<const unsigned char*>(src);
+  auto* d = static_cast<unsigned char*>(dst);
+  for (int64_t b = 0; b < n; ++b)
+    for (int64_t ch = 0; ch < c; ++ch)
+      for (int64_t p = 0; p < plane; ++p) {
+        const int64_t nchw = (b * c + ch) * plane + p, nhwc = (b * plane + p) * c + ch;
+        std::memcpy(d + (to_nchw ? nchw : nhwc) * bytes, s + (to_nchw ? nhwc : nchw) * bytes, bytes);
+      }
+}
+
+// An NCHW view of one operand: the pointer itself, or a transposed copy in `buf`.
+const void* as_nchw(bool nhwc, const void* p, int64_t n, int64_t c, int64_t plane, size_t bytes,
+                    std::vector<unsigned char>& buf) {
+  if (!nhwc) return p;
+  buf.resize(static_cast<size_t>(n * c * plane) * bytes);
+  transpose_layout(p, buf.data(), n, c, plane, bytes, true);
+  return buf.data();
+}
+
 // ---- the three directions --------------------------------------------------------------
 
 // y = alpha * (x (*) w) + beta * y. col: the column buffer (the caller's workspace), or
@@ -878,6 +913,7 @@ cudnnStatus_t CUDNNWINAPI cudnnSetTensor4dDescriptor(cudnnTensorDescriptor_t ten
   CUDNN_EMU_TRY(check_dims(fn, n, c, h, w));
   tensorDesc->set = true;
   tensorDesc->type = dataType;
+  tensorDesc->format = format;
   tensorDesc->n = n;
   tensorDesc->c = c;
   tensorDesc->h = h;
@@ -899,9 +935,15 @@ cudnnStatus_t CUDNNWINAPI cudnnGetTensor4dDescriptor(const cudnnTensorDescriptor
   *c = t.c;
   *h = t.h;
   *w = t.w;
-  *wStride = 1;
-  *hStride = t.w;
-  *cStride = t.h * t.w;
+  if (t.format == CUDNN_TENSOR_NHWC) {
+    *cStride = 1;
+    *wStride = t.c;
+    *hStride = t.w * t.c;
+  } else {
+    *wStride = 1;
+    *hStride = t.w;
+    *cStride = t.h * t.w;
+  }
   *nStride = t.c * t.h * t.w;
   return CUDNN_STATUS_SUCCESS;
 }
@@ -931,6 +973,7 @@ cudnnStatus_t CUDNNWINAPI cudnnSetFilter4dDescriptor(cudnnFilterDescriptor_t fil
   CUDNN_EMU_TRY(check_dims(fn, k, c, h, w));
   filterDesc->set = true;
   filterDesc->type = dataType;
+  filterDesc->format = format;
   filterDesc->k = k;
   filterDesc->c = c;
   filterDesc->h = h;
@@ -947,7 +990,7 @@ cudnnStatus_t CUDNNWINAPI cudnnGetFilter4dDescriptor(const cudnnFilterDescriptor
   if (!dataType || !format || !k || !c || !h || !w)
     return fail(CUDNN_STATUS_BAD_PARAM, fn, "an output pointer is NULL");
   *dataType = filterDesc->type;
-  *format = CUDNN_TENSOR_NCHW;
+  *format = filterDesc->format;
   *k = filterDesc->k;
   *c = filterDesc->c;
   *h = filterDesc->h;
@@ -971,6 +1014,9 @@ cudnnStatus_t CUDNNWINAPI cudnnAddTensor(cudnnHandle_t handle, const void* alpha
   CUDNN_EMU_TRY(check_tensor(fn, "cDesc", cDesc));
   CUDNN_EMU_TRY(check_pointers(fn, handle, alpha, beta, A, C, C));
   const cudnnTensorStruct &a = *aDesc, &c = *cDesc;
+  if (a.format != CUDNN_TENSOR_NCHW || c.format != CUDNN_TENSOR_NCHW)
+    return fail(CUDNN_STATUS_NOT_SUPPORTED, fn,
+                "NHWC descriptors are not supported here by the host emulation");
   if (a.type != c.type)
     return fail(CUDNN_STATUS_BAD_PARAM, fn, "aDesc is ", type_name(a.type), " but cDesc is ",
                 type_name(c.type));
@@ -1175,8 +1221,20 @@ cudnnStatus_t CUDNNWINAPI cudnnConvolutionForward(
   float* col = nullptr;
   CUDNN_EMU_TRY(check_algo(fn, forward_algos(), algo, g, workSpace, workSpaceSizeInBytes, &col));
   return guarded(fn, [&] {
-    run_forward(g, *static_cast<const float*>(alpha), x, w, *static_cast<const float*>(beta), y,
-                col);
+    const size_t e = element_bytes(g.type);
+    const float be = *static_cast<const float*>(beta);
+    std::vector<unsigned char> xb, wb, yb;
+    const void* xn = as_nchw(xDesc->format == CUDNN_TENSOR_NHWC, x, g.batch, g.in_c, g.in_h * g.in_w, e, xb);
+    const void* wn = as_nchw(wDesc->format == CUDNN_TENSOR_NHWC, w, g.out_c, g.in_c,
+                             g.kernel_h * g.kernel_w, e, wb);
+    const bool y_nhwc = yDesc->format == CUDNN_TENSOR_NHWC;
+    void* yn = y_nhwc ? const_cast<void*>(as_nchw(be != 0.f, y, g.batch, g.out_c, g.plane(), e, yb)) : y;
+    if (y_nhwc && be == 0.f) {
+      yb.resize(static_cast<size_t>(g.batch * g.out_image()) * e);
+      yn = yb.data();
+    }
+    run_forward(g, *static_cast<const float*>(alpha), xn, wn, be, yn, col);
+    if (y_nhwc) transpose_layout(yn, y, g.batch, g.out_c, g.plane(), e, false);
     return CUDNN_STATUS_SUCCESS;
   });
 }
@@ -1234,8 +1292,20 @@ cudnnStatus_t CUDNNWINAPI cudnnConvolutionBackwardData(
   CUDNN_EMU_TRY(
       check_algo(fn, backward_data_algos(), algo, g, workSpace, workSpaceSizeInBytes, &col));
   return guarded(fn, [&] {
-    run_backward_data(g, *static_cast<const float*>(alpha), w, dy,
-                      *static_cast<const float*>(beta), dx, col);
+    const size_t e = element_bytes(g.type);
+    const float be = *static_cast<const float*>(beta);
+    std::vector<unsigned char> wb, dyb, dxb;
+    const void* wn = as_nchw(wDesc->format == CUDNN_TENSOR_NHWC, w, g.out_c, g.in_c,
+                             g.kernel_h * g.kernel_w, e, wb);
+    const void* dyn = as_nchw(dyDesc->format == CUDNN_TENSOR_NHWC, dy, g.batch, g.out_c, g.plane(), e, dyb);
+    const bool dx_nhwc = dxDesc->format == CUDNN_TENSOR_NHWC;
+    void* dxn = dx_nhwc ? const_cast<void*>(as_nchw(be != 0.f, dx, g.batch, g.in_c, g.in_h * g.in_w, e, dxb)) : dx;
+    if (dx_nhwc && be == 0.f) {
+      dxb.resize(static_cast<size_t>(g.batch * g.in_image()) * e);
+      dxn = dxb.data();
+    }
+    run_backward_data(g, *static_cast<const float*>(alpha), wn, dyn, be, dxn, col);
+    if (dx_nhwc) transpose_layout(dxn, dx, g.batch, g.in_c, g.in_h * g.in_w, e, false);
     return CUDNN_STATUS_SUCCESS;
   });
 }
@@ -1293,8 +1363,20 @@ cudnnStatus_t CUDNNWINAPI cudnnConvolutionBackwardFilter(
   CUDNN_EMU_TRY(
       check_algo(fn, backward_filter_algos(), algo, g, workSpace, workSpaceSizeInBytes, &col));
   return guarded(fn, [&] {
-    run_backward_filter(g, *static_cast<const float*>(alpha), x, dy,
-                        *static_cast<const float*>(beta), dw, col);
+    const size_t e = element_bytes(g.type);
+    const float be = *static_cast<const float*>(beta);
+    std::vector<unsigned char> xb, dyb, dwb;
+    const void* xn = as_nchw(xDesc->format == CUDNN_TENSOR_NHWC, x, g.batch, g.in_c, g.in_h * g.in_w, e, xb);
+    const void* dyn = as_nchw(dyDesc->format == CUDNN_TENSOR_NHWC, dy, g.batch, g.out_c, g.plane(), e, dyb);
+    const bool dw_nhwc = dwDesc->format == CUDNN_TENSOR_NHWC;
+    const int64_t taps = g.kernel_h * g.kernel_w;
+    void* dwn = dw_nhwc ? const_cast<void*>(as_nchw(be != 0.f, dw, g.out_c, g.in_c, taps, e, dwb)) : dw;
+    if (dw_nhwc && be == 0.f) {
+      dwb.resize(static_cast<size_t>(g.out_c * g.patch()) * e);
+      dwn = dwb.data();
+    }
+    run_backward_filter(g, *static_cast<const float*>(alpha), xn, dyn, be, dwn, col);
+    if (dw_nhwc) transpose_layout(dwn, dw, g.out_c, g.in_c, taps, e, false);
     return CUDNN_STATUS_SUCCESS;
   });
 }
@@ -1313,6 +1395,9 @@ cudnnStatus_t CUDNNWINAPI cudnnConvolutionBackwardBias(cudnnHandle_t handle, con
   CUDNN_EMU_TRY(check_tensor(fn, "dbDesc", dbDesc));
   CUDNN_EMU_TRY(check_pointers(fn, handle, alpha, beta, dy, db, db));
   const cudnnTensorStruct &t = *dyDesc, &b = *dbDesc;
+  if (t.format != CUDNN_TENSOR_NCHW)
+    return fail(CUDNN_STATUS_NOT_SUPPORTED, fn,
+                "an NHWC dyDesc is not supported here by the host emulation");
   if (t.type != b.type)
     return fail(CUDNN_STATUS_BAD_PARAM, fn, "dyDesc is ", type_name(t.type), " but dbDesc is ",
                 type_name(b.type));

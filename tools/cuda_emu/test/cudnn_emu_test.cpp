@@ -183,9 +183,10 @@ struct Handle {
 struct Tensor {
   cudnnTensorDescriptor_t d = nullptr;
   Tensor() { EXPECT_EQ(cudnnCreateTensorDescriptor(&d), CUDNN_STATUS_SUCCESS); }
-  Tensor(cudnnDataType_t t, int n, int c, int h, int w) : Tensor() {
-    EXPECT_EQ(cudnnSetTensor4dDescriptor(d, CUDNN_TENSOR_NCHW, t, n, c, h, w),
-              CUDNN_STATUS_SUCCESS);
+  Tensor(cudnnDataType_t t, int n, int c, int h, int w,
+         cudnnTensorFormat_t format = CUDNN_TENSOR_NCHW)
+      : Tensor() {
+    EXPECT_EQ(cudnnSetTensor4dDescriptor(d, format, t, n, c, h, w), CUDNN_STATUS_SUCCESS);
   }
   ~Tensor() { cudnnDestroyTensorDescriptor(d); }
   Tensor(const Tensor&) = delete;
@@ -195,9 +196,10 @@ struct Tensor {
 struct Filter {
   cudnnFilterDescriptor_t d = nullptr;
   Filter() { EXPECT_EQ(cudnnCreateFilterDescriptor(&d), CUDNN_STATUS_SUCCESS); }
-  Filter(cudnnDataType_t t, int k, int c, int h, int w) : Filter() {
-    EXPECT_EQ(cudnnSetFilter4dDescriptor(d, t, CUDNN_TENSOR_NCHW, k, c, h, w),
-              CUDNN_STATUS_SUCCESS);
+  Filter(cudnnDataType_t t, int k, int c, int h, int w,
+         cudnnTensorFormat_t format = CUDNN_TENSOR_NCHW)
+      : Filter() {
+    EXPECT_EQ(cudnnSetFilter4dDescriptor(d, t, format, k, c, h, w), CUDNN_STATUS_SUCCESS);
   }
   ~Filter() { cudnnDestroyFilterDescriptor(d); }
   Filter(const Filter&) = delete;
@@ -223,9 +225,10 @@ struct Plan {
   Tensor x, y;
   Filter w;
   Conv conv;
-  Plan(const Case& k, cudnnDataType_t t, cudnnMathType_t math = CUDNN_FMA_MATH)
-      : x(t, k.B, k.C, k.H, k.W), y(t, k.B, k.O, k.Ho(), k.Wo()), w(t, k.O, k.C, k.kh, k.kw),
-        conv(k, math) {}
+  Plan(const Case& k, cudnnDataType_t t, cudnnMathType_t math = CUDNN_FMA_MATH,
+       cudnnTensorFormat_t format = CUDNN_TENSOR_NCHW)
+      : x(t, k.B, k.C, k.H, k.W, format), y(t, k.B, k.O, k.Ho(), k.Wo(), format),
+        w(t, k.O, k.C, k.kh, k.kw, format), conv(k, math) {}
 };
 
 std::string last_error() {
@@ -425,6 +428,92 @@ TEST_P(ConvEmu, Deterministic) {
                                              ws.ptr(), ws.bytes, &zero, p.w.d, out->data()),
               CUDNN_STATUS_SUCCESS);
   EXPECT_TRUE(a.same_bits(b));
+}
+
+// [n][c][plane] <-> [n][plane][c] copies of a buffer.
+Buffer relayout(const Buffer& b, int64_t n, int64_t c, int64_t plane, bool to_nhwc) {
+  Buffer out = b;
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t ch = 0; ch < c; ++ch)
+      for (int64_t p = 0; p < plane; ++p) {
+        const int64_t nchw = (i * c + ch) * plane + p, nhwc = (i * plane + p) * c + ch;
+        out.set(to_nhwc ? nhwc : nchw, b.get(to_nhwc ? nchw : nhwc));
+      }
+  return out;
+}
+
+// NHWC descriptors (filters KRSC) give exactly the NCHW results, transposed, in each
+// direction; beta != 0 reads the destination in its own layout.
+TEST_P(ConvEmu, NhwcIsNchwTransposed) {
+  Plan nchw(k, type), nhwc(k, type, CUDNN_FMA_MATH, CUDNN_TENSOR_NHWC);
+  const int64_t in_plane = int64_t{k.H} * k.W, out_plane = int64_t{k.Ho()} * k.Wo();
+  const int64_t taps = int64_t{k.kh} * k.kw;
+  Buffer x_t = relayout(x, k.B, k.C, in_plane, true), w_t = relayout(w, k.O, k.C, taps, true);
+  Buffer dy_t = relayout(dy, k.B, k.O, out_plane, true);
+  const float alpha = 0.75f, beta = 0.5f;
+  const auto algo_fwd = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
+  const auto algo_bd = CUDNN_CONVOLUTION_BWD_DATA_ALGO_1;
+  const auto algo_bf = CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1;
+  {
+    Buffer y = before(k.y_elems(), beta);
+    Buffer y_t = relayout(y, k.B, k.O, out_plane, true);
+    size_t bytes = 0;
+    ASSERT_EQ(cudnnGetConvolutionForwardWorkspaceSize(handle.h, nchw.x.d, nchw.w.d, nchw.conv.d,
+                                                      nchw.y.d, algo_fwd, &bytes),
+              CUDNN_STATUS_SUCCESS);
+    Workspace ws(bytes);
+    ASSERT_EQ(cudnnConvolutionForward(handle.h, &alpha, nchw.x.d, x.data(), nchw.w.d, w.data(),
+                                      nchw.conv.d, algo_fwd, ws.ptr(), ws.bytes, &beta, nchw.y.d,
+                                      y.data()),
+              CUDNN_STATUS_SUCCESS)
+        << last_error();
+    ASSERT_EQ(cudnnConvolutionForward(handle.h, &alpha, nhwc.x.d, x_t.data(), nhwc.w.d, w_t.data(),
+                                      nhwc.conv.d, algo_fwd, ws.ptr(), ws.bytes, &beta, nhwc.y.d,
+                                      y_t.data()),
+              CUDNN_STATUS_SUCCESS)
+        << last_error();
+    EXPECT_TRUE(relayout(y_t, k.B, k.O, out_plane, false).same_bits(y)) << "forward";
+  }
+  {
+    Buffer dx = before(k.x_elems(), beta);
+    Buffer dx_t = relayout(dx, k.B, k.C, in_plane, true);
+    size_t bytes = 0;
+    ASSERT_EQ(cudnnGetConvolutionBackwardDataWorkspaceSize(handle.h, nchw.w.d, nchw.y.d, nchw.conv.d,
+                                                           nchw.x.d, algo_bd, &bytes),
+              CUDNN_STATUS_SUCCESS);
+    Workspace ws(bytes);
+    ASSERT_EQ(cudnnConvolutionBackwardData(handle.h, &alpha, nchw.w.d, w.data(), nchw.y.d, dy.data(),
+                                           nchw.conv.d, algo_bd, ws.ptr(), ws.bytes, &beta,
+                                           nchw.x.d, dx.data()),
+              CUDNN_STATUS_SUCCESS)
+        << last_error();
+    ASSERT_EQ(cudnnConvolutionBackwardData(handle.h, &alpha, nhwc.w.d, w_t.data(), nhwc.y.d,
+                                           dy_t.data(), nhwc.conv.d, algo_bd, ws.ptr(), ws.bytes,
+                                           &beta, nhwc.x.d, dx_t.data()),
+              CUDNN_STATUS_SUCCESS)
+        << last_error();
+    EXPECT_TRUE(relayout(dx_t, k.B, k.C, in_plane, false).same_bits(dx)) << "backward data";
+  }
+  {
+    Buffer dw = before(k.w_elems(), beta);
+    Buffer dw_t = relayout(dw, k.O, k.C, taps, true);
+    size_t bytes = 0;
+    ASSERT_EQ(cudnnGetConvolutionBackwardFilterWorkspaceSize(handle.h, nchw.x.d, nchw.y.d,
+                                                             nchw.conv.d, nchw.w.d, algo_bf, &bytes),
+              CUDNN_STATUS_SUCCESS);
+    Workspace ws(bytes);
+    ASSERT_EQ(cudnnConvolutionBackwardFilter(handle.h, &alpha, nchw.x.d, x.data(), nchw.y.d,
+                                             dy.data(), nchw.conv.d, algo_bf, ws.ptr(), ws.bytes,
+                                             &beta, nchw.w.d, dw.data()),
+              CUDNN_STATUS_SUCCESS)
+        << last_error();
+    ASSERT_EQ(cudnnConvolutionBackwardFilter(handle.h, &alpha, nhwc.x.d, x_t.data(), nhwc.y.d,
+                                             dy_t.data(), nhwc.conv.d, algo_bf, ws.ptr(), ws.bytes,
+                                             &beta, nhwc.w.d, dw_t.data()),
+              CUDNN_STATUS_SUCCESS)
+        << last_error();
+    EXPECT_TRUE(relayout(dw_t, k.O, k.C, taps, false).same_bits(dw)) << "backward filter";
+  }
 }
 
 std::string param_name(const ::testing::TestParamInfo<Param>& info) {
@@ -783,9 +872,9 @@ TEST(CudnnEmuEngine, Bf16ForwardThenFloatBias) {
 
 TEST(CudnnEmuErrors, DescriptorSetters) {
   Tensor t;
-  EXPECT_EQ(cudnnSetTensor4dDescriptor(t.d, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, 1, 2, 3, 4),
+  EXPECT_EQ(cudnnSetTensor4dDescriptor(t.d, CUDNN_TENSOR_NCHW_VECT_C, CUDNN_DATA_FLOAT, 1, 2, 3, 4),
             CUDNN_STATUS_NOT_SUPPORTED);
-  EXPECT_NE(last_error().find("CUDNN_TENSOR_NCHW only"), std::string::npos);
+  EXPECT_NE(last_error().find("CUDNN_TENSOR_NCHW and CUDNN_TENSOR_NHWC only"), std::string::npos);
   EXPECT_EQ(cudnnSetTensor4dDescriptor(t.d, CUDNN_TENSOR_NCHW, CUDNN_DATA_HALF, 1, 2, 3, 4),
             CUDNN_STATUS_NOT_SUPPORTED);
   EXPECT_EQ(cudnnSetTensor4dDescriptor(t.d, CUDNN_TENSOR_NCHW, static_cast<cudnnDataType_t>(99), 1,
@@ -814,10 +903,24 @@ TEST(CudnnEmuErrors, DescriptorSetters) {
   EXPECT_EQ(cs, 12);
   EXPECT_EQ(hs, 4);
   EXPECT_EQ(ws, 1);
+  ASSERT_EQ(cudnnSetTensor4dDescriptor(t.d, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, 1, 2, 3, 4),
+            CUDNN_STATUS_SUCCESS);
+  ASSERT_EQ(cudnnGetTensor4dDescriptor(t.d, &dt, &n, &c, &h, &w, &ns, &cs, &hs, &ws),
+            CUDNN_STATUS_SUCCESS);
+  EXPECT_EQ(ns, 24);  // NHWC: c fastest, then w, then h
+  EXPECT_EQ(cs, 1);
+  EXPECT_EQ(hs, 8);
+  EXPECT_EQ(ws, 2);
 
   Filter f;
-  EXPECT_EQ(cudnnSetFilter4dDescriptor(f.d, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC, 1, 2, 3, 3),
+  EXPECT_EQ(cudnnSetFilter4dDescriptor(f.d, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW_VECT_C, 1, 2, 3, 3),
             CUDNN_STATUS_NOT_SUPPORTED);
+  ASSERT_EQ(cudnnSetFilter4dDescriptor(f.d, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC, 1, 2, 3, 3),
+            CUDNN_STATUS_SUCCESS);
+  cudnnTensorFormat_t format = CUDNN_TENSOR_NCHW;
+  int fk, fc, fh, fw;
+  ASSERT_EQ(cudnnGetFilter4dDescriptor(f.d, &dt, &format, &fk, &fc, &fh, &fw), CUDNN_STATUS_SUCCESS);
+  EXPECT_EQ(format, CUDNN_TENSOR_NHWC);
   EXPECT_EQ(cudnnSetFilter4dDescriptor(f.d, CUDNN_DATA_DOUBLE, CUDNN_TENSOR_NCHW, 1, 2, 3, 3),
             CUDNN_STATUS_NOT_SUPPORTED);
   EXPECT_EQ(cudnnSetFilter4dDescriptor(f.d, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, 1, 2, 0, 3),
