@@ -30,7 +30,7 @@ force=0
 # which needs libgfortran5 and libquadmath0 (not in a CUDA image, as a rule).
 pkgs=(libopenblas-pthread-dev libopenblas0-pthread libgfortran5 libquadmath0
       libgtest-dev libgmock-dev libbenchmark-dev libbenchmark1debian libcli11-dev
-      libstb-dev nlohmann-json3-dev wordnet-base)
+      libstb-dev nlohmann-json3-dev wordnet-base python3-nltk)
 
 if ! command -v apt-get >/dev/null || ! command -v dpkg >/dev/null; then
   echo "gpu-deps: needs apt-get and dpkg (a Debian 12 machine)" >&2
@@ -101,7 +101,12 @@ rm -f "$ob"/libopenblas*.a "$ob"/libblas.* "$ob"/liblapack.*
 rm -f "$root/usr/lib/$arch"/libstb.*
 find "$root/usr/include/stb" -type f ! -name 'stb_image*.h' -delete
 # WordNet: data/text/wordnet.cpp reads index.<pos> and <pos>.exc only (data.* is 22 MB).
-find "$root/usr/share/wordnet" -type f ! -name 'index.*' ! -name '*.exc' -delete
+# WordNet: what data/text/wordnet.cpp reads (index.*, *.exc), and data.adj, whose header
+# NLTK's reader checks for the version (tests/data/nltk_text_reference.py).
+find "$root/usr/share/wordnet" -type f ! -name 'index.*' ! -name '*.exc' ! -name data.adj -delete
+# NLTK (pure Python; the GPU machine's Python has its regex, click, joblib and tqdm):
+# the package alone, without its own tests.
+rm -rf "$root/usr/lib/python3/dist-packages/nltk/test" "$root/usr/bin"
 # No absolute symlinks may travel (they would point into the GPU machine's /).
 if find "$root" -type l -lname '/*' | grep -q .; then
   echo "gpu-deps: absolute symlinks left in root:" >&2

@@ -145,8 +145,7 @@ fi
   echo "c++: $(c++ --version 2>&1 | head -1)"
   echo "compute-sanitizer: ${sanitizer:-MISSING}"
   echo "python3: $(command -v python3) $(python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)' 2>&1 | tail -1)"
-  echo "/usr/bin/python3 (the tests' reference interpreter):" \
-       "$(/usr/bin/python3 -c 'import torch, torchvision, nltk; print("torch+torchvision+nltk ok")' 2>&1 | tail -1)"
+  echo "/usr/bin/python3: $(/usr/bin/python3 -c 'import torch, torchvision, nltk; print("torch+torchvision+nltk ok")' 2>&1 | tail -1)"
   echo "cuDNN include: ${cudnn_inc:-MISSING}$cudnn_note"
   [ -n "$cudnn_inc" ] && grep -hE '#define CUDNN_(MAJOR|MINOR|PATCHLEVEL) ' "$cudnn_inc/cudnn_version.h" 2>/dev/null
   echo "cuDNN library: ${cudnn_lib:-MISSING} -> $(readlink -f "${cudnn_lib:-/nonexistent}" 2>/dev/null)"
@@ -198,6 +197,40 @@ fi
 if [ -z "$cudnn_inc" ] || [ -z "$cudnn_lib" ]; then
   deps_ok=0 deps_detail="$deps_detail cuDNN not found (include: ${cudnn_inc:-none}, lib: ${cudnn_lib:-none});"
 fi
+# The tests' reference Python (CAPTION_REFERENCE_PYTHON): Debian's /usr/bin/python3 where
+# it has torch and torchvision, else the machine's own python3 (PyTorch's image), through
+# a wrapper that gives it the machine's library path (PyTorch refuses an older cuDNN
+# found first) and, where it lacks NLTK, the carried python3-nltk.
+ref_py=""
+for py in /usr/bin/python3 "$(command -v python3 || true)" /opt/torch/.venv/bin/python3; do
+  [ -n "$py" ] && [ -x "$py" ] || continue
+  if LD_LIBRARY_PATH=$orig_ld_path "$py" -c 'import torch, torchvision' >/dev/null 2>&1; then
+    ref_py=$py
+    break
+  fi
+done
+ref_wrapper=$work/reference-python
+if [ -n "$ref_py" ]; then
+  ref_pythonpath=""
+  if ! LD_LIBRARY_PATH=$orig_ld_path "$ref_py" -c 'import nltk' >/dev/null 2>&1 &&
+     [ -d "$deps/usr/lib/python3/dist-packages/nltk" ]; then
+    mkdir -p "$work/pyref"
+    ln -sfn "$deps/usr/lib/python3/dist-packages/nltk" "$work/pyref/nltk"
+    ref_pythonpath=$work/pyref
+  fi
+  {
+    echo '#!/bin/sh'
+    echo "LD_LIBRARY_PATH='$orig_ld_path'; export LD_LIBRARY_PATH"
+    [ -n "$ref_pythonpath" ] &&
+      echo "PYTHONPATH='$ref_pythonpath'\${PYTHONPATH:+:\$PYTHONPATH}; export PYTHONPATH"
+    echo "exec '$ref_py' \"\$@\""
+  } >"$ref_wrapper"
+  chmod +x "$ref_wrapper"
+  deps_detail="$deps_detail reference Python $ref_py$([ -n "$ref_pythonpath" ] && echo ' + carried NLTK');"
+  echo "reference Python: $ref_wrapper -> $ref_py ($("$ref_wrapper" -c 'import torch, torchvision, nltk, PIL; print("torch", torch.__version__, "torchvision", torchvision.__version__, "nltk", nltk.__version__, "PIL", PIL.__version__)' 2>&1 | tail -1))" >>"$ENV"
+else
+  deps_detail="$deps_detail no Python with torch+torchvision: reference tests excluded;"
+fi
 echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH" >>"$ENV"
 echo "deps: $deps_detail" >>"$ENV"
 if [ $deps_ok -eq 1 ]; then
@@ -243,6 +276,7 @@ cmake_args=(-S . -B "$build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DCAPTION_CU
 [ -n "$nvcc" ] && cmake_args+=(-DCMAKE_CUDA_COMPILER="$nvcc")
 # Extra arguments, split on spaces (e.g. -DCMAKE_SYSTEM_IGNORE_PREFIX_PATH=/usr for a dry
 # run that must not find the system's packages).
+[ -n "$ref_py" ] && cmake_args+=(-DCAPTION_REFERENCE_PYTHON="$ref_wrapper")
 read -r -a extra_args <<<"${CHECK_CMAKE_ARGS:-}"
 cmake_args+=("${extra_args[@]}")
 if [ -n "$cudnn_inc" ] && [ -n "$cudnn_lib" ]; then
@@ -290,14 +324,14 @@ else
 fi
 
 # ---- ctest ----------------------------------------------------------------------------------
-# Tests that need Debian's /usr/bin/python3 with torch and torchvision (the PyTorch golden
-# files and the torchvision reference, written by fixtures, and the weights-tools' own
-# tests) cannot run where that interpreter lacks them; they run in CI on the CPU. Tests
-# needing NLTK or PIL skip themselves there. GPU tests must not skip: CAPTION_REQUIRE_GPU=1.
+# Tests that need a reference Python with torch and torchvision (the PyTorch golden files
+# and the torchvision reference, written by fixtures, and the weights-tools' own tests)
+# are excluded only where no such interpreter exists (see deps); they run in CI on the
+# CPU as well. GPU tests must not skip: CAPTION_REQUIRE_GPU=1.
 t0=$(date +%s)
 : >"$CTESTLOG"
 exclude=""
-if ! /usr/bin/python3 -c 'import torch, torchvision' >/dev/null 2>&1; then
+if [ -z "$ref_py" ]; then
   exclude='^(golden_files_make|torchvision_reference_make|weights_tools_python)$|^Golden\.|^Torchvision\.'
 fi
 if skipping ctest; then
@@ -310,11 +344,11 @@ elif [ $built -eq 1 ]; then
               --output-junit "$JUNIT")
   [ -n "$exclude" ] && ctest_args+=(-E "$exclude")
   echo "### CAPTION_REQUIRE_GPU=1 ctest ${ctest_args[*]}" >>"$CTESTLOG"
-  [ -n "$exclude" ] && echo "### excluded (no torch/torchvision for /usr/bin/python3; they run in CI): $exclude" >>"$CTESTLOG"
+  [ -n "$exclude" ] && echo "### excluded (no Python with torch/torchvision here; they run in CI): $exclude" >>"$CTESTLOG"
   CAPTION_REQUIRE_GPU=1 run_limited $((t + 30)) "$CTESTLOG" ctest "${ctest_args[@]}"
   line=$(grep -E 'tests passed(, [0-9]+ tests? failed)? out of' "$CTESTLOG" | tail -1)
   nskip=$(grep -c '\*\*\*Skipped\|Not Run' "$CTESTLOG")
-  ex_note=""; [ -n "$exclude" ] && ex_note="; Python-reference tests excluded (no torch for /usr/bin/python3)"
+  ex_note=""; [ -n "$exclude" ] && ex_note="; Python-reference tests excluded (no Python with torch here)"
   if [ $rc -eq 0 ]; then
     record ctest PASS $(($(date +%s) - t0)) "$line; $nskip skipped/not run$ex_note"
   else

@@ -253,10 +253,10 @@ RgbImage gradient_image(int w, int h) {
 }  // namespace
 
 TEST(ImageResize, MatchesPilBilinear) {
-  const char* python = "/usr/bin/python3";
-  if (!fs::exists(python)) GTEST_SKIP() << "/usr/bin/python3 not found: no PIL reference";
-  if (std::system("/usr/bin/python3 -c 'import PIL' >/dev/null 2>&1") != 0)
-    GTEST_SKIP() << "PIL is not installed for /usr/bin/python3 (python3-pil)";
+  const char* python = CAPTION_REFERENCE_PYTHON;
+  if (!fs::exists(python)) GTEST_SKIP() << python << " not found: no PIL reference";
+  if (std::system((std::string(python) + " -c 'import PIL' >/dev/null 2>&1").c_str()) != 0)
+    GTEST_SKIP() << "PIL is not installed for " << python << " (python3-pil)";
 
   struct Case {
     std::string name;

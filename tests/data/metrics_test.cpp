@@ -253,7 +253,7 @@ std::string run_command(const std::string& command, int& status) {
 }
 
 TEST(Bleu, MatchesNltkOnRandomCorpora) {
-  const std::string python = "/usr/bin/python3";
+  const std::string python = CAPTION_REFERENCE_PYTHON;
   if (!std::filesystem::exists(python)) GTEST_SKIP() << python << " is missing: cannot run NLTK";
   if (std::system((python + " -c 'import nltk.translate.bleu_score' >/dev/null 2>&1").c_str()) != 0)
     GTEST_SKIP() << "nltk is not importable by " << python;

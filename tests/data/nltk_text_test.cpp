@@ -1,6 +1,6 @@
-// Cross-check with NLTK itself: runs tests/data/nltk_text_reference.py with Debian's
-// /usr/bin/python3 (the interpreter that has NLTK 3.8), which prints NLTK's lemma for
-// some 26k (word, part of speech) queries and its Porter stem for some 11k words, and
+// Cross-check with NLTK itself: runs tests/data/nltk_text_reference.py with the
+// reference Python (CAPTION_REFERENCE_PYTHON: Debian's, with NLTK 3.8), which prints
+// NLTK's lemma for some 26k (word, part of speech) queries and its Porter stem for some 11k words, and
 // compares every one with ours. Skips, with the reason, when that interpreter, NLTK or
 // the WordNet database is missing; any other failure of the script fails the test.
 #include <cstdio>
@@ -23,7 +23,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr const char* kPython = "/usr/bin/python3";
+constexpr const char* kPython = CAPTION_REFERENCE_PYTHON;
 
 struct ScriptResult {
   int exit_code = -1;
@@ -65,7 +65,7 @@ std::vector<std::string> split_tabs(const std::string& line) {
 }
 
 TEST(NltkCrossCheck, LemmasAndStemsMatchNltkExactly) {
-  if (!fs::exists(kPython)) GTEST_SKIP() << kPython << " not found (Debian's python3 has NLTK)";
+  if (!fs::exists(kPython)) GTEST_SKIP() << kPython << " not found (the reference Python, with NLTK)";
   if (!fs::exists(default_wordnet_dir() / "index.noun"))
     GTEST_SKIP() << "WordNet database not found at " << default_wordnet_dir();
   ScriptResult r = run_reference();

@@ -33,7 +33,7 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-constexpr const char* kPython = "/usr/bin/python3";
+constexpr const char* kPython = CAPTION_REFERENCE_PYTHON;
 
 // A fresh directory per test under the build tree's test temp dir (emptied first, so
 // reruns do not pile up; ctest runs each test in its own process).

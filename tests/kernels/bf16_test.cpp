@@ -43,7 +43,7 @@ TEST(Bf16, RoundsToNearestEven) {
 }
 
 TEST(Bf16, MatchesPyTorchBitForBit) {
-  const char* python = "/usr/bin/python3";
+  const char* python = CAPTION_REFERENCE_PYTHON;
   if (!fs::exists(python)) GTEST_SKIP() << python << " not found";
   const fs::path script = fs::path(CAPTION_SOURCE_DIR) / "tests/kernels/bf16_reference.py";
   const std::string cmd = std::string(python) + " '" + script.string() + "'";

@@ -23,7 +23,7 @@
 namespace caption::nn {
 namespace {
 
-const char* kRegenerate = "/usr/bin/python3 weights-tools/make_golden.py --out <dir>";
+const char* kRegenerate = CAPTION_REFERENCE_PYTHON " weights-tools/make_golden.py --out <dir>";
 
 class Golden : public ::testing::Test {
  protected:

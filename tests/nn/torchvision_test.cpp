@@ -16,7 +16,7 @@
 namespace caption::nn {
 namespace {
 
-const char* kRegenerate = "/usr/bin/python3 weights-tools/make_resnet_reference.py --out <dir>";
+const char* kRegenerate = CAPTION_REFERENCE_PYTHON " weights-tools/make_resnet_reference.py --out <dir>";
 
 std::string reference_dir() {
   const char* dir = std::getenv("CAPTION_TORCHVISION_DIR");

@@ -35,7 +35,7 @@ import reference_model as rm  # noqa: E402
 import safetensors_io as st  # noqa: E402
 import safetensors_stdlib  # noqa: E402
 
-PYTHON = "/usr/bin/python3"
+PYTHON = sys.executable  # the interpreter running these tests (CAPTION_REFERENCE_PYTHON)
 TESTS = []
 
 
