@@ -168,6 +168,9 @@ std::vector<OpCase> large_cases() {
       normalised("log_softmax/masked_vocab_rows_block", OpId::LogSoftmax, {3, 1500}, -1, true),
       normalised("softmax/masked_short_rows_warp", OpId::Softmax, {700, 49}, -1, true),
       normalised("softmax/inner_axis_columns", OpId::Softmax, {3, 300, 40}, 1, false),
+      // The vectorised rows (unmasked, a multiple of 4, at most 16,384).
+      normalised("log_softmax/decode_step_64x10000_vec", OpId::LogSoftmax, {64, 10000}, -1, false),
+      normalised("softmax/one_quad_per_thread_vec", OpId::Softmax, {5, 1024}, -1, false),
       cross_entropy_rows("cross_entropy/vocab_5003_int64", 6, 5003, DType::I64),
       cross_entropy_rows("cross_entropy/vocab_10000_int32", 40, 10000, DType::I32),
       cross_entropy_rows("cross_entropy/many_rows_small_vocab", 3000, 37, DType::I64),
