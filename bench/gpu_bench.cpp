@@ -895,6 +895,7 @@ int main(int argc, char** argv) {
         // same bfloat16 values, so the checks keep their float32 tolerances.
         g_amp = o.amp;
         AutocastGuard autocast(o.amp);
+        if (OpProfile::enabled()) OpProfile::reset();
         run_row(b, r);
       } catch (const std::exception& e) {
         r.status = "error: " + first_line(e.what());
@@ -903,6 +904,12 @@ int main(int argc, char** argv) {
     if (r.status != "ok" || !r.check_ok) ++failures;
     print_row(r);
     if (r.status == "ok" && !r.check_ok) std::printf("    check: %s\n", r.check.c_str());
+    // CAPTION_PROFILE=1: the row's ops (check, warm-up and samples together), by GPU time.
+    if (OpProfile::enabled()) {
+      const std::string profile = OpProfile::report();
+      if (!profile.empty()) std::printf("  %s: %s", r.name.c_str(), profile.c_str());
+      OpProfile::reset();
+    }
     try {
       write_json(o.json_path, meta, rows, o.peak_gbs);
     } catch (const std::exception& e) {

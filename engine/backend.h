@@ -39,4 +39,11 @@ void cuda_destroy_graph(void* graph) noexcept;
 // kernels/cpu/blas.h's Bf16Shadow.
 void cuda_bf16_copy(int device, const float* src, int64_t n, uint16_t* dst);
 
+// Timing events for engine/profile.h: an event (from a pool) recorded on the device's
+// current stream; the milliseconds between two of them (waits for the second); the
+// event's return to the pool.
+void* cuda_event_record(int device);
+double cuda_event_elapsed_ms(int device, void* start, void* end);
+void cuda_event_release(int device, void* event) noexcept;
+
 }  // namespace caption

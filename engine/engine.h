@@ -10,6 +10,7 @@
 #include "engine/error.h"
 #include "engine/op_table.h"
 #include "engine/ops/ops.h"
+#include "engine/profile.h"
 #include "engine/random.h"
 #include "engine/tensor.h"
 #include "kernels/philox.h"

@@ -5,6 +5,7 @@
 #include <array>
 
 #include "engine/error.h"
+#include "engine/profile.h"
 
 namespace caption {
 
@@ -98,9 +99,17 @@ std::vector<std::string> missing_kernels(DeviceType device) {
   return missing;
 }
 
-void run_forward(OpId op, Device device, const OpCall& call) { forward_kernel(op, device)(call); }
+void run_forward(OpId op, Device device, const OpCall& call) {
+  const OpFn fn = forward_kernel(op, device);
+  if (!OpProfile::enabled()) return fn(call);
+  const OpProfile::Scope timed(op, false, device);
+  fn(call);
+}
 void run_backward_kernel(OpId op, Device device, const OpCall& call) {
-  backward_kernel(op, device)(call);
+  const OpFn fn = backward_kernel(op, device);
+  if (!OpProfile::enabled()) return fn(call);
+  const OpProfile::Scope timed(op, true, device);
+  fn(call);
 }
 
 }  // namespace caption

@@ -24,7 +24,8 @@
 # CHECK_BENCH_S (seconds kept for the benchmarks at the end; default 120: ctest and the
 # sanitizer stop early enough to leave them), CHECK_BENCH_AMP=1 (our rows under autocast),
 # CHECK_SKIP (steps not to run, e.g. "probe bench" for a rerun of the tests only; a skipped
-# step is listed as SKIP, and a skipped bench leaves its seconds to ctest and the sanitizer).
+# step is listed as SKIP, and a skipped bench leaves its seconds to ctest and the sanitizer),
+# CHECK_PROFILE_ROWS (benchmark rows to run again with the per-op profile, comma-separated).
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 2
 repo=$PWD
@@ -489,6 +490,16 @@ if [ -f "$ours_json" ]; then
   fi
 else
   bench_ok=0 bench_notes+=("no results of ours to compare")
+fi
+# CHECK_PROFILE_ROWS (e.g. "greedy_1img,decoder_train_t20_b64"): those rows once more,
+# quick, with CAPTION_PROFILE=1: each row's ops by GPU time (engine/profile.h), in bench.log.
+if [ -n "${CHECK_PROFILE_ROWS:-}" ] && [ -x "$bench_bin" ]; then
+  t=$(cap 90 5)
+  echo "### CAPTION_PROFILE=1 $bench_bin --only $CHECK_PROFILE_ROWS --quick (limit ${t}s)" >>"$BENCHLOG"
+  CAPTION_CUDNN_BENCHMARK=1 CAPTION_PROFILE=1 run_limited "$t" "$BENCHLOG" "$bench_bin" \
+    --only "$CHECK_PROFILE_ROWS" --quick --time-budget $((t > 15 ? t - 10 : 5)) \
+    $([ "${CHECK_BENCH_AMP:-0}" = 1 ] && echo --amp)
+  bench_notes+=("profile of $CHECK_PROFILE_ROWS: rc $rc")
 fi
 # The raw rows too, in bench.log (no other file may come back).
 for f in "$ours_json" "$torch_json"; do
