@@ -96,16 +96,17 @@ DecoderOutput AttentionDecoder::forward(const Tensor& features, const CaptionBat
   const Tensor full_att_w = full_att.weight.reshape({A});
 
   // The step's products, arranged so that the backward does per batch what a plain
-  // recording would do per step (nn/recurrence.h): every product that reads h (the
-  // attention's projection, the gate, the LSTM's recurrent half) and the LSTM's context
-  // half form their weight gradients once over all steps' rows; the LSTM's word half
-  // is one product over all steps under teacher forcing. The gates are then summed and
+  // recording would do per step (nn/recurrence.h): everything that reads h (the
+  // attention's projection, the gate, the LSTM's recurrent half) is one product with
+  // their weights stacked, one each way per step, and forms its weight gradient once
+  // over all steps' rows, as the LSTM's context half does; the LSTM's word half is one
+  // product over all steps under teacher forcing. The gates are then summed and
   // activated by the pointwise LSTM op. Same function as attend_and_update + lstm.
   const Tensor w_ih_word = lstm.weight_ih.narrow(1, 0, E);
   const Tensor w_ih_context = lstm.weight_ih.narrow(1, E, lstm.weight_ih.size(1) - E);
-  RecurrentLinear attention_h(decoder_att.weight, decoder_att.bias);
-  RecurrentLinear gate_h(f_beta.weight, f_beta.bias);
-  RecurrentLinear recurrent_h(lstm.weight_hh, lstm.bias_hh);
+  const std::vector<int64_t> h_blocks{A, f_beta.weight.size(0), lstm.weight_hh.size(0)};
+  RecurrentLinear h_in(concat({decoder_att.weight, f_beta.weight, lstm.weight_hh}, 0),
+                       concat({decoder_att.bias, f_beta.bias, lstm.bias_hh}, 0));
   RecurrentLinear context_in(w_ih_context, lstm.bias_ih);
   RecurrentLinear word_in(w_ih_word, Tensor());  // scheduled sampling: per step
   StepViews enc_rows(enc_proj), feature_rows(features);
@@ -136,10 +137,11 @@ DecoderOutput AttentionDecoder::forward(const Tensor& features, const CaptionBat
       }
       word_gate = word_in(embedding.forward(Tensor::from_vector<int64_t>(words, {bt}).to(device)));
     }
-    const AttentionResult att = additive_attention(enc_rows.view(first_rows), attention_h(h), full_att_w,
+    const std::vector<Tensor> from_h = h_in.split(h, h_blocks);  // [bt, A], [bt, D], [bt, 4H]
+    const AttentionResult att = additive_attention(enc_rows.view(first_rows), from_h[0], full_att_w,
                                                    full_att.bias, feature_rows.view(first_rows), att_options);
-    const Tensor z = mul(sigmoid(gate_h(h)), att.context);  // [bt, D]
-    state = lstm_gates(add(add(word_gate, context_in(z)), recurrent_h(h)), c);
+    const Tensor z = mul(sigmoid(from_h[1]), att.context);  // [bt, D]
+    state = lstm_gates(add(add(word_gate, context_in(z)), from_h[2]), c);
     const Tensor h_drop = dropout.forward(state.h, gen);  // [bt, H]
     if (full_tf) {
       hidden.push_back(h_drop);

@@ -60,6 +60,48 @@ Tensor RecurrentLinear::operator()(const Tensor& x) {
   return y;
 }
 
+std::vector<Tensor> RecurrentLinear::split(const Tensor& x, const std::vector<int64_t>& widths) {
+  int64_t total = 0;
+  for (int64_t w : widths) {
+    CAPTION_CHECK(w > 0, "RecurrentLinear::split: block widths must be positive");
+    total += w;
+  }
+  CAPTION_CHECK(total == weight_.size(0), "RecurrentLinear::split: blocks of ", total,
+                " columns for an output of ", weight_.size(0));
+  const auto blocks_of = [&widths](const Tensor& y) {
+    std::vector<Tensor> blocks;
+    int64_t offset = 0;
+    for (int64_t w : widths) {
+      blocks.push_back(y.narrow(1, offset, w).contiguous());
+      offset += w;
+    }
+    return blocks;
+  };
+  // Frozen weights: x's own gradient, if any, through plain ops.
+  if (!record_) return blocks_of(linear(x, weight_, bias_));
+  std::vector<Tensor> blocks;
+  {
+    NoGradGuard no_grad;
+    blocks = blocks_of(linear(x, weight_, bias_));
+  }
+  const size_t i = steps_->xs.size();
+  steps_->xs.push_back(x.detach());
+  steps_->dys.emplace_back();
+  std::shared_ptr<Steps> steps = steps_;
+  const Tensor w = weight_;
+  const bool x_grad = x.requires_grad(), bf16 = bf16_;
+  record_lambda("recurrent_linear_split_step", {x, token_}, blocks,
+                [steps, i, w, x_grad, bf16](const std::vector<Tensor>& g) {
+                  // The blocks' gradients side by side (a block that received none comes
+                  // as zeros from the autograd engine).
+                  const Tensor dy = g.size() == 1 ? g[0] : concat(g, 1);
+                  steps->dys[i] = dy;
+                  AutocastGuard autocast(bf16);
+                  return std::vector<Tensor>{x_grad ? matmul(dy, w) : Tensor(), Tensor()};
+                });
+  return blocks;
+}
+
 struct StepViews::Buffer {
   Tensor grad;  // the base's gradient, summed in place (allocated at the first step's)
   Shape shape;

@@ -7,6 +7,9 @@
 //   addition per step. Here each step's backward only keeps dy_t (and forms dx_t), and
 //   one node, which autograd runs after every step's (it depends on all of them), forms
 //   dW = [dy_1; ...; dy_T]^T [x_1; ...; x_T] and db in one product over all rows.
+//   split() hands out the step's output as column blocks: the decoder concatenates the
+//   weights of everything that reads h (attention projection, gate, recurrent half of
+//   the LSTM) into one RecurrentLinear, one product per step each way.
 // - StepViews: views of one tensor taken at every step (the batch's first rows, one
 //   time step of a time-major tensor). A plain view's backward materialises a zero
 //   tensor of the whole base and autograd adds it up: O(base) per step. Here each step
@@ -30,6 +33,12 @@ class RecurrentLinear {
   RecurrentLinear(const Tensor& weight, const Tensor& bias);
   // One step: x [rows, I] -> [rows, O].
   Tensor operator()(const Tensor& x);
+  // One step whose output is used as column blocks of the given widths (summing to O):
+  // x [rows, I] -> one contiguous [rows, width] tensor per block. Their gradients are
+  // gathered into one [rows, O] gradient, so the step's backward is still one product
+  // (several weights that read the same input, concatenated, make one product instead
+  // of several, forward and backward).
+  std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& widths);
 
  private:
   struct Steps;

@@ -108,3 +108,71 @@ TEST(Recurrence, NothingIsRecordedWithoutGradMode) {
 
 }  // namespace
 }  // namespace caption::nn
+
+namespace caption::nn {
+namespace {
+
+// split(): several weights that read the same h, stacked into one RecurrentLinear and
+// handed out as column blocks, give the values and gradients of separate products, also
+// when a block's output gets no gradient at some step, and with frozen weights.
+TEST(Recurrence, SplitBlocksEqualSeparateProducts) {
+  for (bool score_second_block : {true, false}) {
+    SCOPED_TRACE(score_second_block ? "every block scored" : "block 1 unscored");
+    Generator g(11);
+    Tensor wa = param({4, 6}, g), ba = param({4}, g), wb = param({3, 6}, g), bb = param({3}, g);
+    Tensor wc = param({6, 6}, g), bc = param({6}, g), h0 = param({5, 6}, g);
+    const std::vector<int64_t> rows{5, 4, 4, 2};
+    auto run = [&](bool split) {
+      Tensor loss = Tensor::zeros({}, DType::F64);
+      Tensor h = h0;
+      RecurrentLinear stacked(concat({wa, wb, wc}, 0), concat({ba, bb, bc}, 0));
+      for (int64_t n : rows) {
+        const Tensor hn = h.narrow(0, 0, n);
+        std::vector<Tensor> p;
+        if (split) {
+          p = stacked.split(hn, {4, 3, 6});
+        } else {
+          p = {linear(hn, wa, ba), linear(hn, wb, bb), linear(hn, wc, bc)};
+        }
+        h = tanh(p[2]);
+        loss = add(loss, sum(mul(p[0], p[0])));
+        if (score_second_block) loss = add(loss, sum(p[1]));
+        loss = add(loss, sum(mul(h, h)));
+      }
+      return loss;
+    };
+    auto grads = [&] {
+      std::vector<Tensor> out;
+      for (Tensor* t : {&wa, &ba, &wb, &bb, &wc, &bc, &h0}) {
+        out.push_back(t->grad().defined() ? t->grad().clone() : Tensor::zeros(t->shape(), DType::F64));
+        t->zero_grad();
+      }
+      return out;
+    };
+    const Tensor plain = run(false);
+    plain.backward();
+    const std::vector<Tensor> want = grads();
+    const Tensor stacked = run(true);
+    EXPECT_NEAR(stacked.item(), plain.item(), 1e-12);
+    stacked.backward();
+    const std::vector<Tensor> got = grads();
+    const char* names[] = {"wa", "ba", "wb", "bb", "wc", "bc", "h0"};
+    for (size_t i = 0; i < got.size(); ++i) EXPECT_LT(max_diff(got[i], want[i]), 1e-12) << names[i];
+  }
+  // Frozen weights: the blocks still carry h's gradient.
+  Generator g(12);
+  const Tensor w = rand_normal({7, 6}, 0, 0.5, g, DType::F64);
+  Tensor h = param({3, 6}, g);
+  RecurrentLinear frozen(w, Tensor());
+  const std::vector<Tensor> p = frozen.split(h, {2, 5});
+  add(sum(p[0]), sum(mul(p[1], p[1]))).backward();
+  // d/dh: ones [3, 2] w[0:2] + 2 p1 w[2:7].
+  const Tensor want = add(matmul(Tensor::ones({3, 2}, DType::F64), w.narrow(0, 0, 2)),
+                          matmul(mul(p[1].detach(), 2.0), w.narrow(0, 2, 5)));
+  ASSERT_TRUE(h.grad().defined());
+  EXPECT_LT(max_diff(h.grad(), want), 1e-12);
+  EXPECT_THROW(frozen.split(h, {2, 4}), Error);  // blocks must cover the output
+}
+
+}  // namespace
+}  // namespace caption::nn
