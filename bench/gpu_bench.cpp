@@ -475,7 +475,8 @@ void decode_step_b64_graph(Bench& b, Row& r) {
   nn::DecoderState eager_state = start;
   const nn::StepOutput eager = b.gpu->decoder.step(tokens, eager_state);
   // The graph's inputs are its own tensors; each replay reads them as they are.
-  nn::DecoderState s{start.h.clone(), start.c.clone(), start.features, start.enc_proj};
+  nn::DecoderState s{start.h.clone(), start.c.clone(), start.features, start.enc_proj,
+                     start.h_weight, start.h_bias};
   nn::StepOutput out;
   DeviceGraph graph;
   if (!graph.capture(b.device, [&] {

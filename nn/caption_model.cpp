@@ -41,17 +41,21 @@ AttentionDecoder::AttentionDecoder(const ModelConfig& c, Generator& gen)
   register_module("fc", fc);
 }
 
-AttentionDecoder::Step AttentionDecoder::attend_and_update(const Tensor& emb, const LstmState& s,
-                                                           const Tensor& features,
-                                                           const Tensor& enc_proj) const {
-  const Tensor dec_proj = decoder_att.forward(s.h);  // [rows, A]
-  const int64_t A = full_att.weight.size(1);
-  AttentionResult att = additive_attention(enc_proj, dec_proj, full_att.weight.reshape({A}),
-                                           full_att.bias, features, attention_options(activation_));
-  const Tensor gate = sigmoid(f_beta.forward(s.h));        // [rows, D]
-  const Tensor z = mul(gate, att.context);                 // [rows, D]
-  const Tensor x = concat({emb, z}, 1);                    // [rows, E + D]
-  return {lstm.forward(x, s), att.alpha};
+AttentionDecoder::Step AttentionDecoder::attend_and_update(const Tensor& emb,
+                                                           const DecoderState& s) const {
+  const int64_t A = full_att.weight.size(1), D = f_beta.weight.size(0);
+  const int64_t G = lstm.weight_hh.size(0);
+  // One product for everything that reads h: [rows, A | D | 4H].
+  const Tensor from_h = linear(s.h, s.h_weight, s.h_bias);
+  const Tensor dec_proj = from_h.narrow(1, 0, A).contiguous();  // decoder_att(h)
+  AttentionResult att = additive_attention(s.enc_proj, dec_proj, full_att.weight.reshape({A}),
+                                           full_att.bias, s.features, attention_options(activation_));
+  const Tensor gate = sigmoid(from_h.narrow(1, A, D).contiguous());  // f_beta(h) -> [rows, D]
+  const Tensor z = mul(gate, att.context);                           // [rows, D]
+  const Tensor x = concat({emb, z}, 1);                              // [rows, E + D]
+  // The LSTM cell with its recurrent half already in from_h.
+  const Tensor gates = add(linear(x, lstm.weight_ih, lstm.bias_ih), from_h.narrow(1, A + D, G));
+  return {lstm_gates(gates, s.c), att.alpha};
 }
 
 DecoderOutput AttentionDecoder::forward(const Tensor& features, const CaptionBatch& batch,
@@ -174,11 +178,14 @@ DecoderState AttentionDecoder::init_state(const Tensor& features) const {
   s.c = init_c.forward(mean_a);
   s.features = features;
   s.enc_proj = encoder_att.forward(features);
+  s.h_weight = concat({decoder_att.weight, f_beta.weight, lstm.weight_hh}, 0);
+  s.h_bias = concat({decoder_att.bias, f_beta.bias, lstm.bias_hh}, 0);
   return s;
 }
 
 StepOutput AttentionDecoder::step(const Tensor& tokens, DecoderState& state) const {
-  Step st = attend_and_update(embedding.forward(tokens), {state.h, state.c}, state.features, state.enc_proj);
+  CAPTION_CHECK(state.h_weight.defined(), "decoder step: the state has no stacked weights (make it with init_state)");
+  Step st = attend_and_update(embedding.forward(tokens), state);
   state.h = st.state.h;
   state.c = st.state.c;
   // Decoding is inference: dropout is the identity there, so it is not applied.

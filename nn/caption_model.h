@@ -46,6 +46,10 @@ struct DecoderState {
   Tensor h, c;        // [K, H]
   Tensor features;    // [K, P, D]
   Tensor enc_proj;    // [K, P, A] = encoder_att(features), once per image
+  // Everything a step multiplies h by, stacked once per decoding call (init_state):
+  // decoder_att, f_beta and the LSTM's recurrent half, [A + D + 4H, H] and their biases,
+  // so that a step reads h in one product. Not per row: row selections leave it alone.
+  Tensor h_weight, h_bias;
 };
 
 struct StepOutput {
@@ -113,8 +117,7 @@ class AttentionDecoder : public Module {
     LstmState state;
     Tensor alpha;
   };
-  Step attend_and_update(const Tensor& emb /*[rows, E]*/, const LstmState& state,
-                         const Tensor& features, const Tensor& enc_proj) const;
+  Step attend_and_update(const Tensor& emb /*[rows, E]*/, const DecoderState& state) const;
   AttentionActivation activation_;
   int64_t encoder_size_;
 };

@@ -12,7 +12,7 @@ struct StepRunner::Graph {
   DeviceGraph graph;
   bool failed = false;
   int64_t eager_runs = 0;
-  Tensor tokens, h, c, features, enc_proj;  // inputs
+  Tensor tokens, h, c, features, enc_proj, h_weight, h_bias;  // inputs
   Tensor h_out, c_out;                      // outputs, with out
   StepOutput out;
 };
@@ -114,8 +114,10 @@ StepOutput StepRunner::step(const std::vector<int64_t>& tokens, DecoderState& st
     g.c = state.c.detach().clone();
     g.features = state.features.detach().clone();
     g.enc_proj = state.enc_proj.detach().clone();
+    g.h_weight = state.h_weight.detach().clone();
+    g.h_bias = state.h_bias.detach().clone();
     const bool ok = g.graph.capture(device_, [&] {
-      DecoderState s{g.h, g.c, g.features, g.enc_proj};
+      DecoderState s{g.h, g.c, g.features, g.enc_proj, g.h_weight, g.h_bias};
       g.out = decoder_.step(g.tokens, s);
       g.h_out = s.h;
       g.c_out = s.c;
@@ -138,6 +140,8 @@ StepOutput StepRunner::step(const std::vector<int64_t>& tokens, DecoderState& st
   copy_into(g.c, state.c);
   copy_into(g.features, state.features);
   copy_into(g.enc_proj, state.enc_proj);
+  copy_into(g.h_weight, state.h_weight);  // a new decoding call's stacking, once
+  copy_into(g.h_bias, state.h_bias);
   g.graph.replay();
   ++stats_.replays;
   // The state now lives in the graph's tensors: features and enc_proj are only read by
@@ -147,6 +151,8 @@ StepOutput StepRunner::step(const std::vector<int64_t>& tokens, DecoderState& st
   state.c = g.c_out;
   state.features = g.features;
   state.enc_proj = g.enc_proj;
+  state.h_weight = g.h_weight;
+  state.h_bias = g.h_bias;
   return g.out;
 }
 
