@@ -13,6 +13,7 @@ struct StepRunner::Graph {
   bool failed = false;
   int64_t eager_runs = 0;
   Tensor tokens, h, c, features, enc_proj, h_weight, h_bias;  // inputs
+  Tensor h_weight16;  // under autocast: h_weight's bfloat16 copy (one of the runner's shadows)
   Tensor h_out, c_out;                      // outputs, with out
   StepOutput out;
 };
@@ -80,10 +81,12 @@ StepRunnerLease::StepRunnerLease(const AttentionDecoder& decoder, Device device)
 StepRunner::~StepRunner() = default;
 
 namespace {
-// Copies src into dst unless dst already is src (same storage, offset and shape).
-void copy_into(Tensor& dst, const Tensor& src) {
-  if (dst.raw_data() == src.raw_data() && dst.shape() == src.shape()) return;
+// Copies src into dst unless dst already is src (same storage, offset and shape);
+// returns whether it copied.
+bool copy_into(Tensor& dst, const Tensor& src) {
+  if (dst.raw_data() == src.raw_data() && dst.shape() == src.shape()) return false;
   dst.copy_(src);
+  return true;
 }
 }  // namespace
 
@@ -116,6 +119,13 @@ StepOutput StepRunner::step(const std::vector<int64_t>& tokens, DecoderState& st
     g.enc_proj = state.enc_proj.detach().clone();
     g.h_weight = state.h_weight.detach().clone();
     g.h_bias = state.h_bias.detach().clone();
+    if (bf16_ && device_.is_cuda()) {  // the stacked weight read from a bfloat16 copy too
+      g.h_weight16 = Tensor::empty({(g.h_weight.numel() + 1) / 2}, DType::F32, device_);
+      shadows_.push_back({g.h_weight.data<float>(), g.h_weight.numel(),
+                          static_cast<const uint16_t*>(g.h_weight16.raw_data())});
+      shadow_storage_.push_back(g.h_weight16);
+      refresh_shadows();
+    }
     const bool ok = g.graph.capture(device_, [&] {
       DecoderState s{g.h, g.c, g.features, g.enc_proj, g.h_weight, g.h_bias};
       g.out = decoder_.step(g.tokens, s);
@@ -140,7 +150,9 @@ StepOutput StepRunner::step(const std::vector<int64_t>& tokens, DecoderState& st
   copy_into(g.c, state.c);
   copy_into(g.features, state.features);
   copy_into(g.enc_proj, state.enc_proj);
-  copy_into(g.h_weight, state.h_weight);  // a new decoding call's stacking, once
+  if (copy_into(g.h_weight, state.h_weight) && g.h_weight16.defined())  // a new call's stacking
+    cuda_bf16_copy(device_.index, g.h_weight.data<float>(), g.h_weight.numel(),
+                   static_cast<uint16_t*>(g.h_weight16.raw_data()));
   copy_into(g.h_bias, state.h_bias);
   g.graph.replay();
   ++stats_.replays;
