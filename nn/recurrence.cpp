@@ -38,27 +38,7 @@ RecurrentLinear::RecurrentLinear(const Tensor& weight, const Tensor& bias)
                 });
 }
 
-Tensor RecurrentLinear::operator()(const Tensor& x) {
-  if (!record_) return linear(x, weight_, bias_);  // x's own gradient, if any, as usual
-  Tensor y;
-  {
-    NoGradGuard no_grad;
-    y = linear(x, weight_, bias_);
-  }
-  const size_t i = steps_->xs.size();
-  steps_->xs.push_back(x.detach());
-  steps_->dys.emplace_back();
-  std::shared_ptr<Steps> steps = steps_;
-  const Tensor w = weight_;
-  const bool x_grad = x.requires_grad(), bf16 = bf16_;
-  record_lambda("recurrent_linear_step", {x, token_}, {y},
-                [steps, i, w, x_grad, bf16](const std::vector<Tensor>& g) {
-                  steps->dys[i] = g[0];
-                  AutocastGuard autocast(bf16);
-                  return std::vector<Tensor>{x_grad ? matmul(g[0], w) : Tensor(), Tensor()};
-                });
-  return y;
-}
+Tensor RecurrentLinear::operator()(const Tensor& x) { return split(x, {weight_.size(0)})[0]; }
 
 std::vector<Tensor> RecurrentLinear::split(const Tensor& x, const std::vector<int64_t>& widths) {
   int64_t total = 0;
@@ -90,7 +70,7 @@ std::vector<Tensor> RecurrentLinear::split(const Tensor& x, const std::vector<in
   std::shared_ptr<Steps> steps = steps_;
   const Tensor w = weight_;
   const bool x_grad = x.requires_grad(), bf16 = bf16_;
-  record_lambda("recurrent_linear_split_step", {x, token_}, blocks,
+  record_lambda("recurrent_linear_step", {x, token_}, blocks,
                 [steps, i, w, x_grad, bf16](const std::vector<Tensor>& g) {
                   // The blocks' gradients side by side (a block that received none comes
                   // as zeros from the autograd engine).

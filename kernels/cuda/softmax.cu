@@ -227,6 +227,39 @@ __global__ void cross_entropy_rows_kernel(const float* logits, const I* targets,
 // block's fixed tree: deterministic run to run.
 constexpr int kCeQuads = 16;  // rows of up to 4 * 256 * 16 = 16,384 classes
 
+// A row of `quads` float4 into each thread's registers (thread t holds quads t, t + 256,
+// ...); returns the row's maximum (fmaxf: NaN ignored, as the scalar kernels).
+__device__ __forceinline__ float load_row_max(const float4* xr, int64_t quads, float4 (&v)[kCeQuads],
+                                              float* scratch) {
+  float mx = neg_inf();
+#pragma unroll
+  for (int k = 0; k < kCeQuads; ++k) {
+    const int64_t q = threadIdx.x + static_cast<int64_t>(k) * blockDim.x;
+    if (q < quads) {
+      v[k] = xr[q];
+      mx = fmaxf(fmaxf(mx, fmaxf(v[k].x, v[k].y)), fmaxf(v[k].z, v[k].w));
+    }
+  }
+  return block_max_all(mx, scratch);
+}
+
+// The sum of exp(x - mx) over the row held by load_row_max.
+__device__ __forceinline__ float row_sum_exp(const float4 (&v)[kCeQuads], int64_t quads, float mx,
+                                             float* scratch) {
+  float sum = 0.f;
+#pragma unroll
+  for (int k = 0; k < kCeQuads; ++k) {
+    const int64_t q = threadIdx.x + static_cast<int64_t>(k) * blockDim.x;
+    if (q < quads) {
+      sum += expf(v[k].x - mx);
+      sum += expf(v[k].y - mx);
+      sum += expf(v[k].z - mx);
+      sum += expf(v[k].w - mx);
+    }
+  }
+  return block_sum_all(sum, scratch);
+}
+
 template <typename I>
 __global__ void cross_entropy_rows_vec_kernel(const float* logits, const I* targets, float* lse,
                                               float* row_loss, int64_t rows, int64_t classes,
@@ -242,30 +275,9 @@ __global__ void cross_entropy_rows_vec_kernel(const float* logits, const I* targ
       }
       continue;
     }
-    const float4* xr = reinterpret_cast<const float4*>(logits + row * classes);
     float4 v[kCeQuads];
-    float mx = neg_inf();
-#pragma unroll
-    for (int k = 0; k < kCeQuads; ++k) {
-      const int64_t q = threadIdx.x + static_cast<int64_t>(k) * blockDim.x;
-      if (q < quads) {
-        v[k] = xr[q];
-        mx = fmaxf(fmaxf(mx, fmaxf(v[k].x, v[k].y)), fmaxf(v[k].z, v[k].w));
-      }
-    }
-    mx = block_max_all(mx, scratch);
-    float sum = 0.f;
-#pragma unroll
-    for (int k = 0; k < kCeQuads; ++k) {
-      const int64_t q = threadIdx.x + static_cast<int64_t>(k) * blockDim.x;
-      if (q < quads) {
-        sum += expf(v[k].x - mx);
-        sum += expf(v[k].y - mx);
-        sum += expf(v[k].z - mx);
-        sum += expf(v[k].w - mx);
-      }
-    }
-    sum = block_sum_all(sum, scratch);
+    const float mx = load_row_max(reinterpret_cast<const float4*>(logits + row * classes), quads, v, scratch);
+    const float sum = row_sum_exp(v, quads, mx, scratch);
     if (threadIdx.x == 0) {
       const float l = mx + logf(sum);
       lse[row] = l;
@@ -281,36 +293,15 @@ __global__ void softmax_rows_vec_kernel(SoftmaxKind kind, const float* x, float*
   __shared__ float scratch[32];
   const int64_t quads = dim / 4;
   for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
-    const float4* xr = reinterpret_cast<const float4*>(x + row * dim);
     float4* yr = reinterpret_cast<float4*>(y + row * dim);
     float4 v[kCeQuads];
-    float mx = neg_inf();
-#pragma unroll
-    for (int k = 0; k < kCeQuads; ++k) {
-      const int64_t q = threadIdx.x + static_cast<int64_t>(k) * blockDim.x;
-      if (q < quads) {
-        v[k] = xr[q];
-        mx = fmaxf(fmaxf(mx, fmaxf(v[k].x, v[k].y)), fmaxf(v[k].z, v[k].w));
-      }
-    }
-    mx = block_max_all(mx, scratch);
+    const float mx = load_row_max(reinterpret_cast<const float4*>(x + row * dim), quads, v, scratch);
     if (mx == neg_inf()) {  // every entry -inf: as the scalar kernel, a fully excluded row
       const float e = excluded_value(kind);
       for (int64_t q = threadIdx.x; q < quads; q += blockDim.x) yr[q] = make_float4(e, e, e, e);
       continue;
     }
-    float sum = 0.f;
-#pragma unroll
-    for (int k = 0; k < kCeQuads; ++k) {
-      const int64_t q = threadIdx.x + static_cast<int64_t>(k) * blockDim.x;
-      if (q < quads) {
-        sum += expf(v[k].x - mx);
-        sum += expf(v[k].y - mx);
-        sum += expf(v[k].z - mx);
-        sum += expf(v[k].w - mx);
-      }
-    }
-    sum = block_sum_all(sum, scratch);
+    const float sum = row_sum_exp(v, quads, mx, scratch);
     const float inv = 1.f / sum, log_sum = logf(sum);
 #pragma unroll
     for (int k = 0; k < kCeQuads; ++k) {
