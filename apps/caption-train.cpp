@@ -22,6 +22,7 @@
 
 #include "data/synthetic/generator.h"
 #include "data/text/normalize.h"
+#include "engine/profile.h"
 #include "pipeline/evaluate.h"
 #include "pipeline/session.h"
 #include "pipeline/trainer.h"
@@ -313,7 +314,10 @@ int run(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   try {
-    return run(argc, argv);
+    const int status = run(argc, argv);
+    // CAPTION_PROFILE=1: where the run spent its time, op by op.
+    if (OpProfile::enabled()) std::cerr << OpProfile::report();
+    return status;
   } catch (const std::exception& e) {
     std::cerr << "caption-train: error: " << e.what() << "\n";
     return 1;

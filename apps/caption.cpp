@@ -21,6 +21,7 @@
 
 #include "engine/device.h"
 #include "engine/error.h"
+#include "engine/profile.h"
 #include "pipeline/attention_map.h"
 #include "pipeline/captioner.h"
 
@@ -173,7 +174,10 @@ int main(int argc, char** argv) {
     return code == 0 ? 0 : kExitUsage;
   }
   try {
-    return run(o);
+    const int status = run(o);
+    // CAPTION_PROFILE=1: where the run spent its time, op by op.
+    if (caption::OpProfile::enabled()) std::cerr << caption::OpProfile::report();
+    return status;
   } catch (const std::exception& e) {
     std::cerr << "caption: error: " << e.what() << '\n';
     return kExitRuntimeError;

@@ -14,7 +14,8 @@ threads. Rows (median milliseconds):
   train_step_b32            teacher-forced decoder training step on precomputed features:
                             forward, loss, backward, AdamW (dropout 0.5 on)
   greedy_caption_1img       encoder + greedy decoding of up to 20 words, one image
-Prints a table with the ratio PyTorch / ours (> 1: we are faster).
+Prints a table with the ratio PyTorch / ours (> 1: we are faster). With CAPTION_PROFILE=1
+our side also prints each row's ops by time (engine/profile.h) on stderr.
 """
 import argparse
 import json
@@ -83,6 +84,8 @@ def main():
                              env=env, capture_output=True, text=True)
         if out.returncode != 0:
             sys.exit(f"cpu_race: {exe} failed:\n{out.stderr}")
+        if os.environ.get("CAPTION_PROFILE") == "1":  # our rows' op profiles (engine/profile.h)
+            sys.stderr.write(out.stderr)
         ours = json.loads(out.stdout.strip().splitlines()[-1])
 
     dec = model.decoder

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/profile.h"
 #include "engine/tensor_io.h"
 #include "nn/checkpoint.h"
 #include "nn/optim.h"
@@ -61,13 +62,21 @@ int main(int argc, char** argv) {
     LoadedTensors in = load_tensors(inputs_path);
     model.eval();
     std::vector<std::pair<std::string, double>> rows;
+    // CAPTION_PROFILE=1: each row's ops (warm-up and repeats) on stderr.
+    const auto add_row = [&rows](const std::string& name, double ms) {
+      rows.emplace_back(name, ms);
+      if (!OpProfile::enabled()) return;
+      std::fprintf(stderr, "%s: %s", name.c_str(), OpProfile::report().c_str());
+      OpProfile::reset();
+    };
+    OpProfile::reset();
     {
       NoGradGuard ng;
-      rows.emplace_back("encoder_b1", median_ms(repeats, [&] { model.encode(in.at("images1")); }));
-      rows.emplace_back("encoder_b8", median_ms(std::max(1, repeats / 2), [&] { model.encode(in.at("images8")); }));
+      add_row("encoder_b1", median_ms(repeats, [&] { model.encode(in.at("images1")); }));
+      add_row("encoder_b8", median_ms(std::max(1, repeats / 2), [&] { model.encode(in.at("images8")); }));
       nn::DecoderState state = model.decoder.init_state(in.at("features"));
       const Tensor tokens = in.at("step_tokens");
-      rows.emplace_back("decoder_step_b32", median_ms(repeats * 4, [&] {
+      add_row("decoder_step_b32", median_ms(repeats * 4, [&] {
         nn::DecoderState s = state;
         model.decoder.step(tokens, s);
       }));
@@ -85,7 +94,7 @@ int main(int argc, char** argv) {
       nn::AdamW optimizer(store);
       Generator gen(1);
       const Tensor features = in.at("features");
-      rows.emplace_back("train_step_b32", median_ms(repeats, [&] {
+      add_row("train_step_b32", median_ms(repeats, [&] {
         optimizer.zero_grad();
         nn::DecoderOutput out = model.decoder.forward(features, batch, 1.0, gen);
         nn::caption_loss(out, 1.0).total.backward();
@@ -93,7 +102,7 @@ int main(int argc, char** argv) {
       }));
       model.eval();
     }
-    rows.emplace_back("greedy_caption_1img", median_ms(repeats, [&] {
+    add_row("greedy_caption_1img", median_ms(repeats, [&] {
       NoGradGuard ng;
       nn::greedy_decode(model.decoder, model.encode(in.at("images1")), 20);
     }));
