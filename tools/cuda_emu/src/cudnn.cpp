@@ -690,14 +690,50 @@ void transpose_layout(const void* src, void* dst, int64_t n, int64_t c, int64_t 
       }
 }
 
-// An NCHW view of one operand: the pointer itself, or a transposed copy in `buf`.
-const void* as_nchw(bool nhwc, const void* p, int64_t n, int64_t c, int64_t plane, size_t bytes,
-                    std::vector<unsigned char>& buf) {
+// The three operands' packed shapes as [n][c][plane]: image, filter (KCRS), output.
+struct Shape3 {
+  int64_t n, c, plane;
+};
+Shape3 image_of(const Geometry& g) { return {g.batch, g.in_c, g.in_h * g.in_w}; }
+Shape3 filter_of(const Geometry& g) { return {g.out_c, g.in_c, g.kernel_h * g.kernel_w}; }
+Shape3 output_of(const Geometry& g) { return {g.batch, g.out_c, g.plane()}; }
+
+// An NCHW view of one input operand: the pointer itself, or a transposed copy in `buf`.
+const void* as_nchw(bool nhwc, const void* p, Shape3 s, size_t bytes, std::vector<unsigned char>& buf) {
   if (!nhwc) return p;
-  buf.resize(static_cast<size_t>(n * c * plane) * bytes);
-  transpose_layout(p, buf.data(), n, c, plane, bytes, true);
+  buf.resize(static_cast<size_t>(s.n * s.c * s.plane) * bytes);
+  transpose_layout(p, buf.data(), s.n, s.c, s.plane, bytes, true);
   return buf.data();
 }
+
+// The NCHW destination of a result: the caller's memory, or for NHWC a copy (holding the
+// old values when beta reads them) that finish() transposes back.
+class NchwOutput {
+ public:
+  NchwOutput(bool nhwc, void* dst, Shape3 s, size_t bytes, bool read_old)
+      : nhwc_(nhwc), dst_(dst), s_(s), bytes_(bytes) {
+    if (!nhwc_) return;
+    if (read_old) {
+      as_nchw(true, dst, s, bytes, buf_);
+    } else {
+      buf_.resize(static_cast<size_t>(s.n * s.c * s.plane) * bytes);
+    }
+  }
+  void* data() { return nhwc_ ? static_cast<void*>(buf_.data()) : dst_; }
+  void finish() {
+    if (nhwc_) transpose_layout(buf_.data(), dst_, s_.n, s_.c, s_.plane, bytes_, false);
+  }
+
+ private:
+  bool nhwc_;
+  void* dst_;
+  Shape3 s_;
+  size_t bytes_;
+  std::vector<unsigned char> buf_;
+};
+
+bool nhwc(const cudnnTensorStruct* t) { return t->format == CUDNN_TENSOR_NHWC; }
+bool nhwc(const cudnnFilterStruct* f) { return f->format == CUDNN_TENSOR_NHWC; }
 
 // ---- the three directions --------------------------------------------------------------
 
@@ -1223,18 +1259,12 @@ cudnnStatus_t CUDNNWINAPI cudnnConvolutionForward(
   return guarded(fn, [&] {
     const size_t e = element_bytes(g.type);
     const float be = *static_cast<const float*>(beta);
-    std::vector<unsigned char> xb, wb, yb;
-    const void* xn = as_nchw(xDesc->format == CUDNN_TENSOR_NHWC, x, g.batch, g.in_c, g.in_h * g.in_w, e, xb);
-    const void* wn = as_nchw(wDesc->format == CUDNN_TENSOR_NHWC, w, g.out_c, g.in_c,
-                             g.kernel_h * g.kernel_w, e, wb);
-    const bool y_nhwc = yDesc->format == CUDNN_TENSOR_NHWC;
-    void* yn = y_nhwc ? const_cast<void*>(as_nchw(be != 0.f, y, g.batch, g.out_c, g.plane(), e, yb)) : y;
-    if (y_nhwc && be == 0.f) {
-      yb.resize(static_cast<size_t>(g.batch * g.out_image()) * e);
-      yn = yb.data();
-    }
-    run_forward(g, *static_cast<const float*>(alpha), xn, wn, be, yn, col);
-    if (y_nhwc) transpose_layout(yn, y, g.batch, g.out_c, g.plane(), e, false);
+    std::vector<unsigned char> xb, wb;
+    const void* xn = as_nchw(nhwc(xDesc), x, image_of(g), e, xb);
+    const void* wn = as_nchw(nhwc(wDesc), w, filter_of(g), e, wb);
+    NchwOutput yn(nhwc(yDesc), y, output_of(g), e, be != 0.f);
+    run_forward(g, *static_cast<const float*>(alpha), xn, wn, be, yn.data(), col);
+    yn.finish();
     return CUDNN_STATUS_SUCCESS;
   });
 }
@@ -1294,18 +1324,12 @@ cudnnStatus_t CUDNNWINAPI cudnnConvolutionBackwardData(
   return guarded(fn, [&] {
     const size_t e = element_bytes(g.type);
     const float be = *static_cast<const float*>(beta);
-    std::vector<unsigned char> wb, dyb, dxb;
-    const void* wn = as_nchw(wDesc->format == CUDNN_TENSOR_NHWC, w, g.out_c, g.in_c,
-                             g.kernel_h * g.kernel_w, e, wb);
-    const void* dyn = as_nchw(dyDesc->format == CUDNN_TENSOR_NHWC, dy, g.batch, g.out_c, g.plane(), e, dyb);
-    const bool dx_nhwc = dxDesc->format == CUDNN_TENSOR_NHWC;
-    void* dxn = dx_nhwc ? const_cast<void*>(as_nchw(be != 0.f, dx, g.batch, g.in_c, g.in_h * g.in_w, e, dxb)) : dx;
-    if (dx_nhwc && be == 0.f) {
-      dxb.resize(static_cast<size_t>(g.batch * g.in_image()) * e);
-      dxn = dxb.data();
-    }
-    run_backward_data(g, *static_cast<const float*>(alpha), wn, dyn, be, dxn, col);
-    if (dx_nhwc) transpose_layout(dxn, dx, g.batch, g.in_c, g.in_h * g.in_w, e, false);
+    std::vector<unsigned char> wb, dyb;
+    const void* wn = as_nchw(nhwc(wDesc), w, filter_of(g), e, wb);
+    const void* dyn = as_nchw(nhwc(dyDesc), dy, output_of(g), e, dyb);
+    NchwOutput dxn(nhwc(dxDesc), dx, image_of(g), e, be != 0.f);
+    run_backward_data(g, *static_cast<const float*>(alpha), wn, dyn, be, dxn.data(), col);
+    dxn.finish();
     return CUDNN_STATUS_SUCCESS;
   });
 }
@@ -1365,18 +1389,12 @@ cudnnStatus_t CUDNNWINAPI cudnnConvolutionBackwardFilter(
   return guarded(fn, [&] {
     const size_t e = element_bytes(g.type);
     const float be = *static_cast<const float*>(beta);
-    std::vector<unsigned char> xb, dyb, dwb;
-    const void* xn = as_nchw(xDesc->format == CUDNN_TENSOR_NHWC, x, g.batch, g.in_c, g.in_h * g.in_w, e, xb);
-    const void* dyn = as_nchw(dyDesc->format == CUDNN_TENSOR_NHWC, dy, g.batch, g.out_c, g.plane(), e, dyb);
-    const bool dw_nhwc = dwDesc->format == CUDNN_TENSOR_NHWC;
-    const int64_t taps = g.kernel_h * g.kernel_w;
-    void* dwn = dw_nhwc ? const_cast<void*>(as_nchw(be != 0.f, dw, g.out_c, g.in_c, taps, e, dwb)) : dw;
-    if (dw_nhwc && be == 0.f) {
-      dwb.resize(static_cast<size_t>(g.out_c * g.patch()) * e);
-      dwn = dwb.data();
-    }
-    run_backward_filter(g, *static_cast<const float*>(alpha), xn, dyn, be, dwn, col);
-    if (dw_nhwc) transpose_layout(dwn, dw, g.out_c, g.in_c, taps, e, false);
+    std::vector<unsigned char> xb, dyb;
+    const void* xn = as_nchw(nhwc(xDesc), x, image_of(g), e, xb);
+    const void* dyn = as_nchw(nhwc(dyDesc), dy, output_of(g), e, dyb);
+    NchwOutput dwn(nhwc(dwDesc), dw, filter_of(g), e, be != 0.f);
+    run_backward_filter(g, *static_cast<const float*>(alpha), xn, dyn, be, dwn.data(), col);
+    dwn.finish();
     return CUDNN_STATUS_SUCCESS;
   });
 }

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <random>
 #include <string>
@@ -451,69 +452,36 @@ TEST_P(ConvEmu, NhwcIsNchwTransposed) {
   Buffer x_t = relayout(x, k.B, k.C, in_plane, true), w_t = relayout(w, k.O, k.C, taps, true);
   Buffer dy_t = relayout(dy, k.B, k.O, out_plane, true);
   const float alpha = 0.75f, beta = 0.5f;
-  const auto algo_fwd = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
-  const auto algo_bd = CUDNN_CONVOLUTION_BWD_DATA_ALGO_1;
-  const auto algo_bf = CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1;
-  {
-    Buffer y = before(k.y_elems(), beta);
-    Buffer y_t = relayout(y, k.B, k.O, out_plane, true);
-    size_t bytes = 0;
-    ASSERT_EQ(cudnnGetConvolutionForwardWorkspaceSize(handle.h, nchw.x.d, nchw.w.d, nchw.conv.d,
-                                                      nchw.y.d, algo_fwd, &bytes),
-              CUDNN_STATUS_SUCCESS);
-    Workspace ws(bytes);
-    ASSERT_EQ(cudnnConvolutionForward(handle.h, &alpha, nchw.x.d, x.data(), nchw.w.d, w.data(),
-                                      nchw.conv.d, algo_fwd, ws.ptr(), ws.bytes, &beta, nchw.y.d,
-                                      y.data()),
-              CUDNN_STATUS_SUCCESS)
-        << last_error();
-    ASSERT_EQ(cudnnConvolutionForward(handle.h, &alpha, nhwc.x.d, x_t.data(), nhwc.w.d, w_t.data(),
-                                      nhwc.conv.d, algo_fwd, ws.ptr(), ws.bytes, &beta, nhwc.y.d,
-                                      y_t.data()),
-              CUDNN_STATUS_SUCCESS)
-        << last_error();
-    EXPECT_TRUE(relayout(y_t, k.B, k.O, out_plane, false).same_bits(y)) << "forward";
-  }
-  {
-    Buffer dx = before(k.x_elems(), beta);
-    Buffer dx_t = relayout(dx, k.B, k.C, in_plane, true);
-    size_t bytes = 0;
-    ASSERT_EQ(cudnnGetConvolutionBackwardDataWorkspaceSize(handle.h, nchw.w.d, nchw.y.d, nchw.conv.d,
-                                                           nchw.x.d, algo_bd, &bytes),
-              CUDNN_STATUS_SUCCESS);
-    Workspace ws(bytes);
-    ASSERT_EQ(cudnnConvolutionBackwardData(handle.h, &alpha, nchw.w.d, w.data(), nchw.y.d, dy.data(),
-                                           nchw.conv.d, algo_bd, ws.ptr(), ws.bytes, &beta,
-                                           nchw.x.d, dx.data()),
-              CUDNN_STATUS_SUCCESS)
-        << last_error();
-    ASSERT_EQ(cudnnConvolutionBackwardData(handle.h, &alpha, nhwc.w.d, w_t.data(), nhwc.y.d,
-                                           dy_t.data(), nhwc.conv.d, algo_bd, ws.ptr(), ws.bytes,
-                                           &beta, nhwc.x.d, dx_t.data()),
-              CUDNN_STATUS_SUCCESS)
-        << last_error();
-    EXPECT_TRUE(relayout(dx_t, k.B, k.C, in_plane, false).same_bits(dx)) << "backward data";
-  }
-  {
-    Buffer dw = before(k.w_elems(), beta);
-    Buffer dw_t = relayout(dw, k.O, k.C, taps, true);
-    size_t bytes = 0;
-    ASSERT_EQ(cudnnGetConvolutionBackwardFilterWorkspaceSize(handle.h, nchw.x.d, nchw.y.d,
-                                                             nchw.conv.d, nchw.w.d, algo_bf, &bytes),
-              CUDNN_STATUS_SUCCESS);
-    Workspace ws(bytes);
-    ASSERT_EQ(cudnnConvolutionBackwardFilter(handle.h, &alpha, nchw.x.d, x.data(), nchw.y.d,
-                                             dy.data(), nchw.conv.d, algo_bf, ws.ptr(), ws.bytes,
-                                             &beta, nchw.w.d, dw.data()),
-              CUDNN_STATUS_SUCCESS)
-        << last_error();
-    ASSERT_EQ(cudnnConvolutionBackwardFilter(handle.h, &alpha, nhwc.x.d, x_t.data(), nhwc.y.d,
-                                             dy_t.data(), nhwc.conv.d, algo_bf, ws.ptr(), ws.bytes,
-                                             &beta, nhwc.w.d, dw_t.data()),
-              CUDNN_STATUS_SUCCESS)
-        << last_error();
-    EXPECT_TRUE(relayout(dw_t, k.O, k.C, taps, false).same_bits(dw)) << "backward filter";
-  }
+  const size_t ws_bytes = size_t{1} << 24;  // more than any algorithm here asks
+  Workspace ws(ws_bytes);
+  // One direction: its result [n][c][plane] from NCHW and from NHWC descriptors (run
+  // with the plan, the NHWC flag and the destination), compared after transposing back.
+  auto check = [&](const char* what, int64_t n, int64_t c, int64_t plane,
+                   const std::function<cudnnStatus_t(Plan&, bool, void*)>& run) {
+    Buffer out = before(n * c * plane, beta);
+    Buffer out_t = relayout(out, n, c, plane, true);
+    ASSERT_EQ(run(nchw, false, out.data()), CUDNN_STATUS_SUCCESS) << what << ": " << last_error();
+    ASSERT_EQ(run(nhwc, true, out_t.data()), CUDNN_STATUS_SUCCESS) << what << ": " << last_error();
+    EXPECT_TRUE(relayout(out_t, n, c, plane, false).same_bits(out)) << what;
+  };
+  check("forward", k.B, k.O, out_plane, [&](Plan& p, bool t, void* y) {
+    return cudnnConvolutionForward(handle.h, &alpha, p.x.d, t ? x_t.data() : x.data(), p.w.d,
+                                   t ? w_t.data() : w.data(), p.conv.d,
+                                   CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, ws.ptr(), ws.bytes,
+                                   &beta, p.y.d, y);
+  });
+  check("backward data", k.B, k.C, in_plane, [&](Plan& p, bool t, void* dx) {
+    return cudnnConvolutionBackwardData(handle.h, &alpha, p.w.d, t ? w_t.data() : w.data(), p.y.d,
+                                        t ? dy_t.data() : dy.data(), p.conv.d,
+                                        CUDNN_CONVOLUTION_BWD_DATA_ALGO_1, ws.ptr(), ws.bytes,
+                                        &beta, p.x.d, dx);
+  });
+  check("backward filter", k.O, k.C, taps, [&](Plan& p, bool t, void* dw) {
+    return cudnnConvolutionBackwardFilter(handle.h, &alpha, p.x.d, t ? x_t.data() : x.data(), p.y.d,
+                                          t ? dy_t.data() : dy.data(), p.conv.d,
+                                          CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, ws.ptr(), ws.bytes,
+                                          &beta, p.w.d, dw);
+  });
 }
 
 std::string param_name(const ::testing::TestParamInfo<Param>& info) {
