@@ -884,6 +884,8 @@ int main(int argc, char** argv) {
               "goal ms", "check");
   std::vector<Row> rows;
   int failures = 0;
+  // The set-up's ops (weights, batch-norm calibration on the CPU) are no row's.
+  if (OpProfile::enabled()) OpProfile::reset();
   for (const std::string& name : kRows) {
     if (!o.only.empty() && std::find(o.only.begin(), o.only.end(), name) == o.only.end()) continue;
     Row& r = rows.emplace_back();
@@ -906,7 +908,7 @@ int main(int argc, char** argv) {
     print_row(r);
     if (r.status == "ok" && !r.check_ok) std::printf("    check: %s\n", r.check.c_str());
     // CAPTION_PROFILE=1: the row's ops (check, warm-up and samples together), by GPU time.
-    if (OpProfile::enabled()) {
+    if (OpProfile::enabled() && r.status == "ok") {
       const std::string profile = OpProfile::report();
       if (!profile.empty()) std::printf("  %s: %s", r.name.c_str(), profile.c_str());
       OpProfile::reset();

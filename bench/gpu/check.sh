@@ -26,6 +26,7 @@
 # CHECK_SKIP (steps not to run, e.g. "probe bench" for a rerun of the tests only; a skipped
 # step is listed as SKIP, and a skipped bench leaves its seconds to ctest and the sanitizer),
 # CHECK_PROFILE_ROWS (benchmark rows to run again with the per-op profile, comma-separated).
+# CHECK_TEST_THREADS (OpenBLAS / OpenMP threads per test process under ctest; default 4).
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 2
 repo=$PWD
@@ -346,7 +347,12 @@ elif [ $built -eq 1 ]; then
   [ -n "$exclude" ] && ctest_args+=(-E "$exclude")
   echo "### CAPTION_REQUIRE_GPU=1 ctest ${ctest_args[*]}" >>"$CTESTLOG"
   [ -n "$exclude" ] && echo "### excluded (no Python with torch/torchvision here; they run in CI): $exclude" >>"$CTESTLOG"
-  CAPTION_REQUIRE_GPU=1 run_limited $((t + 30)) "$CTESTLOG" ctest "${ctest_args[@]}"
+  # $jobs test processes at once, each with OpenBLAS's and PyTorch's thread pools: at
+  # their default (one thread per core) 16 processes ran 256 threads on 16 cores.
+  blas_threads=${CHECK_TEST_THREADS:-4}
+  echo "### OPENBLAS_NUM_THREADS=OMP_NUM_THREADS=$blas_threads per test process" >>"$CTESTLOG"
+  OPENBLAS_NUM_THREADS=$blas_threads OMP_NUM_THREADS=$blas_threads CAPTION_REQUIRE_GPU=1 \
+    run_limited $((t + 30)) "$CTESTLOG" ctest "${ctest_args[@]}"
   line=$(grep -E 'tests passed(, [0-9]+ tests? failed)? out of' "$CTESTLOG" | tail -1)
   nskip=$(grep -c '\*\*\*Skipped\|Not Run' "$CTESTLOG")
   ex_note=""; [ -n "$exclude" ] && ex_note="; Python-reference tests excluded (no Python with torch here)"
@@ -454,7 +460,9 @@ else
     *) bench_ok=0 bench_notes+=("ours: rc $rc; ${last:-$(tail -1 "$BENCHLOG" | cut -c1-120)}") ;;
   esac
 fi
-t=$(cap 400 15)
+# CHECK_PROFILE_ROWS keeps 30 s after PyTorch for the profiled rerun (below).
+profile_reserve=0; [ -n "${CHECK_PROFILE_ROWS:-}" ] && profile_reserve=30
+t=$(cap 400 $((15 + profile_reserve)))
 if [ -z "$torch_py" ]; then
   bench_ok=0 bench_notes+=("PyTorch: no python3 with torch+torchvision+CUDA")
 elif [ "$t" -lt 25 ]; then

@@ -21,10 +21,39 @@ import warnings
 warnings.simplefilter("ignore")
 
 try:
+    from nltk.translate import bleu_score
     from nltk.translate.bleu_score import corpus_bleu
 except ImportError as error:  # pragma: no cover - depends on the machine
     sys.stderr.write(f"nltk is not importable: {error}\n")
     sys.exit(3)
+
+
+def keep_unnormalised_fractions():
+    """NLTK 3.8 (Debian 12) builds its modified precisions as
+    Fraction(numerator, denominator, _normalize=False) and sums the raw numerators and
+    denominators over the corpus. Python 3.12 removed that private keyword, so on a
+    newer interpreter (the GPU machine's) the call raises TypeError. This stand-in keeps
+    the same raw numerator and denominator, which is exactly what NLTK relies on, and
+    is installed only where the keyword is gone; the arithmetic stays NLTK's own."""
+    import fractions
+
+    try:
+        fractions.Fraction(2, 4, _normalize=False)
+        return  # the interpreter still has the keyword: nothing to do
+    except TypeError:
+        pass
+
+    class RawFraction(fractions.Fraction):
+        def __new__(cls, numerator=0, denominator=None, *, _normalize=True):
+            value = super().__new__(cls, numerator, denominator)
+            if not _normalize:
+                value._numerator, value._denominator = numerator, denominator
+            return value
+
+    bleu_score.Fraction = RawFraction
+
+
+keep_unnormalised_fractions()
 
 
 def parse(path):
