@@ -58,6 +58,7 @@
 #include "nn/checkpoint.h"
 #include "nn/optim.h"
 #include "nn/parameters.h"
+#include "nn/train_graph.h"
 
 using namespace caption;
 using Json = nlohmann::ordered_json;
@@ -69,7 +70,7 @@ namespace {
 
 const std::vector<std::string> kRows = {
     "decode_step_b64",           "decode_step_b64_graph",        "decoder_train_t20_b64",
-    "cross_entropy_1280x10000",
+    "decoder_train_step_t20_b64_graph",                          "cross_entropy_1280x10000",
     "adamw_21M",                 "greedy_1img",                  "beam3_1img",
     "resnet50_fwd_b256",         "train_step_frozen_r50_b128",   "train_step_finetune2_r50_b128"};
 
@@ -531,6 +532,50 @@ void decoder_train_t20_b64(Bench& b, Row& r) {
   r.throughput = B * 1e3 / r.timing.median_ms;
 }
 
+// A whole training step of the decoder, recorded once and replayed (nn/train_graph.h):
+// zeroing, the padded loss, backward, clipping at 5 and AdamW, on the features of the
+// decoder_train row. That row's work plus clipping and the update, at one launch (and a
+// few copies of the batch into the graph's inputs). Checked: one recording, no failed
+// one, finite losses; the replay's equality with eager steps is tests/nn's business
+// (cuda_train_graph_test.cpp, bit for bit).
+void decoder_train_step_t20_b64_graph(Bench& b, Row& r) {
+  const int64_t B = 64;
+  r.shape = "nn::TrainStep replayed as a CUDA graph: zero grad + padded loss + backward + clip 5 + AdamW, "
+            "features [64," + std::to_string(attention_positions(b.config)) + ",2048], 20 steps, dropout 0.5";
+  r.goal_ms = 2.5;  // the forward + backward goal, which this row's work includes
+  r.throughput_unit = "captions/s";
+  if (!DeviceGraph::enabled(b.device)) {
+    r.status = "skipped: device graphs are off on " + b.device.to_string();
+    return;
+  }
+  TrainingScope scope({b.gpu.get()}, nn::FineTune::parse("none"));
+  const auto& feats = b.features_b64();
+  std::vector<nn::CaptionBatch> batches;
+  for (size_t k = 0; k < feats.size(); ++k) batches.push_back(caption_batch(B, b.config.vocab_size, b.gen));
+  nn::AdamWConfig c;
+  c.lr = 4e-4;
+  nn::AdamW opt(*b.gpu_store, c);
+  Generator gen(7);
+  nn::TrainStepOptions o;
+  o.grad_clip = 5.0;
+  nn::TrainStep step(b.gpu->decoder, opt, gen, o);
+  const double l0 = step.step(feats[0], batches[0]).loss.total.item();  // eager warm-up
+  const double l1 = step.step(feats[1 % feats.size()], batches[1 % feats.size()]).loss.total.item();
+  const nn::TrainStepStats& s = step.stats();
+  r.check_ok = s.captures == 1 && s.failed_captures == 0 && s.replays == 1 && std::isfinite(l0) && std::isfinite(l1);
+  r.check = "eager warm-up then 1 recording (" + std::to_string(s.captures) + " made, " +
+            std::to_string(s.failed_captures) + " failed), losses " + std::to_string(l0) + ", " + std::to_string(l1);
+  r.timing = b.timer->measure(1, [&](int i) {
+    const size_t k = i % feats.size();
+    step.step(feats[k], batches[k]);
+  });
+  if (step.stats().replays < 2 || step.stats().eager_steps != 1) {
+    r.check_ok = false;
+    r.check += "; the timed steps were not all replays";
+  }
+  r.throughput = B * 1e3 / r.timing.median_ms;
+}
+
 void cross_entropy_1280x10000(Bench& b, Row& r) {
   const int64_t N = 1280, V = 10000;  // 20 steps x 64 rows, the vocabulary size
   r.shape = "cross_entropy forward + backward, logits [1280, 10000] fp32, mean";
@@ -715,6 +760,7 @@ void run_row(Bench& b, Row& r) {
   if (r.name == "decode_step_b64") return decode_step_b64(b, r);
   if (r.name == "decode_step_b64_graph") return decode_step_b64_graph(b, r);
   if (r.name == "decoder_train_t20_b64") return decoder_train_t20_b64(b, r);
+  if (r.name == "decoder_train_step_t20_b64_graph") return decoder_train_step_t20_b64_graph(b, r);
   if (r.name == "cross_entropy_1280x10000") return cross_entropy_1280x10000(b, r);
   if (r.name == "adamw_21M") return adamw_21M(b, r);
   if (r.name == "greedy_1img") return decode_1img(b, r, 1);

@@ -4,6 +4,7 @@
 // for CUDA tensors, which cannot be created there).
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -22,6 +23,16 @@ BackingMemory cuda_backing_memory(int device);
 void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes);
 // Sets bytes to zero on any device (on the current stream for CUDA).
 void zero_bytes(void* dst, Device device, size_t bytes);
+// Sets `count` elements of `elem_size` bytes (4 or 8) to the low bytes of `bits` on any
+// device; on CUDA a kernel on the current stream (no copy from the host: recordable).
+void fill_bytes(void* dst, Device device, int64_t count, int elem_size, uint64_t bits);
+// fill_bytes on the host.
+inline void fill_host_bytes(void* dst, int64_t count, int elem_size, uint64_t bits) {
+  if (elem_size == 8)
+    std::fill_n(static_cast<uint64_t*>(dst), count, bits);
+  else
+    std::fill_n(static_cast<uint32_t*>(dst), count, static_cast<uint32_t>(bits));
+}
 // Waits for all work queued on the device.
 void synchronize(Device device);
 

@@ -21,6 +21,10 @@ void zero_bytes(void* dst, Device device, size_t bytes) {
   if (!device.is_cpu()) no_cuda();
   if (bytes) std::memset(dst, 0, bytes);
 }
+void fill_bytes(void* dst, Device device, int64_t count, int elem_size, uint64_t bits) {
+  if (!device.is_cpu()) no_cuda();
+  fill_host_bytes(dst, count, elem_size, bits);
+}
 void synchronize(Device device) {
   if (!device.is_cpu()) no_cuda();
 }

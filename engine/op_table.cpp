@@ -50,6 +50,7 @@ std::array<OpInfo, kOpCount>& table() {
     set(OpId::AdamStep, "adam_step", false);
     set(OpId::SumOfSquares, "sum_of_squares", false);
     set(OpId::Scale, "scale", false);
+    set(OpId::ClipCoefficient, "clip_coefficient", false);
     return init;
   }();
   return t;

@@ -42,7 +42,7 @@ enum class OpId : int {
   // the captioning model's fused ops
   LstmCell, LstmGates, AdditiveAttention,
   // optimisers (no backward)
-  SgdStep, AdamStep, SumOfSquares, Scale,
+  SgdStep, AdamStep, SumOfSquares, Scale, ClipCoefficient,
   Count
 };
 inline constexpr int kOpCount = static_cast<int>(OpId::Count);

@@ -3,9 +3,24 @@
 
 #include <cmath>
 
+#include "engine/error.h"
 #include "kernels/philox.h"
 
 namespace caption {
+
+void Generator::attach_device_counter(const Tensor& counter) {
+  CAPTION_CHECK(counter.defined() && counter.dtype() == DType::I64 && counter.numel() == 1 &&
+                    counter.is_contiguous(),
+                "generator: a device counter must be one int64, got ",
+                counter.defined() ? counter.describe() : std::string("nothing"));
+  counter_ = counter;
+  counter_origin_ = offset_;
+}
+
+void Generator::detach_device_counter() {
+  counter_ = Tensor();
+  counter_origin_ = 0;
+}
 
 uint32_t Generator::next_u32() {
   return kernels::philox_word(seed_, reserve(1), 0);

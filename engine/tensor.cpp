@@ -2,6 +2,7 @@
 #include "engine/tensor.h"
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 #include <numeric>
 
@@ -292,6 +293,19 @@ void Tensor::zero_() {
 void Tensor::fill_(double value) {
   if (numel() == 0) return;
   if (value == 0.0) return zero_();
+  if (is_contiguous()) {
+    // The value's bit pattern in this dtype, written where the tensor lives: no copy from
+    // the host, so a device graph can record it (constants of ops such as mul(x, 2.0)).
+    uint64_t bits = 0;
+    switch (dtype()) {
+      case DType::F32: bits = std::bit_cast<uint32_t>(static_cast<float>(value)); break;
+      case DType::F64: bits = std::bit_cast<uint64_t>(value); break;
+      case DType::I32: bits = static_cast<uint32_t>(static_cast<int32_t>(value)); break;
+      case DType::I64: bits = static_cast<uint64_t>(static_cast<int64_t>(value)); break;
+    }
+    fill_bytes(raw_data(), device(), numel(), static_cast<int>(dtype_size(dtype())), bits);
+    return;
+  }
   Tensor host = empty(shape(), dtype());
   const int64_t n = numel();
   switch (dtype()) {

@@ -169,6 +169,97 @@ DecoderOutput AttentionDecoder::forward(const Tensor& features, const CaptionBat
   return out;
 }
 
+PaddedBatch PaddedBatch::of(const CaptionBatch& batch, int64_t steps, Device device) {
+  const int64_t B = static_cast<int64_t>(batch.lengths.size());
+  CAPTION_CHECK(B > 0 && batch.captions.dim() == 2 && batch.captions.size(0) == B,
+                "padded batch: ", B, " lengths for captions ",
+                batch.captions.defined() ? batch.captions.describe() : std::string("(none)"));
+  const int64_t L = batch.captions.size(1);
+  CAPTION_CHECK(batch.lengths[0] - 1 <= steps, "padded batch: captions of ", batch.lengths[0],
+                " tokens need ", batch.lengths[0] - 1, " steps, more than ", steps);
+  const std::vector<int64_t> tokens = batch.captions.to(Device::cpu()).to_vector<int64_t>();
+  std::vector<int64_t> words(static_cast<size_t>(steps * B), kPadId), targets(words.size(), kPadId);
+  std::vector<float> active(words.size(), 0.0f);
+  int64_t scored = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t len = batch.lengths[b];
+    CAPTION_CHECK(len >= 2 && len <= L && (b == 0 || len <= batch.lengths[b - 1]),
+                  "padded batch: caption ", b, " has length ", len,
+                  " (lengths must be in [2, ", L, "], longest first)");
+    for (int64_t t = 0; t < len - 1; ++t) {
+      words[t * B + b] = tokens[b * L + t];
+      targets[t * B + b] = tokens[b * L + t + 1];
+      active[t * B + b] = 1.0f;
+      ++scored;
+    }
+  }
+  PaddedBatch p;
+  p.words = Tensor::from_vector<int64_t>(words, {steps, B}).to(device);
+  p.targets = Tensor::from_vector<int64_t>(targets, {steps * B}).to(device);
+  p.active = Tensor::from_vector<float>(active, {steps, B, 1}).to(device);
+  p.inv_words = Tensor::scalar(1.0 / static_cast<double>(scored), DType::F32).to(device);
+  return p;
+}
+
+LossParts AttentionDecoder::padded_loss(const Tensor& features, const PaddedBatch& batch,
+                                        double alpha_c, Generator& gen) const {
+  CAPTION_CHECK(features.dim() == 3, "decoder: features must be [B, P, D], got ", features.describe());
+  const int64_t B = features.size(0), P = features.size(1);
+  CAPTION_CHECK(batch.words.dim() == 2 && batch.words.size(1) == B &&
+                    batch.targets.numel() == batch.words.numel() &&
+                    batch.active.numel() == batch.words.numel() && batch.inv_words.numel() == 1,
+                "decoder: a padded batch for ", B, " rows has words ", batch.words.describe(),
+                ", targets ", batch.targets.describe(), " and active ", batch.active.describe());
+  const AttentionGrid grid = AttentionGrid::of(P, encoder_size_);
+  const int64_t T = batch.words.size(0);
+  const int64_t E = embedding.weight.size(1), A = full_att.weight.size(1);
+  const AttentionOptions att_options = attention_options(activation_);
+  const Tensor full_att_w = full_att.weight.reshape({A});
+
+  const Tensor enc_proj = encoder_att.forward(features);  // [B, P, A]
+  const Tensor mean_a = mean(features, {1});              // [B, D]
+  LstmState state{init_h.forward(mean_a), init_c.forward(mean_a)};
+  // The products as forward() arranges them (nn/recurrence.h), over all B rows.
+  const Tensor w_ih_word = lstm.weight_ih.narrow(1, 0, E);
+  const Tensor w_ih_context = lstm.weight_ih.narrow(1, E, lstm.weight_ih.size(1) - E);
+  const std::vector<int64_t> h_blocks{A, f_beta.weight.size(0), lstm.weight_hh.size(0)};
+  RecurrentLinear h_in(concat({decoder_att.weight, f_beta.weight, lstm.weight_hh}, 0),
+                       concat({decoder_att.bias, f_beta.bias, lstm.bias_hh}, 0));
+  RecurrentLinear context_in(w_ih_context, lstm.bias_ih);
+  StepViews enc_rows(enc_proj), feature_rows(features);
+  const Tensor word_gates = linear(embedding.forward(batch.words), w_ih_word);  // [T, B, 4H]
+  StepViews word_steps(word_gates);
+  const auto all_rows = [B](const Tensor& x) { return x.narrow(0, 0, B); };
+
+  std::vector<Tensor> hidden;
+  Tensor alpha_sum;  // [B, P]: sum over the steps each row decodes
+  for (int64_t t = 0; t < T; ++t) {
+    const Tensor word_gate = word_steps.view([t](const Tensor& x) { return x.select(0, t); });
+    const std::vector<Tensor> from_h = h_in.split(state.h, h_blocks);
+    const AttentionResult att = additive_attention(enc_rows.view(all_rows), from_h[0], full_att_w,
+                                                   full_att.bias, feature_rows.view(all_rows), att_options);
+    const Tensor z = mul(sigmoid(from_h[1]), att.context);
+    state = lstm_gates(add(add(word_gate, context_in(z)), from_h[2]), state.c);
+    hidden.push_back(dropout.forward(state.h, gen));
+    const Tensor alpha = mul(att.alpha, batch.active.select(0, t));  // [B, P], 0 once ended
+    alpha_sum = t == 0 ? alpha : add(alpha_sum, alpha);
+  }
+  const Tensor logits = fc.forward(concat(hidden, 0));  // [T * B, V], time-major
+  LossParts parts;
+  CrossEntropyOptions ce;
+  ce.ignore_index = kPadId;
+  ce.reduction = Reduction::Sum;
+  parts.cross_entropy = mul(cross_entropy(logits, batch.targets, ce), batch.inv_words);
+  // On the full grid each distinct cell's alpha is spread over r*r cells as alpha / r^2:
+  // the mean over (b, p) of (1 - sum_t alpha)^2 is the same over the distinct cells.
+  const double r2 = static_cast<double>(grid.repeat() * grid.repeat());
+  const Tensor full_sum = r2 == 1.0 ? alpha_sum : mul(alpha_sum, 1.0 / r2);
+  const Tensor gap = sub(Tensor::ones({}, full_sum.dtype(), full_sum.device()), full_sum);
+  parts.attention = mul(mean(mul(gap, gap)), alpha_c);
+  parts.total = alpha_c != 0 ? add(parts.cross_entropy, parts.attention) : parts.cross_entropy;
+  return parts;
+}
+
 DecoderState AttentionDecoder::init_state(const Tensor& features) const {
   CAPTION_CHECK(features.dim() == 3, "decoder: features must be [K, P, D], got ", features.describe());
   AttentionGrid::of(features.size(1), encoder_size_);  // refuses a position count that fits no grid

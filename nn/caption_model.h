@@ -41,6 +41,21 @@ struct LossParts {
   Tensor attention;      // scalar, alpha_c * mean over (b, p) of (1 - sum_t alpha)^2
 };
 
+// A batch laid out for a training step of fixed shapes (nn/train_graph.h): B rows and
+// T steps whatever the captions' lengths. A row whose caption has ended keeps its place
+// and is masked instead of dropped, so one recorded step serves every batch of B
+// captions with at most T + 1 tokens.
+struct PaddedBatch {
+  Tensor words;      // [T, B] int64, time-major: the input word of row b at step t
+  Tensor targets;    // [T * B] int64, time-major: the word (t, b) is scored against,
+                     // kPadId (ignored by the loss) once row b's caption has ended
+  Tensor active;     // [T, B, 1] float32: 1 while row b decodes at step t, else 0
+  Tensor inv_words;  // [] float32: 1 / the number of scored (t, b)
+  // On `device`, for `steps` >= the batch's own steps (lengths[0] - 1), from a batch
+  // sorted by length as forward() takes it.
+  static PaddedBatch of(const CaptionBatch& batch, int64_t steps, Device device);
+};
+
 // The decoder's recurrent state for decoding.
 struct DecoderState {
   Tensor h, c;        // [K, H]
@@ -91,6 +106,17 @@ class AttentionDecoder : public Module {
   // Teacher-forced (or scheduled-sampling) forward pass over a batch.
   DecoderOutput forward(const Tensor& features /*[B, P, D]*/, const CaptionBatch& batch,
                         double teacher_forcing, Generator& gen) const;
+
+  // The training loss of forward() + caption_loss() under full teacher forcing, with
+  // fixed shapes: all B rows for T steps, finished rows masked (their loss ignored, their
+  // attention excluded), the attention term summed on the features' own positions (the
+  // same value as on the full grid). Equal to the packed path up to the order of float
+  // sums, and to itself bit for bit eagerly or recorded: it reads nothing on the host
+  // and copies nothing between host and device (with DeviceIndexChecksOff, as while
+  // recording). Dropout draws B * H numbers per step (the packed path draws bt * H), so
+  // with dropout the two draw different masks.
+  LossParts padded_loss(const Tensor& features /*[B, P, D]*/, const PaddedBatch& batch,
+                        double alpha_c, Generator& gen) const;
 
   // Decoding: the initial state for features, then one step from the previous tokens.
   DecoderState init_state(const Tensor& features) const;

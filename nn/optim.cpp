@@ -76,10 +76,9 @@ Tensor Optimizer::grad_run(int64_t offset, int64_t numel) const {
   return run_of(store_.grads(), offset, numel);
 }
 
-void Optimizer::step() {
-  NoGradGuard no_grad;
-  store_.sync_grads();
+std::vector<Optimizer::Run> Optimizer::runs() const {
   const std::vector<ParameterEntry>& entries = store_.entries();
+  std::vector<Run> out;
   size_t i = 0;
   while (i < entries.size()) {
     if (!entries[i].trainable()) {
@@ -91,12 +90,53 @@ void Optimizer::step() {
     while (j < entries.size() && entries[j].trainable() && group_of_[j] == group_of_[i] &&
            steps_[j] == steps_[i])
       ++j;
-    const int64_t offset = entries[i].offset;
-    const int64_t numel = entries[j - 1].offset + entries[j - 1].numel - offset;
-    const int64_t step = steps_[i] + 1;
-    if (numel > 0) update(offset, numel, *groups_[group_of_[i]].lr, step);
-    for (size_t k = i; k < j; ++k) steps_[k] = step;
+    Run r;
+    r.begin = i;
+    r.end = j;
+    r.group = group_of_[i];
+    r.offset = entries[i].offset;
+    r.numel = entries[j - 1].offset + entries[j - 1].numel - r.offset;
+    r.step = steps_[i] + 1;
+    out.push_back(r);
     i = j;
+  }
+  return out;
+}
+
+void Optimizer::step() {
+  NoGradGuard no_grad;
+  store_.sync_grads();
+  for (const Run& r : runs()) {
+    if (r.numel > 0) update(r.offset, r.numel, *groups_[r.group].lr, r.step);
+    for (size_t k = r.begin; k < r.end; ++k) steps_[k] = r.step;
+  }
+}
+
+void Optimizer::stage_device_step(Device device) {
+  std::vector<Run> next = runs();
+  std::vector<double> scalars;
+  for (const Run& r : next) {
+    const std::vector<double> s = dynamic_scalars(*groups_[r.group].lr, r.step);
+    scalars.insert(scalars.end(), s.begin(), s.end());
+  }
+  const int64_t n = static_cast<int64_t>(scalars.size());
+  // The block keeps its place while its size does (a recording reads it there).
+  if (!dynamic_.defined() || dynamic_.numel() != n || dynamic_.device() != device)
+    dynamic_ = Tensor::empty({n}, DType::F64, device);
+  if (n > 0) dynamic_.copy_(Tensor::from_vector<double>(scalars, {n}));
+  for (const Run& r : next)
+    for (size_t k = r.begin; k < r.end; ++k) steps_[k] = r.step;
+  staged_ = std::move(next);
+}
+
+void Optimizer::device_step() {
+  NoGradGuard no_grad;
+  store_.sync_grads();
+  int64_t at = 0;
+  for (const Run& r : staged_) {
+    const int64_t k = static_cast<int64_t>(dynamic_scalars(*groups_[r.group].lr, r.step).size());
+    if (r.numel > 0) update_device(r.offset, r.numel, r.step, dynamic_.narrow(0, at, k));
+    at += k;
   }
 }
 
@@ -193,6 +233,19 @@ void SGD::update(int64_t offset, int64_t numel, double lr, int64_t step) {
            momentum_.defined() ? run_of(momentum_, offset, numel) : Tensor(), o);
 }
 
+void SGD::update_device(int64_t offset, int64_t numel, int64_t step, const Tensor& dynamic) {
+  SgdOptions o;
+  o.momentum = config_.momentum;
+  o.dampening = config_.dampening;
+  o.weight_decay = config_.weight_decay;
+  o.nesterov = config_.nesterov;
+  o.step = step;
+  sgd_step(param_run(offset, numel), grad_run(offset, numel),
+           momentum_.defined() ? run_of(momentum_, offset, numel) : Tensor(), o, dynamic);
+}
+
+std::vector<double> SGD::dynamic_scalars(double lr, int64_t) const { return {lr}; }
+
 std::vector<std::pair<std::string, Tensor>> SGD::moment_blocks() const {
   if (!momentum_.defined()) return {};
   return {{"momentum_buffer", momentum_}};
@@ -214,7 +267,7 @@ Adam::Adam(ParameterStore& store, AdamConfig config, std::vector<ParamGroup> gro
   exp_avg_sq_ = new_block();
 }
 
-void Adam::update(int64_t offset, int64_t numel, double lr, int64_t step) {
+AdamOptions Adam::options(double lr, int64_t step) const {
   AdamOptions o;
   o.lr = lr;
   o.beta1 = config_.beta1;
@@ -223,8 +276,22 @@ void Adam::update(int64_t offset, int64_t numel, double lr, int64_t step) {
   o.weight_decay = config_.weight_decay;
   o.mode = mode_;
   o.step = step;
+  return o;
+}
+
+void Adam::update(int64_t offset, int64_t numel, double lr, int64_t step) {
   adam_step(param_run(offset, numel), grad_run(offset, numel), run_of(exp_avg_, offset, numel),
-            run_of(exp_avg_sq_, offset, numel), o);
+            run_of(exp_avg_sq_, offset, numel), options(lr, step));
+}
+
+void Adam::update_device(int64_t offset, int64_t numel, int64_t step, const Tensor& dynamic) {
+  adam_step(param_run(offset, numel), grad_run(offset, numel), run_of(exp_avg_, offset, numel),
+            run_of(exp_avg_sq_, offset, numel), options(0.0, step), dynamic);
+}
+
+std::vector<double> Adam::dynamic_scalars(double lr, int64_t step) const {
+  const std::array<double, 3> s = adam_dynamic_scalars(options(lr, step));
+  return {s.begin(), s.end()};
 }
 
 std::vector<std::pair<std::string, Tensor>> Adam::moment_blocks() const {
@@ -242,12 +309,9 @@ AdamW::AdamW(ParameterStore& store, AdamWConfig config, std::vector<ParamGroup> 
 
 // ---- clipping ----
 
-double clip_grad_norm(ParameterStore& store, double max_norm) {
-  CAPTION_CHECK(max_norm >= 0 && std::isfinite(max_norm), "clip_grad_norm: invalid max_norm ",
-                max_norm);
-  NoGradGuard no_grad;
-  store.sync_grads();
-  // Runs of adjacent trainable parameters: one reduction (and one scale) per run.
+namespace {
+// Runs of adjacent trainable parameters: one reduction (and one scale) per run.
+std::vector<std::pair<int64_t, int64_t>> clip_runs(const ParameterStore& store) {
   std::vector<std::pair<int64_t, int64_t>> runs;  // offset, numel
   for (const ParameterEntry& e : store.entries()) {
     if (!e.trainable() || e.numel == 0) continue;
@@ -256,6 +320,31 @@ double clip_grad_norm(ParameterStore& store, double max_norm) {
     else
       runs.emplace_back(e.offset, e.numel);
   }
+  return runs;
+}
+}  // namespace
+
+Tensor clip_grad_norm_on_device(ParameterStore& store, double max_norm) {
+  CAPTION_CHECK(max_norm >= 0 && std::isfinite(max_norm), "clip_grad_norm: invalid max_norm ",
+                max_norm);
+  NoGradGuard no_grad;
+  store.sync_grads();
+  const std::vector<std::pair<int64_t, int64_t>> runs = clip_runs(store);
+  CAPTION_CHECK(!runs.empty(), "clip_grad_norm: no trainable parameters");
+  std::vector<Tensor> sums;
+  for (const auto& [offset, numel] : runs) sums.push_back(sum_of_squares(store.grads().narrow(0, offset, numel)));
+  const Tensor coef = clip_coefficient(sums, max_norm);
+  const Tensor factor = coef.narrow(0, 1, 1);
+  for (const auto& [offset, numel] : runs) scale_by(store.grads().narrow(0, offset, numel), factor);
+  return coef;
+}
+
+double clip_grad_norm(ParameterStore& store, double max_norm) {
+  CAPTION_CHECK(max_norm >= 0 && std::isfinite(max_norm), "clip_grad_norm: invalid max_norm ",
+                max_norm);
+  NoGradGuard no_grad;
+  store.sync_grads();
+  const std::vector<std::pair<int64_t, int64_t>> runs = clip_runs(store);
   double total_sq = 0;
   for (const auto& [offset, numel] : runs)
     total_sq += sum_of_squares(store.grads().narrow(0, offset, numel)).item();

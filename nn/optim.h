@@ -51,6 +51,29 @@ class Optimizer {
   void step();
   void zero_grad() { store_.zero_grad(); }
 
+  // A run: adjacent trainable parameters [begin, end) sharing group and step count, the
+  // unit one update call covers (`step` is the 1-based step it takes next).
+  struct Run {
+    size_t begin = 0, end = 0, group = 0;
+    int64_t offset = 0, numel = 0, step = 0;
+    bool same_parameters(const Run& o) const {
+      return begin == o.begin && end == o.end && group == o.group;
+    }
+  };
+  std::vector<Run> runs() const;
+
+  // step() in two halves, for recorded training steps (nn/train_graph.h):
+  // stage_device_step() is the host half: it writes each run's scalars for the coming
+  // step (learning rate, bias corrections) into a small float64 block on the device and
+  // advances the step counts; device_step() enqueues the updates, which read that block
+  // when they run, over the runs staged last. Together they are step() bit for bit. A
+  // recording of device_step() stays valid while stage_device_step() stages the same
+  // runs (same_parameters) and the block stays where it is (device_scalars()).
+  void stage_device_step(Device device);
+  void device_step();
+  const std::vector<Run>& staged_runs() const { return staged_; }
+  const Tensor& device_scalars() const { return dynamic_; }
+
   size_t num_groups() const { return groups_.size(); }
   const ParamGroup& group(size_t i) const;
   double lr(size_t group) const { return *this->group(group).lr; }
@@ -71,6 +94,11 @@ class Optimizer {
             const char* name);
   // Updates elements [offset, offset + numel) of the blocks; `step` is 1-based.
   virtual void update(int64_t offset, int64_t numel, double lr, int64_t step) = 0;
+  // The same with the step's scalars read from `dynamic` (on the device, laid out as
+  // dynamic_scalars gives them); `step` is the one staged (SGD: whether its momentum
+  // buffer starts now).
+  virtual void update_device(int64_t offset, int64_t numel, int64_t step, const Tensor& dynamic) = 0;
+  virtual std::vector<double> dynamic_scalars(double lr, int64_t step) const = 0;
   // The moment blocks with their state-name suffixes ("exp_avg", ...).
   virtual std::vector<std::pair<std::string, Tensor>> moment_blocks() const = 0;
   // A block of state shaped like the parameter block (zeros).
@@ -87,6 +115,8 @@ class Optimizer {
   std::vector<ParamGroup> groups_;
   std::vector<size_t> group_of_;  // per parameter
   std::vector<int64_t> steps_;    // per parameter
+  std::vector<Run> staged_;       // the runs of the staged device step
+  Tensor dynamic_;                // their scalars, run after run, on the device
 };
 
 struct SgdConfig {
@@ -104,6 +134,8 @@ class SGD final : public Optimizer {
 
  private:
   void update(int64_t offset, int64_t numel, double lr, int64_t step) override;
+  void update_device(int64_t offset, int64_t numel, int64_t step, const Tensor& dynamic) override;
+  std::vector<double> dynamic_scalars(double lr, int64_t step) const override;
   std::vector<std::pair<std::string, Tensor>> moment_blocks() const override;
   SgdConfig config_;
   Tensor momentum_;  // [store.numel()], undefined without momentum
@@ -138,6 +170,9 @@ class Adam : public Optimizer {
 
  private:
   void update(int64_t offset, int64_t numel, double lr, int64_t step) override;
+  void update_device(int64_t offset, int64_t numel, int64_t step, const Tensor& dynamic) override;
+  std::vector<double> dynamic_scalars(double lr, int64_t step) const override;
+  AdamOptions options(double lr, int64_t step) const;
   std::vector<std::pair<std::string, Tensor>> moment_blocks() const override;
   AdamConfig config_;
   WeightDecayMode mode_;
@@ -154,5 +189,10 @@ class AdamW final : public Adam {
 // returns the total norm, and when it exceeds max_norm scales every trainable gradient
 // by max_norm / (total + 1e-6).
 double clip_grad_norm(ParameterStore& store, double max_norm);
+// The same without reading anything on the host (so that it can be recorded): the norm
+// and the factor stay on the device, float64 [2] = {total norm, min(1, max_norm /
+// (total + 1e-6))}, and every trainable gradient is scaled by the factor (by exactly 1
+// below the threshold: the gradients are those of clip_grad_norm bit for bit).
+Tensor clip_grad_norm_on_device(ParameterStore& store, double max_norm);
 
 }  // namespace caption::nn

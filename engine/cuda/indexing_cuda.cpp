@@ -3,9 +3,9 @@
 // OpCall contract as engine/ops/indexing.cpp, arithmetic in kernels/cuda/indexing.cu.
 //
 // dtypes: arithmetic (embedding, dropout, every backward) is float32 only. The pure
-// element moves (concat, slice, index_select and gather forward) also move int32 and
-// int64 tensors, as the CPU side does, because beam search reorders token ids with them
-// on the device; float64 is refused by name. The scatter-add backwards (embedding,
+// element moves (concat, slice, index_select and gather forward) also move float64,
+// int32 and int64 tensors, as the CPU side does: beam search reorders token ids with them
+// on the device, and clip_coefficient gathers the float64 sums of squares of its runs. The scatter-add backwards (embedding,
 // index_select) take their sort workspace from the device's caching allocator.
 #include "engine/cuda/adapter.h"
 #include "engine/cuda/context.h"
@@ -24,8 +24,9 @@ namespace kcu = kernels::cuda;
 
 // Element moves: float32, int32 or int64. Returns the element size.
 int movable_elem_size(const Tensor& t, const char* op) {
-  CAPTION_CHECK(t.dtype() == DType::F32 || t.dtype() == DType::I32 || t.dtype() == DType::I64, op,
-                ": the CUDA backend moves float32, int32 and int64 tensors only, got ",
+  CAPTION_CHECK(t.dtype() == DType::F32 || t.dtype() == DType::F64 || t.dtype() == DType::I32 ||
+                    t.dtype() == DType::I64,
+                op, ": the CUDA backend moves float32, float64, int32 and int64 tensors only, got ",
                 t.describe());
   return static_cast<int>(dtype_size(t.dtype()));
 }
@@ -62,21 +63,26 @@ void embedding_cuda_backward(const OpCall& c) {
   });
 }
 
-// Forward: in = {x}, out = {y}.
+// Forward: in = {x} or {x, counter}, out = {y}. The counter is read by the kernel.
 void dropout_cuda_forward(const OpCall& c) {
   const auto& p = c.get<DropoutParams>();
   require_f32(c.in[0], "dropout");
+  const int64_t* counter = p.counter ? c.in[1].data<int64_t>() : nullptr;
   kcu::dropout_apply(c.in[0].data<float>(), c.out[0].data<float>(), p.numel, p.p,
-                     static_cast<float>(p.scale), p.seed, p.base, cuda::stream(c.in[0].device()));
+                     static_cast<float>(p.scale), p.seed, p.base, counter,
+                     cuda::stream(c.in[0].device()));
 }
 
-// Backward: in = {grad_y}, out = {grad_x}: the same mask and scale applied to grad_y.
+// Backward: in = {grad_y} or {counter, grad_y}, out = {grad_x}: the same mask and scale
+// applied to grad_y.
 void dropout_cuda_backward(const OpCall& c) {
   const auto& p = c.get<DropoutParams>();
   if (!c.out[0].defined()) return;
-  require_f32(c.in[0], "dropout backward");
-  kcu::dropout_apply(c.in[0].data<float>(), c.out[0].data<float>(), p.numel, p.p,
-                     static_cast<float>(p.scale), p.seed, p.base, cuda::stream(c.in[0].device()));
+  const Tensor& gy = c.in[p.counter ? 1 : 0];
+  require_f32(gy, "dropout backward");
+  const int64_t* counter = p.counter ? c.in[0].data<int64_t>() : nullptr;
+  kcu::dropout_apply(gy.data<float>(), c.out[0].data<float>(), p.numel, p.p,
+                     static_cast<float>(p.scale), p.seed, p.base, counter, cuda::stream(gy.device()));
 }
 
 int64_t total_of(const ConcatParams& p) {

@@ -10,6 +10,7 @@
 #include "engine/cuda/check.h"
 #include "engine/cuda/context.h"
 #include "engine/device.h"
+#include "kernels/cuda/elementwise.h"
 
 namespace caption {
 
@@ -169,6 +170,12 @@ void zero_bytes(void* dst, Device device, size_t bytes) {
     return;
   }
   CAPTION_CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, cuda::stream(device)));
+}
+
+void fill_bytes(void* dst, Device device, int64_t count, int elem_size, uint64_t bits) {
+  if (count == 0) return;
+  if (device.is_cpu()) return fill_host_bytes(dst, count, elem_size, bits);
+  kernels::cuda::fill_value(dst, count, elem_size, bits, cuda::stream(device));
 }
 
 void synchronize(Device device) {

@@ -89,21 +89,30 @@ void embedding_cpu_backward(const OpCall& c) {
   });
 }
 
+// The first counter of a dropout call's stream: base, plus the device counter if any.
+uint64_t dropout_start(const DropoutParams& p, const Tensor* counter) {
+  return p.counter ? p.base + static_cast<uint64_t>(counter->data<int64_t>()[0]) : p.base;
+}
+
+// Forward: in = {x} or {x, counter}, out = {y}.
 void dropout_cpu_forward(const OpCall& c) {
   const auto& p = c.get<DropoutParams>();
+  const uint64_t start = dropout_start(p, p.counter ? &c.in[1] : nullptr);
   dispatch_floating(c.in[0].dtype(), "dropout", [&]<typename T>() {
     kc::dropout_forward<T>(c.in[0].data<T>(), c.out[0].data<T>(), p.numel, p.p,
-                           static_cast<T>(p.scale), p.seed, p.base);
+                           static_cast<T>(p.scale), p.seed, start);
   });
 }
 
-// Backward: in = {grad_y}, out = {grad_x}.
+// Backward: in = {grad_y} or {counter, grad_y}, out = {grad_x} (and nothing for the counter).
 void dropout_cpu_backward(const OpCall& c) {
   const auto& p = c.get<DropoutParams>();
   if (!c.out[0].defined()) return;
-  dispatch_floating(c.in[0].dtype(), "dropout backward", [&]<typename T>() {
-    kc::dropout_backward<T>(c.in[0].data<T>(), c.out[0].data<T>(), p.numel, p.p,
-                            static_cast<T>(p.scale), p.seed, p.base);
+  const uint64_t start = dropout_start(p, p.counter ? &c.in[0] : nullptr);
+  const Tensor& gy = c.in[p.counter ? 1 : 0];
+  dispatch_floating(gy.dtype(), "dropout backward", [&]<typename T>() {
+    kc::dropout_backward<T>(gy.data<T>(), c.out[0].data<T>(), p.numel, p.p,
+                            static_cast<T>(p.scale), p.seed, start);
   });
 }
 
@@ -261,10 +270,17 @@ Tensor dropout(const Tensor& x_in, double p_drop, Generator& gen, DropoutMode mo
   p.scale = 1.0 / (1.0 - p_drop);
   p.seed = gen.seed();
   p.base = gen.reserve(static_cast<uint64_t>(p.numel));
+  std::vector<Tensor> in{x}, saved;
+  if (const Tensor& counter = gen.device_counter(); counter.defined() && counter.device() == x.device()) {
+    p.counter = true;
+    p.base -= gen.counter_origin();
+    in.push_back(counter);
+    saved.push_back(counter);
+  }
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  std::vector<Tensor> in{x}, outs{y};
+  std::vector<Tensor> outs{y};
   run_forward(OpId::Dropout, x.device(), OpCall{in, outs, &p});
-  record_op(OpId::Dropout, p, in, {}, outs);
+  record_op(OpId::Dropout, p, in, saved, outs);
   return y;
 }
 
@@ -378,6 +394,8 @@ Tensor gather(const Tensor& x_in, int64_t axis, const Tensor& index_in) {
   record_op(OpId::Gather, p, in, {index}, outs);
   return y;
 }
+
+bool device_index_checks() { return t_device_index_checks; }
 
 DeviceIndexChecksOff::DeviceIndexChecksOff() : previous_(t_device_index_checks) {
   t_device_index_checks = false;

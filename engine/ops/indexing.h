@@ -35,6 +35,9 @@ class DeviceIndexChecksOff {
   bool previous_;
 };
 
+// Whether index tensors on a device are range-checked on the host on this thread now.
+bool device_index_checks();
+
 // ---- embedding --------------------------------------------------------------------------
 
 struct EmbeddingParams {
@@ -56,11 +59,18 @@ enum class DropoutMode { Train, Eval };
 // Everything the CPU and CUDA kernels need to draw the same mask: element i is kept iff
 // word_to_unit_float(philox_word(seed, base, i)) >= p (float comparison). The backward
 // regenerates the mask from (seed, base) instead of storing it.
+//
+// With a device counter attached to the generator (engine/random.h) on x's device, the
+// op has a second input, the counter (int64 [1]), and the stream starts at
+// counter + base instead (base then relative to the counter's origin); the backward
+// saves it and reads it again. Kernels: forward in = {x} or {x, counter}; backward
+// in = {grad_y} or {counter, grad_y}.
 struct DropoutParams {
   int64_t numel = 0;
   float p = 0;
   double scale = 1.0;  // 1 / (1 - p)
   uint64_t seed = 0, base = 0;
+  bool counter = false;  // the start is counter + base
 };
 
 // Eval, or p == 0: returns x itself (no copy, no recorded op). Train: draws numel words

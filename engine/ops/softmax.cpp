@@ -17,6 +17,7 @@
 #include "engine/dispatch.h"
 #include "engine/op_node.h"
 #include "engine/op_table.h"
+#include "engine/ops/indexing.h"
 #include "kernels/cpu/softmax.h"
 
 namespace caption {
@@ -150,8 +151,14 @@ Tensor cross_entropy(const Tensor& logits_in, const Tensor& targets_in, CrossEnt
   p.rows = logits.shape()[0];
   p.classes = logits.shape()[1];
   p.ignore_index = o.ignore_index;
-  const std::vector<int64_t> t = targets.to_vector<int64_t>();
-  for (int64_t r = 0; r < p.rows; ++r) {
+  // Targets on a device are checked (and counted) on the host unless the caller vouches
+  // for them (DeviceIndexChecksOff: a graph capture); a sum needs no count.
+  const bool host_check = targets.device().is_cpu() || device_index_checks();
+  CAPTION_CHECK(host_check || o.reduction == Reduction::Sum,
+                "cross_entropy: a mean over unchecked device targets needs their count on the "
+                "host; use Reduction::Sum and divide by the count");
+  const std::vector<int64_t> t = host_check ? targets.to_vector<int64_t>() : std::vector<int64_t>{};
+  for (int64_t r = 0; r < static_cast<int64_t>(t.size()); ++r) {
     if (t[r] == o.ignore_index) continue;
     CAPTION_CHECK(t[r] >= 0 && t[r] < p.classes, "cross_entropy: target ", t[r], " of row ", r,
                   " is out of range for ", p.classes, " classes (ignore_index is ",

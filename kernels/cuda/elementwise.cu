@@ -208,7 +208,23 @@ __global__ void fill_rows_kernel(const float* row, float* y, int64_t cols, int64
   for (int64_t i = global_thread(); i < n; i += grid_threads()) y[i] = row[i % cols];
 }
 
+template <typename E>
+__global__ void fill_value_kernel(E* y, int64_t n, E value) {
+  for (int64_t i = global_thread(); i < n; i += grid_threads()) y[i] = value;
+}
+
 }  // namespace
+
+void fill_value(void* y, int64_t n, int elem_size, uint64_t bits, cudaStream_t stream) {
+  if (n == 0) return;
+  if (elem_size == 8) {
+    fill_value_kernel<uint64_t><<<grid_for(n), kBlock, 0, stream>>>(static_cast<uint64_t*>(y), n, bits);
+  } else {
+    fill_value_kernel<uint32_t>
+        <<<grid_for(n), kBlock, 0, stream>>>(static_cast<uint32_t*>(y), n, static_cast<uint32_t>(bits));
+  }
+  CAPTION_CUDA_LAUNCH_CHECK("fill_value_kernel");
+}
 
 void binary_forward(BinaryOp op, const float* a, const float* b, float* out,
                     const BroadcastLayout& layout, cudaStream_t stream) {

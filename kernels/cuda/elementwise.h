@@ -40,4 +40,9 @@ void strided_copy(void* dst, const int64_t* dst_strides, const void* src,
 // y[r, c] = row[c] for r < rows, c < cols.
 void fill_rows(const float* row, float* y, int64_t rows, int64_t cols, cudaStream_t stream);
 
+// Each of n elements of `elem_size` bytes (4 or 8) set to the low elem_size bytes of
+// `bits` (a value's bit pattern): a fill with no copy from the host, so it can be
+// recorded in a device graph.
+void fill_value(void* y, int64_t n, int elem_size, uint64_t bits, cudaStream_t stream);
+
 }  // namespace caption::kernels::cuda

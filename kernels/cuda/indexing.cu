@@ -139,7 +139,8 @@ void sorted_scatter_sum(const I* index, const float* gy, float* gx, int64_t oute
 // ---- dropout ----------------------------------------------------------------------------
 
 __global__ void dropout_kernel(const float* x, float* y, int64_t n, float p, float scale,
-                               uint64_t seed, uint64_t base) {
+                               uint64_t seed, uint64_t base, const int64_t* counter) {
+  if (counter != nullptr) base += static_cast<uint64_t>(*counter);
   const int64_t blocks = (n + 3) / 4;
   for (int64_t t = global_thread(); t < blocks; t += grid_threads()) {
     const Philox4 r = philox4x32_10(base + static_cast<uint64_t>(t), seed);
@@ -268,9 +269,9 @@ void embedding_backward(const I* ids, const float* grad_out, float* grad_weight,
 }
 
 void dropout_apply(const float* x, float* y, int64_t n, float p, float scale, uint64_t seed,
-                   uint64_t base, cudaStream_t stream) {
+                   uint64_t base, const int64_t* counter, cudaStream_t stream) {
   if (n == 0) return;
-  dropout_kernel<<<grid_for((n + 3) / 4), kBlock, 0, stream>>>(x, y, n, p, scale, seed, base);
+  dropout_kernel<<<grid_for((n + 3) / 4), kBlock, 0, stream>>>(x, y, n, p, scale, seed, base, counter);
   CAPTION_CUDA_LAUNCH_CHECK("dropout_kernel");
 }
 

@@ -36,9 +36,10 @@ void embedding_backward(const I* ids, const float* grad_out, float* grad_weight,
 
 // ---- dropout --------------------------------------------------------------------------
 // Element i kept iff word_to_unit_float(philox_word(seed, base, i)) >= p; kept elements
-// times `scale`, others 0. The backward is the same map applied to grad_y.
+// times `scale`, others 0. The backward is the same map applied to grad_y. counter: null,
+// or a device int64 added to base when the kernel runs (a graph's replays read it anew).
 void dropout_apply(const float* x, float* y, int64_t n, float p, float scale, uint64_t seed,
-                   uint64_t base, cudaStream_t stream);
+                   uint64_t base, const int64_t* counter, cudaStream_t stream);
 
 // ---- concat ---------------------------------------------------------------------------
 // Copies src [outer, len, inner] into dst [outer, total, inner] at axis offset `offset`

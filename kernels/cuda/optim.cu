@@ -44,7 +44,9 @@ __device__ __forceinline__ void sgd_one(float& param, float grad, float* buf, co
 }
 
 template <bool VEC>
-__global__ void sgd_kernel(float* param, const float* grad, float* buf, int64_t n, SgdF s) {
+__global__ void sgd_kernel(float* param, const float* grad, float* buf, int64_t n, SgdF s,
+                           const double* dynamic) {
+  if (dynamic != nullptr) s.lr = static_cast<float>(dynamic[0]);
   int64_t tail = 0;
   if constexpr (VEC) {
     const int64_t n4 = n / 4;
@@ -95,9 +97,19 @@ __device__ __forceinline__ void adam_one(float& param, float grad, float& m, flo
   param = __fsub_rn(param, __fmul_rn(s.step_size, __fdiv_rn(m, denom)));
 }
 
+// The scalars that depend on the step, from the device: dynamic = {lr, bias_correction1,
+// bias_correction2_sqrt}, combined in double and rounded once, as the host does.
+__device__ __forceinline__ void adam_dynamic(AdamF& s, const double* dynamic, double wd) {
+  const double lr = dynamic[0];
+  s.decay = static_cast<float>(1.0 - lr * wd);
+  s.step_size = static_cast<float>(lr / dynamic[1]);
+  s.bc2_sqrt = static_cast<float>(dynamic[2]);
+}
+
 template <bool VEC>
 __global__ void adam_kernel(float* param, const float* grad, float* m, float* v, int64_t n,
-                            AdamF s) {
+                            AdamF s, const double* dynamic, double wd) {
+  if (dynamic != nullptr) adam_dynamic(s, dynamic, wd);
   int64_t tail = 0;
   if constexpr (VEC) {
     const int64_t n4 = n / 4;
@@ -125,7 +137,8 @@ __global__ void adam_kernel(float* param, const float* grad, float* m, float* v,
 // ---- scale ----------------------------------------------------------------------------------
 
 template <bool VEC>
-__global__ void scale_kernel(float* x, int64_t n, float f) {
+__global__ void scale_kernel(float* x, int64_t n, float f, const double* factor) {
+  if (factor != nullptr) f = static_cast<float>(*factor);
   int64_t tail = 0;
   if constexpr (VEC) {
     const int64_t n4 = n / 4;
@@ -166,10 +179,31 @@ __global__ void sum_squares_total_kernel(const double* partials, int64_t count, 
   if (threadIdx.x == 0) total[0] = t;
 }
 
+// ---- clipping coefficient --------------------------------------------------------------------
+
+// One thread: out = {norm, min(1, max_norm / (norm + 1e-6))} from the runs' sums of
+// squares, added in order from 0 as clip_grad_norm adds them on the host.
+__global__ void clip_coefficient_kernel(const double* totals, int64_t count, double max_norm,
+                                        double* out) {
+  if (threadIdx.x != 0 || blockIdx.x != 0) return;
+  double sum = 0.0;
+  for (int64_t i = 0; i < count; ++i) sum += totals[i];
+  const double norm = sqrt(sum);
+  const double coef = max_norm / (norm + 1e-6);
+  out[0] = norm;
+  out[1] = coef < 1.0 ? coef : 1.0;
+}
+
 }  // namespace
 
+void clip_coefficient(const double* totals, int64_t count, double max_norm, double* out,
+                      cudaStream_t stream) {
+  clip_coefficient_kernel<<<1, 32, 0, stream>>>(totals, count, max_norm, out);
+  CAPTION_CUDA_LAUNCH_CHECK("clip_coefficient_kernel");
+}
+
 void sgd_step(float* param, const float* grad, float* momentum_buf, int64_t n, const SgdScalars& s,
-              cudaStream_t stream) {
+              const double* dynamic, cudaStream_t stream) {
   if (n == 0) return;
   // The CPU's scalars: T(lr), T(momentum), T(weight_decay), T(1 - dampening).
   SgdF f;
@@ -181,16 +215,16 @@ void sgd_step(float* param, const float* grad, float* momentum_buf, int64_t n, c
   f.nesterov = s.nesterov == cpu::Nesterov::Yes;
   f.first_step = s.first_step;
   if (aligned16(param) && aligned16(grad) && aligned16(momentum_buf) && n >= 4) {
-    sgd_kernel<true><<<grid_for(n / 4), kBlock, 0, stream>>>(param, grad, momentum_buf, n, f);
+    sgd_kernel<true><<<grid_for(n / 4), kBlock, 0, stream>>>(param, grad, momentum_buf, n, f, dynamic);
     CAPTION_CUDA_LAUNCH_CHECK("sgd_kernel<float4>");
   } else {
-    sgd_kernel<false><<<grid_for(n), kBlock, 0, stream>>>(param, grad, momentum_buf, n, f);
+    sgd_kernel<false><<<grid_for(n), kBlock, 0, stream>>>(param, grad, momentum_buf, n, f, dynamic);
     CAPTION_CUDA_LAUNCH_CHECK("sgd_kernel<scalar>");
   }
 }
 
 void adam_step(float* param, const float* grad, float* exp_avg, float* exp_avg_sq, int64_t n,
-               const AdamScalars& s, cudaStream_t stream) {
+               const AdamScalars& s, const double* dynamic, cudaStream_t stream) {
   if (n == 0) return;
   // The CPU's scalars, rounded from double once each.
   AdamF f;
@@ -208,10 +242,12 @@ void adam_step(float* param, const float* grad, float* exp_avg, float* exp_avg_s
   if (aligned16(param) && aligned16(grad) && aligned16(exp_avg) && aligned16(exp_avg_sq) &&
       n >= 4) {
     adam_kernel<true>
-        <<<grid_for(n / 4), kBlock, 0, stream>>>(param, grad, exp_avg, exp_avg_sq, n, f);
+        <<<grid_for(n / 4), kBlock, 0, stream>>>(param, grad, exp_avg, exp_avg_sq, n, f, dynamic,
+                                                 s.weight_decay);
     CAPTION_CUDA_LAUNCH_CHECK("adam_kernel<float4>");
   } else {
-    adam_kernel<false><<<grid_for(n), kBlock, 0, stream>>>(param, grad, exp_avg, exp_avg_sq, n, f);
+    adam_kernel<false><<<grid_for(n), kBlock, 0, stream>>>(param, grad, exp_avg, exp_avg_sq, n, f,
+                                                           dynamic, s.weight_decay);
     CAPTION_CUDA_LAUNCH_CHECK("adam_kernel<scalar>");
   }
 }
@@ -236,14 +272,14 @@ void sum_of_squares(const float* x, int64_t n, double* partials, double* total,
   CAPTION_CUDA_LAUNCH_CHECK("sum_squares_total_kernel");
 }
 
-void scale(float* x, int64_t n, double factor, cudaStream_t stream) {
+void scale(float* x, int64_t n, double factor, const double* factor_on_device, cudaStream_t stream) {
   if (n == 0) return;
   const float f = static_cast<float>(factor);
   if (aligned16(x) && n >= 4) {
-    scale_kernel<true><<<grid_for(n / 4), kBlock, 0, stream>>>(x, n, f);
+    scale_kernel<true><<<grid_for(n / 4), kBlock, 0, stream>>>(x, n, f, factor_on_device);
     CAPTION_CUDA_LAUNCH_CHECK("scale_kernel<float4>");
   } else {
-    scale_kernel<false><<<grid_for(n), kBlock, 0, stream>>>(x, n, f);
+    scale_kernel<false><<<grid_for(n), kBlock, 0, stream>>>(x, n, f, factor_on_device);
     CAPTION_CUDA_LAUNCH_CHECK("scale_kernel<scalar>");
   }
 }

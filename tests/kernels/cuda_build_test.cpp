@@ -21,7 +21,7 @@ constexpr OpId kCudaOps[] = {
 
 // Ops without a backward (the optimisers, engine/cuda/optim_cuda.cpp): a CUDA forward only.
 constexpr OpId kCudaForwardOnlyOps[] = {
-    OpId::SgdStep, OpId::AdamStep, OpId::SumOfSquares, OpId::Scale,
+    OpId::SgdStep, OpId::AdamStep, OpId::SumOfSquares, OpId::Scale, OpId::ClipCoefficient,
 };
 
 TEST(CudaBuild, FoundationOpsHaveCudaForwardAndBackward) {

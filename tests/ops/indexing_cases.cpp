@@ -57,6 +57,23 @@ OpCase dropout_case(std::string name, Shape s, double p, DropoutMode mode, uint6
   return c;
 }
 
+// Dropout drawing from a device counter (engine/random.h): the generator at `skip`
+// attaches a counter holding `counter` on x's device, so the stream starts at counter.
+OpCase dropout_counter_case(std::string name, Shape s, double p, uint64_t skip, int64_t counter) {
+  OpCase c;
+  c.name = std::move(name);
+  c.op = OpId::Dropout;
+  c.inputs = [s](Generator& g, DType t, Device d) { return std::vector<Tensor>{random_tensor(s, g, t, d)}; };
+  c.forward = [p, skip, counter](const std::vector<Tensor>& x) {
+    Generator gen(1234);
+    gen.reserve(skip);
+    gen.attach_device_counter(Tensor::from_vector<int64_t>({counter}, {1}).to(x[0].device()));
+    gen.reserve(5);  // a draw after the attachment: the op's base is relative to the origin
+    return std::vector<Tensor>{dropout(x[0], p, gen, DropoutMode::Train)};
+  };
+  return c;
+}
+
 OpCase concat_case(std::string name, std::vector<Shape> shapes, int64_t axis) {
   OpCase c;
   c.name = std::move(name);
@@ -122,6 +139,7 @@ CAPTION_OP_CASES {
       embedding_case("embedding/rank3_ids", 4, 2, {0, 1, 2, 3, 3, 2, 1, 0, 0, 0, 3, 1}, {2, 2, 3},
                      DType::I64, 2),
       dropout_case("dropout/half", {5, 7}, 0.5, DropoutMode::Train, 0),
+      dropout_counter_case("dropout/device_counter", {3, 11}, 0.3, 17, 1001),
       dropout_case("dropout/odd_size_nonzero_offset", {3, 37}, 0.1, DropoutMode::Train, 5),
       dropout_case("dropout/eval_identity", {4, 3}, 0.5, DropoutMode::Eval, 0),
       dropout_case("dropout/p0_identity", {4, 3}, 0.0, DropoutMode::Train, 0),

@@ -113,6 +113,42 @@ TEST(DropoutValues, KeepRateAndDeterminism) {
   EXPECT_NE(dropout(x, 0.25, a, DropoutMode::Train).to_vector<double>(), ya);
 }
 
+// A device counter (engine/random.h) replaces the generator's offset at origin by the
+// counter's value: holding the offset the generator would have used, it draws exactly
+// the plain call's mask, forward and backward; holding another value, another mask.
+TEST(DropoutValues, DeviceCounterStandsForTheOffset) {
+  const Tensor x = arange({4, 9});
+  Generator plain(11);
+  plain.reserve(40);  // 10 Philox counters (4 words each)
+  const uint64_t start = plain.offset();
+  const Tensor leaf = x.clone().set_requires_grad(true);
+  const Tensor y = dropout(leaf, 0.4, plain, DropoutMode::Train);
+  sum(mul(y, arange({4, 9}))).backward();
+
+  Generator counted(11);
+  counted.reserve(3);  // origin 1; the counter holds 10: the stream starts at 10 + (1 - 1)
+  const uint64_t origin = counted.offset();
+  Tensor counter = i64({static_cast<int64_t>(start)}, {1});
+  counted.attach_device_counter(counter);
+  EXPECT_EQ(counted.counter_origin(), origin);
+  const Tensor leaf2 = x.clone().set_requires_grad(true);
+  const Tensor y2 = dropout(leaf2, 0.4, counted, DropoutMode::Train);
+  sum(mul(y2, arange({4, 9}))).backward();
+  EXPECT_EQ(y2.to_vector<double>(), y.to_vector<double>());
+  EXPECT_EQ(leaf2.grad().to_vector<double>(), leaf.grad().to_vector<double>());
+  EXPECT_EQ(counted.offset(), origin + 9u) << "the generator still reserves what the call draws (36 words)";
+
+  // The counter is read when the kernel runs: a new value, a new mask.
+  counter.fill_(static_cast<double>(start + 1));
+  Generator again(11);
+  again.reserve(3);
+  again.attach_device_counter(counter);
+  EXPECT_NE(dropout(x, 0.4, again, DropoutMode::Train).to_vector<double>(), y.to_vector<double>());
+  again.detach_device_counter();
+  EXPECT_FALSE(again.device_counter().defined());
+  EXPECT_ERROR_WITH(again.attach_device_counter(f64({1.0}, {1})), "one int64");
+}
+
 TEST(DropoutValues, BadRateRefused) {
   Generator gen(1);
   const Tensor x = arange({3});

@@ -102,6 +102,70 @@ OpCase adam_case(std::string name, Shape s, AdamOptions o) {
   return c;
 }
 
+// The updates with their per-step scalars in a float64 tensor on the device: options
+// carry a decoy lr and step, which the tensor's values must override.
+OpCase sgd_dynamic_case(std::string name, Shape s, SgdOptions o, double lr) {
+  OpCase c = sgd_case(std::move(name), s, o);
+  c.forward = [o, lr](const std::vector<Tensor>& v) {
+    Tensor p = fresh_copy(v[0]), buf = fresh_copy(v[2]);
+    SgdOptions decoy = o;
+    decoy.lr = 123.0;
+    sgd_step(p, v[1], buf, decoy, Tensor::from_vector<double>({lr}, {1}).to(v[0].device()));
+    return buf.defined() ? std::vector<Tensor>{p, buf} : std::vector<Tensor>{p};
+  };
+  return c;
+}
+
+OpCase adam_dynamic_case(std::string name, Shape s, AdamOptions o) {
+  OpCase c = adam_case(std::move(name), s, o);
+  c.forward = [o](const std::vector<Tensor>& v) {
+    Tensor p = fresh_copy(v[0]), m = fresh_copy(v[2]), sq = fresh_copy(v[3]);
+    const std::array<double, 3> d = adam_dynamic_scalars(o);
+    AdamOptions decoy = o;
+    decoy.lr = 5.0;
+    decoy.step = 1;
+    adam_step(p, v[1], m, sq, decoy,
+              Tensor::from_vector<double>({d[0], d[1], d[2]}, {3}).to(v[0].device()));
+    return std::vector<Tensor>{p, m, sq};
+  };
+  return c;
+}
+
+// clip_coefficient over the sums of squares of the inputs (one run each).
+OpCase clip_coefficient_case(std::string name, std::vector<Shape> shapes, double max_norm) {
+  OpCase c;
+  c.name = std::move(name);
+  c.op = OpId::ClipCoefficient;
+  c.gradcheck = false;
+  c.inputs = [shapes](Generator& g, DType t, Device d) {
+    std::vector<Tensor> v;
+    for (const Shape& s : shapes) v.push_back(random_tensor(s, g, t, d));
+    return v;
+  };
+  c.forward = [max_norm](const std::vector<Tensor>& v) {
+    std::vector<Tensor> sums;
+    for (const Tensor& x : v) sums.push_back(sum_of_squares(x));
+    return std::vector<Tensor>{clip_coefficient(sums, max_norm)};
+  };
+  return c;
+}
+
+OpCase scale_by_case(std::string name, Shape s, double factor) {
+  OpCase c;
+  c.name = std::move(name);
+  c.op = OpId::Scale;
+  c.gradcheck = false;
+  c.inputs = [=](Generator& g, DType t, Device d) {
+    return std::vector<Tensor>{random_tensor(s, g, t, d)};
+  };
+  c.forward = [factor](const std::vector<Tensor>& v) {
+    Tensor x = fresh_copy(v[0]);
+    scale_by(x, Tensor::from_vector<double>({factor}, {1}).to(x.device()));
+    return std::vector<Tensor>{x};
+  };
+  return c;
+}
+
 OpCase sum_of_squares_case(std::string name, Shape s) {
   OpCase c;
   c.name = std::move(name);
@@ -177,6 +241,12 @@ CAPTION_OP_CASES {
       sum_of_squares_case("sum_of_squares/odd", {5, 3}),
       sum_of_squares_case("sum_of_squares/one", {1}),
       scale_case("scale/odd", {7, 3}, 0.37),
+      sgd_dynamic_case("sgd_step/device_lr", {3, 5}, sgd(0.9, 0.1, 0.01, Nesterov::No, 4), 0.07),
+      adam_dynamic_case("adam_step/adamw_device_scalars", {2, 9}, adam(0.01, WeightDecayMode::Decoupled, 5)),
+      adam_dynamic_case("adam_step/l2_device_scalars", {13}, adam(0.1, WeightDecayMode::L2, 2)),
+      scale_by_case("scale/device_factor", {5, 3}, 0.61),
+      clip_coefficient_case("clip_coefficient/clips", {{6, 5}, {7}}, 0.5),
+      clip_coefficient_case("clip_coefficient/below_threshold", {{4, 3}}, 1e6),
   };
 }
 

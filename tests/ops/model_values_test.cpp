@@ -268,6 +268,58 @@ TEST(OptimiserOps, AdamStepByHand) {
   EXPECT_NEAR(q.item(), 2.0 * 0.999 - 0.01, 1e-6);
 }
 
+// The per-step scalars read from a float64 tensor give the host-scalar update bit for
+// bit; clip_coefficient is clip_grad_norm's arithmetic.
+TEST(OptimiserOps, DeviceScalarsEqualHostScalars) {
+  Generator g(5);
+  const Tensor p0 = rand_uniform({37}, -1, 1, g), grad = rand_uniform({37}, -1, 1, g);
+  const Tensor m0 = rand_uniform({37}, -0.1, 0.1, g), v0 = rand_uniform({37}, 0, 0.05, g);
+  for (WeightDecayMode mode : {WeightDecayMode::L2, WeightDecayMode::Decoupled}) {
+    AdamOptions o;
+    o.lr = 0.003;
+    o.weight_decay = 0.02;
+    o.mode = mode;
+    o.step = 9;
+    Tensor p = p0.clone(), m = m0.clone(), v = v0.clone();
+    adam_step(p, grad, m, v, o);
+    const std::array<double, 3> d = adam_dynamic_scalars(o);
+    Tensor p2 = p0.clone(), m2 = m0.clone(), v2 = v0.clone();
+    AdamOptions decoy = o;
+    decoy.lr = 1.0;
+    decoy.step = 1;
+    adam_step(p2, grad, m2, v2, decoy, Tensor::from_vector<double>({d[0], d[1], d[2]}, {3}));
+    EXPECT_EQ(p2.to_vector<float>(), p.to_vector<float>());
+    EXPECT_EQ(m2.to_vector<float>(), m.to_vector<float>());
+    EXPECT_EQ(v2.to_vector<float>(), v.to_vector<float>());
+  }
+  SgdOptions s;
+  s.lr = 0.05;
+  s.momentum = 0.9;
+  s.step = 3;
+  Tensor p = p0.clone(), buf = m0.clone(), p2 = p0.clone(), buf2 = m0.clone();
+  sgd_step(p, grad, buf, s);
+  SgdOptions decoy = s;
+  decoy.lr = 2.0;
+  sgd_step(p2, grad, buf2, decoy, Tensor::from_vector<double>({0.05}, {1}));
+  EXPECT_EQ(p2.to_vector<float>(), p.to_vector<float>());
+  EXPECT_EQ(buf2.to_vector<float>(), buf.to_vector<float>());
+  EXPECT_ERROR_WITH(adam_step(p2, grad, m0.clone(), v0.clone(), AdamOptions{}, Tensor::zeros({2}, DType::F64)),
+                    "3 contiguous float64");
+
+  // Clipping: {norm, factor}; below the threshold the factor is exactly 1.
+  const Tensor a = t({3.0f, -4.0f}, {2}), b = t({12.0f}, {1});
+  const std::vector<double> c = clip_coefficient({sum_of_squares(a), sum_of_squares(b)}, 6.5).to_vector<double>();
+  EXPECT_DOUBLE_EQ(c[0], 13.0);
+  EXPECT_DOUBLE_EQ(c[1], 6.5 / (13.0 + 1e-6));
+  EXPECT_EQ(clip_coefficient({sum_of_squares(a)}, 100.0).to_vector<double>()[1], 1.0);
+  Tensor x = a.clone();
+  scale_by(x, Tensor::from_vector<double>({c[1]}, {1}));
+  Tensor x2 = a.clone();
+  scale(x2, c[1]);
+  EXPECT_EQ(x.to_vector<float>(), x2.to_vector<float>());
+  EXPECT_ERROR_WITH(clip_coefficient({}, 1.0), "no sums of squares");
+}
+
 TEST(OptimiserOps, SumOfSquaresAndScale) {
   const Tensor x = t({3.0f, -4.0f, 12.0f}, {3});
   const Tensor s = sum_of_squares(x);

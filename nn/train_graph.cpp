@@ -1,0 +1,143 @@
+// The decoder's training step as a device graph: see train_graph.h.
+#include "nn/train_graph.h"
+
+#include "engine/autocast.h"
+#include "engine/error.h"
+
+namespace caption::nn {
+
+// One shape's recording and the tensors it reads and writes.
+struct TrainStep::Graph {
+  DeviceGraph graph;
+  bool failed = false;
+  int64_t eager_runs = 0;
+  Tensor features;              // input: [B, P, D]
+  PaddedBatch batch;            // input: words, targets, active, inv_words
+  Tensor counter;               // input: dropout's stream start (int64 [1])
+  uint64_t draws = 0;           // generator counters one step reserves
+  std::vector<Optimizer::Run> runs;  // the optimiser's runs when recorded
+  const void* scalars = nullptr;     // and where their scalars were
+  TrainStepResult out;          // outputs
+};
+
+TrainStep::TrainStep(const AttentionDecoder& decoder, Optimizer& optimizer, Generator& gen,
+                     TrainStepOptions options)
+    : decoder_(decoder), optimizer_(optimizer), gen_(gen), options_(options),
+      device_(decoder.embedding.weight.device()), graphs_(DeviceGraph::enabled(device_)) {
+  CAPTION_CHECK(options_.alpha_c >= 0 && options_.grad_clip >= 0 && options_.step_bucket >= 1 &&
+                    options_.max_graphs >= 0,
+                "training step: invalid options (alpha_c ", options_.alpha_c, ", grad_clip ",
+                options_.grad_clip, ", step_bucket ", options_.step_bucket, ", max_graphs ",
+                options_.max_graphs, ")");
+}
+
+TrainStep::~TrainStep() = default;
+
+int64_t TrainStep::padded_steps(int64_t steps) const {
+  return (steps + options_.step_bucket - 1) / options_.step_bucket * options_.step_bucket;
+}
+
+TrainStepResult TrainStep::run(const Tensor& features, const PaddedBatch& batch, bool device_optimizer) {
+  optimizer_.zero_grad();
+  TrainStepResult r;
+  r.loss = decoder_.padded_loss(features, batch, options_.alpha_c, gen_);
+  r.loss.total.backward();
+  if (options_.grad_clip > 0) r.grad_norm = clip_grad_norm_on_device(optimizer_.store(), options_.grad_clip).narrow(0, 0, 1).reshape({});
+  if (device_optimizer)
+    optimizer_.device_step();
+  else
+    optimizer_.step();
+  return r;
+}
+
+namespace {
+PaddedBatch to_device(const PaddedBatch& b, Device d) {
+  return {b.words.to(d), b.targets.to(d), b.active.to(d), b.inv_words.to(d)};
+}
+void copy_batch(PaddedBatch& dst, const PaddedBatch& src) {
+  dst.words.copy_(src.words);
+  dst.targets.copy_(src.targets);
+  dst.active.copy_(src.active);
+  dst.inv_words.copy_(src.inv_words);
+}
+bool same_runs(const std::vector<Optimizer::Run>& a, const std::vector<Optimizer::Run>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (!a[i].same_parameters(b[i])) return false;
+  return true;
+}
+}  // namespace
+
+TrainStepResult TrainStep::step(const Tensor& features_in, const CaptionBatch& batch) {
+  CAPTION_CHECK(features_in.dim() == 3 && features_in.size(0) == static_cast<int64_t>(batch.lengths.size()),
+                "training step: features ", features_in.describe(), " for ", batch.lengths.size(),
+                " captions");
+  CAPTION_CHECK(!batch.lengths.empty(), "training step: an empty batch");
+  const Tensor features = features_in.to(device_);
+  const int64_t B = features.size(0);
+  const int64_t T = padded_steps(batch.lengths[0] - 1);
+  const PaddedBatch host_batch = PaddedBatch::of(batch, T, Device::cpu());
+  auto eager = [&] {
+    ++stats_.eager_steps;
+    return run(features, to_device(host_batch, device_), false);
+  };
+  if (!graphs_) return eager();
+
+  const Key key{B, T, features.size(1), features.size(2), autocast_enabled()};
+  auto it = graphs_by_shape_.find(key);
+  if (it == graphs_by_shape_.end()) {
+    if (static_cast<int>(graphs_by_shape_.size()) >= options_.max_graphs) return eager();
+    it = graphs_by_shape_.emplace(key, std::make_unique<Graph>()).first;
+  }
+  if (it->second->failed) return eager();
+
+  // A recording stays valid while the optimiser updates the same runs from the same block.
+  optimizer_.stage_device_step(device_);
+  if (it->second->graph.captured() && (!same_runs(it->second->runs, optimizer_.staged_runs()) ||
+                                       it->second->scalars != optimizer_.device_scalars().raw_data())) {
+    it->second = std::make_unique<Graph>();
+    it->second->eager_runs = 1;  // recorded again at once
+  }
+  Graph& g = *it->second;
+  if (!g.graph.captured()) {
+    bool ready = g.eager_runs++ > 0;
+    for (const Optimizer::Run& r : optimizer_.staged_runs()) ready = ready && r.step >= 2;
+    if (!ready) {
+      // Warm-up: the staged update is this eager step's own (bit for bit step()).
+      ++stats_.eager_steps;
+      return run(features, to_device(host_batch, device_), true);
+    }
+    g.features = Tensor::empty(features.shape(), features.dtype(), device_);
+    g.batch = to_device(host_batch, device_);
+    g.counter = Tensor::zeros({1}, DType::I64, device_);
+    const uint64_t origin = gen_.offset();
+    gen_.attach_device_counter(g.counter);
+    const bool ok = g.graph.capture(device_, [&] { g.out = run(g.features, g.batch, true); });
+    gen_.detach_device_counter();
+    g.draws = gen_.offset() - origin;
+    gen_.set_state(gen_.seed(), origin);  // the replay below draws them
+    if (!ok) {
+      g.failed = true;
+      ++stats_.failed_captures;
+      g.out = {};
+      log_warning(str("training on ", device_.to_string(), ": the step for ", B, " captions of ", T,
+                      " steps could not be recorded as a graph (", g.graph.failure(),
+                      "); stepping without graphs"));
+      ++stats_.eager_steps;
+      return run(features, to_device(host_batch, device_), true);
+    }
+    g.runs = optimizer_.staged_runs();
+    g.scalars = optimizer_.device_scalars().raw_data();
+    ++stats_.captures;
+  }
+  // This batch's inputs and the generator's offset, then the recorded step.
+  g.features.copy_(features);
+  copy_batch(g.batch, host_batch);
+  g.counter.fill_(static_cast<double>(gen_.offset()));
+  gen_.set_state(gen_.seed(), gen_.offset() + g.draws);
+  g.graph.replay();
+  ++stats_.replays;
+  return g.out;
+}
+
+}  // namespace caption::nn

@@ -1,0 +1,136 @@
+// The recorded training step (nn/train_graph.h) on a device: steps replayed from a graph
+// against the same steps run eagerly, bit for bit (losses, gradient norms, every
+// parameter), with dropout, clipping, a learning-rate change, batches of other lengths
+// in the same and in another step bucket, and a frozen parameter that makes the graph
+// record again; and replays that obtain no device memory. Skipped without a GPU;
+// CAPTION_REQUIRE_GPU=1 turns the skips into failures.
+#include <gtest/gtest.h>
+
+#include <memory>
+
+#include "engine/allocator.h"
+#include "engine/backend.h"
+#include "engine/graph.h"
+#include "nn/caption_model.h"
+#include "nn/optim.h"
+#include "nn/parameters.h"
+#include "nn/train_graph.h"
+#include "tests/harness/gpu.h"
+
+namespace caption::nn {
+namespace {
+
+ModelConfig decoder_config() {
+  ModelConfig c;
+  c.encoder = "resnet18";  // D = 512
+  c.encoder_size = 2;
+  c.vocab_size = 13;
+  c.embed_dim = 16;
+  c.decoder_dim = 24;
+  c.attention_dim = 20;
+  c.dropout = 0.5;
+  c.text = {{"lowercase", true}};
+  return c;
+}
+
+// A decoder on cuda:0 with its store, AdamW (two groups), generator and TrainStep; made
+// with graphs on or off.
+struct Side {
+  Generator init{21};
+  AttentionDecoder decoder{decoder_config(), init};
+  ParameterStore store{Device::cuda(0)};
+  std::unique_ptr<AdamW> opt;
+  Generator gen{77};
+  std::unique_ptr<TrainStep> step;
+  explicit Side(bool graphs) {
+    decoder.to(Device::cuda(0));
+    decoder.train();
+    for (auto& p : decoder.named_parameters()) store.add(p.name, *p.tensor);
+    store.finalize();
+    opt = std::make_unique<AdamW>(store, AdamWConfig{}, std::vector<ParamGroup>{{"", 0.01}, {"fc.", 0.02}});
+    const bool was = DeviceGraph::enabled(Device::cuda(0));
+    DeviceGraph::set_enabled(graphs);
+    TrainStepOptions o;
+    o.grad_clip = 0.3;  // small enough that some steps clip and some may not
+    step = std::make_unique<TrainStep>(decoder, *opt, gen, o);
+    DeviceGraph::set_enabled(was);
+  }
+};
+
+// Batches of 3 captions: lengths (7, 5, 4) and (6, 6, 2) take 6 and 5 steps (padded to
+// 8), (3, 3, 2) takes 2 (padded to 4).
+CaptionBatch batch(int kind) {
+  CaptionBatch b;
+  if (kind == 0) {
+    b.captions = Tensor::from_vector<int64_t>({1, 5, 6, 7, 8, 9, 2, 1, 10, 4, 11, 2, 0, 0, 1, 12, 5, 2, 0, 0, 0}, {3, 7});
+    b.lengths = {7, 5, 4};
+  } else if (kind == 1) {
+    b.captions = Tensor::from_vector<int64_t>({1, 4, 4, 9, 6, 2, 1, 7, 8, 12, 3, 2, 1, 2, 0, 0, 0, 0}, {3, 6});
+    b.lengths = {6, 6, 2};
+  } else {
+    b.captions = Tensor::from_vector<int64_t>({1, 11, 2, 1, 6, 2, 1, 2, 0}, {3, 3});
+    b.lengths = {3, 3, 2};
+  }
+  return b;
+}
+
+std::vector<float> host(const Tensor& t) { return t.to(Device::cpu()).contiguous().to_vector<float>(); }
+
+TEST(CudaTrainGraph, ReplaysEqualEagerStepsBitForBit) {
+  CAPTION_REQUIRE_CUDA_OR_SKIP();
+  if (!DeviceGraph::enabled(Device::cuda(0))) GTEST_SKIP() << "CAPTION_CUDA_GRAPHS=0";
+  Side graphed(true), eager(false);
+  Generator g(5);
+  const int kinds[] = {0, 0, 1, 0, 2, 2, 2, 1, 0, 2};
+  for (int i = 0; i < 10; ++i) {
+    SCOPED_TRACE(i);
+    if (i == 6) {  // a scheduler's change: read by the replays from the staged scalars
+      graphed.opt->set_lr(1, 0.005);
+      eager.opt->set_lr(1, 0.005);
+    }
+    if (i == 8) {  // a frozen parameter changes the optimiser's runs: recorded again
+      graphed.store.freeze("embedding.");
+      eager.store.freeze("embedding.");
+    }
+    const Tensor features = rand_normal({3, 4, 512}, 0, 1, g).to(Device::cuda(0));
+    const TrainStepResult a = graphed.step->step(features, batch(kinds[i]));
+    const TrainStepResult b = eager.step->step(features, batch(kinds[i]));
+    ASSERT_EQ(host(a.loss.total), host(b.loss.total));
+    ASSERT_EQ(host(a.loss.attention), host(b.loss.attention));
+    ASSERT_EQ(a.grad_norm.to(Device::cpu()).item(), b.grad_norm.to(Device::cpu()).item());
+    ASSERT_EQ(host(graphed.store.values()), host(eager.store.values()));
+    EXPECT_EQ(graphed.gen.offset(), eager.gen.offset());
+  }
+  // Shapes: 8 steps (kinds 0, 1) and 4 steps (kind 2): each one eager warm-up, then
+  // recorded; both recorded again after the freeze.
+  const TrainStepStats& s = graphed.step->stats();
+  EXPECT_EQ(s.failed_captures, 0);
+  EXPECT_EQ(s.captures, 4);
+  EXPECT_EQ(s.eager_steps, 2);
+  EXPECT_EQ(s.replays, 8);
+  EXPECT_EQ(eager.step->stats().eager_steps, 10);
+  EXPECT_EQ(eager.step->stats().captures, 0);
+}
+
+// After the recording, replays take nothing from the device allocator and leave it as
+// they found it.
+TEST(CudaTrainGraph, ReplaysObtainNoDeviceMemory) {
+  CAPTION_REQUIRE_CUDA_OR_SKIP();
+  if (!DeviceGraph::enabled(Device::cuda(0))) GTEST_SKIP() << "CAPTION_CUDA_GRAPHS=0";
+  Side graphed(true);
+  Generator g(6);
+  const Tensor features = rand_normal({3, 4, 512}, 0, 1, g).to(Device::cuda(0));
+  for (int i = 0; i < 2; ++i) graphed.step->step(features, batch(0));  // warm-up, record
+  synchronize(Device::cuda(0));
+  CachingAllocator& alloc = allocator_for(Device::cuda(0));
+  const AllocatorStats before = alloc.stats();
+  for (int i = 0; i < 3; ++i) graphed.step->step(features, batch(1));
+  synchronize(Device::cuda(0));
+  const AllocatorStats after = alloc.stats();
+  EXPECT_EQ(graphed.step->stats().replays, 4);
+  EXPECT_EQ(after.backing_allocations, before.backing_allocations);
+  EXPECT_EQ(after.bytes_in_use, before.bytes_in_use);
+}
+
+}  // namespace
+}  // namespace caption::nn
