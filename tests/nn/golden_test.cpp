@@ -106,7 +106,11 @@ class Golden : public ::testing::Test {
     size_t roundoff_driven = 0, bad = 0;
     double worst = 0;
     for (size_t i = 0; i < r.size(); ++i) {
-      const bool noisy = std::abs(gr[i]) < 1e-6 * max_grad;
+      // Adam's first step is lr * sign(g) whatever |g|: an element whose gradient is
+      // within float32 summation error of zero (about sqrt(K) * 6e-8 of the largest, K
+      // up to 4,608 terms in layer 4: 4e-6) may step the other way than PyTorch's. Seen
+      // with PyTorch 2.11 on an AVX-512 host (GPU run 4, 2026-11-28).
+      const bool noisy = std::abs(gr[i]) < 1e-5 * max_grad;
       roundoff_driven += noisy;
       const double tol = noisy ? 2 * 3 * kLr : 2e-4 + 1e-3 * std::abs(r[i]);
       const double err = std::abs(g[i] - r[i]);
@@ -118,6 +122,22 @@ class Golden : public ::testing::Test {
            << name << " (regenerate: " << kRegenerate << "): " << bad << " of " << r.size()
            << " elements out of tolerance (" << roundoff_driven
            << " roundoff-driven by their step-0 gradient); largest error of the others " << worst;
+  }
+  // close(), except that up to `fraction` of the elements may be off by up to `loose`.
+  ::testing::AssertionResult close_except_few(const Tensor& got, const std::string& name, double rtol,
+                                              double atol, double loose, double fraction) {
+    const std::vector<double> g = got.detach().to(DType::F64).contiguous().to_vector<double>();
+    const std::vector<double> r = run_.at(name).to(DType::F64).contiguous().to_vector<double>();
+    if (g.size() != r.size()) return ::testing::AssertionFailure() << name << ": size mismatch";
+    size_t beyond = 0;
+    for (size_t i = 0; i < r.size(); ++i) {
+      const double err = std::abs(g[i] - r[i]);
+      if (err > loose) return ::testing::AssertionFailure() << name << ": element " << i << " off by " << err;
+      beyond += err > atol + rtol * std::abs(r[i]);
+    }
+    if (static_cast<double>(beyond) <= fraction * static_cast<double>(r.size())) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << name << ": " << beyond << " of " << r.size()
+                                         << " elements beyond the close() bound (at most " << fraction * 100 << "% may be)";
   }
   // full_att.bias itself is skipped after AdamW steps: its gradient is pure roundoff,
   // which Adam's normalisation turns into steps of about lr / 2 of arbitrary sign.
@@ -246,8 +266,11 @@ TEST_F(Golden, FineTuningLayer4) {
   for (const auto& [name, t] : stats_after_step3)
     if (run_.tensors.count("ft4.step3." + name)) {
       // They follow from parameters after AdamW steps, so they inherit close_param's
-      // reasons (1e-3 relative; 1e-4 absolute for means near zero).
-      EXPECT_TRUE(close(t, "ft4.step3." + name, 1e-3, 1e-4));
+      // reasons (1e-3 relative; 1e-4 absolute for means near zero), and a weight that
+      // stepped the other way (2 lr per step, above) moves a few channels' statistics by
+      // up to about 3 lr: at most 2% of a tensor's elements may use that bound.
+      EXPECT_TRUE(close(t, "ft4.step3." + name, 1e-3, 1e-4) ||
+                  close_except_few(t, "ft4.step3." + name, 1e-3, 1e-4, 3e-3, 0.02));
       ++stats;
     }
   EXPECT_GT(stats, 0);
