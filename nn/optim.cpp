@@ -222,19 +222,16 @@ SGD::SGD(ParameterStore& store, SgdConfig config, std::vector<ParamGroup> groups
 }
 
 void SGD::update(int64_t offset, int64_t numel, double lr, int64_t step) {
-  SgdOptions o;
-  o.lr = lr;
-  o.momentum = config_.momentum;
-  o.dampening = config_.dampening;
-  o.weight_decay = config_.weight_decay;
-  o.nesterov = config_.nesterov;
-  o.step = step;
-  sgd_step(param_run(offset, numel), grad_run(offset, numel),
-           momentum_.defined() ? run_of(momentum_, offset, numel) : Tensor(), o);
+  update_with(offset, numel, lr, step, Tensor());
 }
 
 void SGD::update_device(int64_t offset, int64_t numel, int64_t step, const Tensor& dynamic) {
+  update_with(offset, numel, 0.0, step, dynamic);
+}
+
+void SGD::update_with(int64_t offset, int64_t numel, double lr, int64_t step, const Tensor& dynamic) {
   SgdOptions o;
+  o.lr = lr;
   o.momentum = config_.momentum;
   o.dampening = config_.dampening;
   o.weight_decay = config_.weight_decay;

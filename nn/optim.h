@@ -135,6 +135,8 @@ class SGD final : public Optimizer {
  private:
   void update(int64_t offset, int64_t numel, double lr, int64_t step) override;
   void update_device(int64_t offset, int64_t numel, int64_t step, const Tensor& dynamic) override;
+  // The host's lr (dynamic undefined) or the device block's.
+  void update_with(int64_t offset, int64_t numel, double lr, int64_t step, const Tensor& dynamic);
   std::vector<double> dynamic_scalars(double lr, int64_t step) const override;
   std::vector<std::pair<std::string, Tensor>> moment_blocks() const override;
   SgdConfig config_;
