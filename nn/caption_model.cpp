@@ -14,6 +14,27 @@ AttentionOptions attention_options(AttentionActivation a) {
                                                 : AttentionOptions::Activation::Relu;
   return o;
 }
+
+// A training pass's step products, arranged so that the backward does per batch what a
+// plain recording would do per step (nn/recurrence.h): everything that reads h (the
+// attention's projection, the gate, the LSTM's recurrent half) is one product with
+// their weights stacked, one each way per step, and forms its weight gradient once over
+// all steps' rows, as the LSTM's context half does; the LSTM's word half (w_ih_word) is
+// one product over all steps under teacher forcing. The gates are then summed and
+// activated by the pointwise LSTM op. Same function as attend_and_update.
+struct StepProducts {
+  explicit StepProducts(const AttentionDecoder& d)
+      : E(d.embedding.weight.size(1)),
+        w_ih_word(d.lstm.weight_ih.narrow(1, 0, E)),
+        h_blocks{d.full_att.weight.size(1), d.f_beta.weight.size(0), d.lstm.weight_hh.size(0)},
+        h_in(concat({d.decoder_att.weight, d.f_beta.weight, d.lstm.weight_hh}, 0),
+             concat({d.decoder_att.bias, d.f_beta.bias, d.lstm.bias_hh}, 0)),
+        context_in(d.lstm.weight_ih.narrow(1, E, d.lstm.weight_ih.size(1) - E), d.lstm.bias_ih) {}
+  int64_t E;
+  Tensor w_ih_word;
+  std::vector<int64_t> h_blocks;  // [A | D | 4H]: attention projection, gate, recurrent half
+  RecurrentLinear h_in, context_in;
+};
 }  // namespace
 
 AttentionDecoder::AttentionDecoder(const ModelConfig& c, Generator& gen)
@@ -95,23 +116,14 @@ DecoderOutput AttentionDecoder::forward(const Tensor& features, const CaptionBat
   const Tensor mean_a = mean(features, {1});              // [B, D]
   LstmState state{init_h.forward(mean_a), init_c.forward(mean_a)};
   const bool full_tf = teacher_forcing >= 1.0;
-  const int64_t E = embedding.weight.size(1), A = full_att.weight.size(1);
+  const int64_t A = full_att.weight.size(1);
   const AttentionOptions att_options = attention_options(activation_);
   const Tensor full_att_w = full_att.weight.reshape({A});
 
-  // The step's products, arranged so that the backward does per batch what a plain
-  // recording would do per step (nn/recurrence.h): everything that reads h (the
-  // attention's projection, the gate, the LSTM's recurrent half) is one product with
-  // their weights stacked, one each way per step, and forms its weight gradient once
-  // over all steps' rows, as the LSTM's context half does; the LSTM's word half is one
-  // product over all steps under teacher forcing. The gates are then summed and
-  // activated by the pointwise LSTM op. Same function as attend_and_update + lstm.
-  const Tensor w_ih_word = lstm.weight_ih.narrow(1, 0, E);
-  const Tensor w_ih_context = lstm.weight_ih.narrow(1, E, lstm.weight_ih.size(1) - E);
-  const std::vector<int64_t> h_blocks{A, f_beta.weight.size(0), lstm.weight_hh.size(0)};
-  RecurrentLinear h_in(concat({decoder_att.weight, f_beta.weight, lstm.weight_hh}, 0),
-                       concat({decoder_att.bias, f_beta.bias, lstm.bias_hh}, 0));
-  RecurrentLinear context_in(w_ih_context, lstm.bias_ih);
+  StepProducts products(*this);
+  const Tensor& w_ih_word = products.w_ih_word;
+  RecurrentLinear &h_in = products.h_in, &context_in = products.context_in;
+  const std::vector<int64_t>& h_blocks = products.h_blocks;
   RecurrentLinear word_in(w_ih_word, Tensor());  // scheduled sampling: per step
   StepViews enc_rows(enc_proj), feature_rows(features);
   // Full teacher forcing: every step's input word is known, so their gate contributions
@@ -212,22 +224,19 @@ LossParts AttentionDecoder::padded_loss(const Tensor& features, const PaddedBatc
                 ", targets ", batch.targets.describe(), " and active ", batch.active.describe());
   const AttentionGrid grid = AttentionGrid::of(P, encoder_size_);
   const int64_t T = batch.words.size(0);
-  const int64_t E = embedding.weight.size(1), A = full_att.weight.size(1);
+  const int64_t A = full_att.weight.size(1);
   const AttentionOptions att_options = attention_options(activation_);
   const Tensor full_att_w = full_att.weight.reshape({A});
 
   const Tensor enc_proj = encoder_att.forward(features);  // [B, P, A]
   const Tensor mean_a = mean(features, {1});              // [B, D]
   LstmState state{init_h.forward(mean_a), init_c.forward(mean_a)};
-  // The products as forward() arranges them (nn/recurrence.h), over all B rows.
-  const Tensor w_ih_word = lstm.weight_ih.narrow(1, 0, E);
-  const Tensor w_ih_context = lstm.weight_ih.narrow(1, E, lstm.weight_ih.size(1) - E);
-  const std::vector<int64_t> h_blocks{A, f_beta.weight.size(0), lstm.weight_hh.size(0)};
-  RecurrentLinear h_in(concat({decoder_att.weight, f_beta.weight, lstm.weight_hh}, 0),
-                       concat({decoder_att.bias, f_beta.bias, lstm.bias_hh}, 0));
-  RecurrentLinear context_in(w_ih_context, lstm.bias_ih);
+  // The products as forward() arranges them, over all B rows.
+  StepProducts products(*this);
+  RecurrentLinear &h_in = products.h_in, &context_in = products.context_in;
+  const std::vector<int64_t>& h_blocks = products.h_blocks;
   StepViews enc_rows(enc_proj), feature_rows(features);
-  const Tensor word_gates = linear(embedding.forward(batch.words), w_ih_word);  // [T, B, 4H]
+  const Tensor word_gates = linear(embedding.forward(batch.words), products.w_ih_word);  // [T, B, 4H]
   StepViews word_steps(word_gates);
   const auto all_rows = [B](const Tensor& x) { return x.narrow(0, 0, B); };
 

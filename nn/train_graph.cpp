@@ -73,10 +73,22 @@ TrainStepResult TrainStep::step(const Tensor& features_in, const CaptionBatch& b
                 "training step: features ", features_in.describe(), " for ", batch.lengths.size(),
                 " captions");
   CAPTION_CHECK(!batch.lengths.empty(), "training step: an empty batch");
+  CAPTION_CHECK(!features_in.requires_grad(),
+                "training step: the features require gradients (a fine-tuned encoder); "
+                "TrainStep trains the decoder on the features of a frozen one");
   const Tensor features = features_in.to(device_);
   const int64_t B = features.size(0);
   const int64_t T = padded_steps(batch.lengths[0] - 1);
   const PaddedBatch host_batch = PaddedBatch::of(batch, T, Device::cpu());
+  // Recorded steps check no index on the device: every token is checked here (the
+  // words and the targets hold all of them).
+  const int64_t V = decoder_.embedding.weight.size(0);
+  for (const Tensor* t : {&host_batch.words, &host_batch.targets}) {
+    const std::vector<int64_t> ids = t->to_vector<int64_t>();
+    for (size_t i = 0; i < ids.size(); ++i)
+      CAPTION_CHECK(ids[i] >= 0 && ids[i] < V, "training step: token ", ids[i], " of caption ",
+                    static_cast<int64_t>(i) % B, " is outside the vocabulary of ", V, " words");
+  }
   auto eager = [&] {
     ++stats_.eager_steps;
     return run(features, to_device(host_batch, device_), false);

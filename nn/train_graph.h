@@ -66,8 +66,8 @@ class TrainStep {
   TrainStep(const TrainStep&) = delete;
   TrainStep& operator=(const TrainStep&) = delete;
 
-  // One step on features [B, P, D] (any device; moved to the decoder's) and captions
-  // sorted by length, full teacher forcing.
+  // One step on features [B, P, D] (any device; moved to the decoder's; not requiring
+  // gradients) and captions sorted by length, full teacher forcing.
   TrainStepResult step(const Tensor& features, const CaptionBatch& batch);
 
   const TrainStepStats& stats() const { return stats_; }

@@ -10,8 +10,10 @@
 
 #include <unistd.h>
 
+#include "engine/graph.h"
 #include "engine/tensor_io.h"
 #include "kernels/cpu/blas.h"
+#include "nn/train_graph.h"
 #include "pipeline/report.h"
 #include "pipeline/schedule.h"
 #include "pipeline/session.h"
@@ -84,6 +86,7 @@ struct Trainer::Impl {
   std::unique_ptr<nn::Optimizer> optimizer;
   std::unique_ptr<LrSchedule> scheduler;
   std::unique_ptr<EarlyStopping> early;
+  std::unique_ptr<nn::TrainStep> train_step;  // CUDA, frozen encoder, full teacher forcing
   std::vector<EpochRecord> history;
   int completed_epochs = 0;
   fs::path out;
@@ -281,6 +284,19 @@ Trainer::Trainer(TrainOptions options, std::ostream& log) : impl_(std::make_uniq
   }
   if (o.early_stopping > 0)
     m.early = std::make_unique<EarlyStopping>(o.early_stopping, direction_of(o.track));
+  // On a GPU, with a frozen encoder and full teacher forcing, the decoder's training step
+  // runs padded to fixed shapes and is recorded as a CUDA graph per shape, then replayed
+  // (nn/train_graph.h): the same losses and gradients as the packed step, at one launch.
+  if (m.device.is_cuda() && frozen_encoder && o.teacher_forcing >= 1.0) {
+    nn::TrainStepOptions t;
+    t.alpha_c = o.alpha_c;
+    t.grad_clip = o.grad_clip;
+    m.train_step = std::make_unique<nn::TrainStep>(model_->decoder, *m.optimizer, m.gen, t);
+    log << "training steps: padded to fixed shapes, "
+        << (DeviceGraph::enabled(m.device) ? "recorded as CUDA graphs and replayed (CAPTION_CUDA_GRAPHS=0: eager)"
+                                           : "run eagerly (CAPTION_CUDA_GRAPHS=0)")
+        << "\n";
+  }
 
   if (resuming) {
     LoadedTensors st = load_tensors(m.file("last.state.safetensors").string());
@@ -324,18 +340,23 @@ std::vector<EpochRecord> Trainer::fit() {
     double loss_sum = 0;
     int64_t batches = 0;
     while (auto b = m.train_loader->next()) {
-      m.optimizer->zero_grad();
       AutocastGuard autocast(o.amp);
       const Tensor features = m.features_of(*model_, *b);
       nn::CaptionBatch cb{b->captions, b->lengths.to_vector<int64_t>()};
-      nn::DecoderOutput out = model_->decoder.forward(features, cb, o.teacher_forcing, m.gen);
-      nn::LossParts loss = nn::caption_loss(out, o.alpha_c);
-      loss.total.backward();
-      if (o.grad_clip > 0) nn::clip_grad_norm(*m.store, o.grad_clip);
-      m.optimizer->step();
+      Tensor loss;
+      if (m.train_step) {
+        loss = m.train_step->step(features, cb).loss.total;
+      } else {
+        m.optimizer->zero_grad();
+        nn::DecoderOutput out = model_->decoder.forward(features, cb, o.teacher_forcing, m.gen);
+        loss = nn::caption_loss(out, o.alpha_c).total;
+        loss.backward();
+        if (o.grad_clip > 0) nn::clip_grad_norm(*m.store, o.grad_clip);
+        m.optimizer->step();
+      }
       m.scheduler->on_batch_end();
       m.apply_lrs();
-      const double l = loss.total.item();
+      const double l = loss.item();
       CAPTION_CHECK(std::isfinite(l), "training diverged: the loss is ", l, " at epoch ", epoch, " batch ",
                     b->index, " (lower the learning rate)");
       loss_sum += l;
@@ -427,6 +448,13 @@ std::vector<EpochRecord> Trainer::fit() {
             << " epochs\n";
       break;
     }
+  }
+  if (m.train_step) {
+    const nn::TrainStepStats& s = m.train_step->stats();
+    m.log << "training steps: " << s.replays << " replayed from " << s.captures << " recording(s), "
+          << s.eager_steps << " eager";
+    if (s.failed_captures > 0) m.log << ", " << s.failed_captures << " shape(s) could not be recorded";
+    m.log << "\n";
   }
   return m.history;
 }

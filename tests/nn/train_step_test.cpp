@@ -225,6 +225,13 @@ TEST(TrainStep, EagerStepsOnTheCpuTrain) {
   EXPECT_EQ(step.stats().captures, 0);
   EXPECT_EQ(opt.step_count("fc.weight"), 30);
   EXPECT_ERROR_WITH(step.step(features.narrow(0, 0, 2), caption_batch()), "for 3 captions");
+  CaptionBatch bad = caption_batch();
+  bad.captions = bad.captions.clone();
+  bad.captions.select(0, 1).narrow(0, 4, 1).fill_(13);  // the last token of caption 1
+  EXPECT_ERROR_WITH(step.step(features, bad), "token 13 of caption 1 is outside the vocabulary of 13");
+  Tensor needs_grad = features.clone();
+  needs_grad.set_requires_grad(true);
+  EXPECT_ERROR_WITH(step.step(needs_grad, caption_batch()), "require gradients");
 }
 
 }  // namespace
