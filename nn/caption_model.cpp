@@ -104,11 +104,18 @@ DecoderOutput AttentionDecoder::forward(const Tensor& features, const CaptionBat
 
   DecoderOutput out;
   std::vector<int64_t> targets;
+  const int64_t V = fc.weight.size(0);
   for (int64_t t = 0; t < T; ++t) {
     int64_t bt = 0;
     while (bt < B && batch.lengths[bt] - 1 > t) ++bt;
     out.batch_sizes.push_back(bt);
-    for (int64_t b = 0; b < bt; ++b) targets.push_back(tokens[b * L + t + 1]);
+    for (int64_t b = 0; b < bt; ++b) {
+      const int64_t w = tokens[b * L + t + 1];
+      // Checked here, where they are on the host: the loss then reads nothing back.
+      CAPTION_CHECK(w >= 0 && w < V, "decoder: token ", w, " of caption ", b,
+                    " is outside the vocabulary of ", V, " words");
+      targets.push_back(w);
+    }
   }
   out.targets = Tensor::from_vector<int64_t>(targets, {static_cast<int64_t>(targets.size())}).to(device);
 
@@ -391,7 +398,10 @@ void CaptionModel::calibrate_batch_norm(const std::function<Tensor()>& next) {
 
 LossParts caption_loss(const DecoderOutput& out, double alpha_c) {
   LossParts parts;
-  parts.cross_entropy = cross_entropy(out.logits, out.targets);
+  // Every target of forward() is a word it checked on the host (none is ignored).
+  CrossEntropyOptions ce;
+  ce.known_valid_rows = out.targets.numel();
+  parts.cross_entropy = cross_entropy(out.logits, out.targets, ce);
   const Tensor alpha_sum = sum(out.alphas, {1});  // [B, P]
   const Tensor one = Tensor::ones({}, alpha_sum.dtype(), alpha_sum.device());
   const Tensor gap = sub(one, alpha_sum);

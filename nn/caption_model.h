@@ -30,7 +30,8 @@ struct CaptionBatch {
 
 struct DecoderOutput {
   Tensor logits;                     // [N, V], packed step-major: step t holds rows 0..bt-1
-  Tensor targets;                    // [N] int64, the word each row is scored against
+  Tensor targets;                    // [N] int64, the word each row is scored against (all
+                                     // checked words: caption_loss reads none back)
   Tensor alphas;                     // [B, T, P], zero where a caption has ended
   std::vector<int64_t> batch_sizes;  // bt per step
 };

@@ -152,9 +152,14 @@ Tensor cross_entropy(const Tensor& logits_in, const Tensor& targets_in, CrossEnt
   p.classes = logits.shape()[1];
   p.ignore_index = o.ignore_index;
   // Targets on a device are checked (and counted) on the host unless the caller vouches
-  // for them (DeviceIndexChecksOff: a graph capture); a sum needs no count.
-  const bool host_check = targets.device().is_cpu() || device_index_checks();
-  CAPTION_CHECK(host_check || o.reduction == Reduction::Sum,
+  // for them (known_valid_rows, or DeviceIndexChecksOff while recording a graph; a sum
+  // needs no count).
+  CAPTION_CHECK(o.known_valid_rows <= p.rows, "cross_entropy: ", o.known_valid_rows,
+                " valid rows claimed for ", p.rows, " rows");
+  const bool host_check =
+      o.known_valid_rows < 0 && (targets.device().is_cpu() || device_index_checks());
+  if (o.known_valid_rows >= 0) p.valid_rows = o.known_valid_rows;
+  CAPTION_CHECK(host_check || o.reduction == Reduction::Sum || o.known_valid_rows >= 0,
                 "cross_entropy: a mean over unchecked device targets needs their count on the "
                 "host; use Reduction::Sum and divide by the count");
   const std::vector<int64_t> t = host_check ? targets.to_vector<int64_t>() : std::vector<int64_t>{};

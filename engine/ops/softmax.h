@@ -35,6 +35,11 @@ enum class Reduction { Mean, Sum };
 struct CrossEntropyOptions {
   int64_t ignore_index = -100;  // rows with this target contribute nothing
   Reduction reduction = Reduction::Mean;  // Mean: divided by the number of valid rows
+  // >= 0: the number of rows whose target is not ignore_index, given by a caller that
+  // built the targets on the host and vouches that each is in range (the decoder does).
+  // The op then reads nothing back from the device: otherwise it copies the targets to
+  // the host to check and count them, a synchronisation per call on a GPU.
+  int64_t known_valid_rows = -1;
 };
 
 struct CrossEntropyParams {

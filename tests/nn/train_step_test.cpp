@@ -118,6 +118,18 @@ TEST(PaddedLoss, BatchLayoutAndRefusals) {
   EXPECT_ERROR_WITH(PaddedBatch::of(unsorted, 7, Device::cpu()), "longest first");
 }
 
+// The packed pass checks its targets on the host (the loss then reads none back).
+TEST(PackedLoss, RefusesWordsOutsideTheVocabulary) {
+  Generator init(3);
+  AttentionDecoder d(decoder_config(0.0), init);
+  CaptionBatch bad = caption_batch();
+  bad.captions = bad.captions.clone();
+  bad.captions.select(0, 2).narrow(0, 3, 1).fill_(20);  // the <eos> of caption 2
+  Generator g(1);
+  EXPECT_ERROR_WITH(d.forward(rand_normal({3, 4, 512}, 0, 1, g), bad, 1.0, g),
+                    "token 20 of caption 2 is outside the vocabulary of 13 words");
+}
+
 // Two stores with the same parameters and gradients: step() on one, the two halves on
 // the other, over steps with a learning-rate change and a frozen parameter in between.
 TEST(DeviceStep, TwoHalvesEqualStepBitForBit) {

@@ -154,6 +154,22 @@ TEST(CrossEntropyValues, LargeLogitsAreStableInFloat32) {
   EXPECT_NEAR(cross_entropy(x, i64({0}, {1})).item(), 2.4076059644, 1e-4);
 }
 
+// A caller that counted the valid rows (and checked the targets) gets the same loss and
+// gradient without the op reading the targets back; a count above the rows is refused.
+TEST(CrossEntropyValues, KnownValidRowsGiveTheSameResult) {
+  Tensor x = kLogits.clone().set_requires_grad(true), y = kLogits.clone().set_requires_grad(true);
+  const Tensor checked = cross_entropy(x, i64(kTargets, {4}));
+  CrossEntropyOptions o;
+  o.known_valid_rows = 3;
+  const Tensor counted = cross_entropy(y, i64(kTargets, {4}), o);
+  EXPECT_EQ(counted.item(), checked.item());
+  checked.backward();
+  counted.backward();
+  EXPECT_TRUE(equal(y.grad(), x.grad(), "gradient with the rows counted by the caller"));
+  o.known_valid_rows = 5;
+  EXPECT_ERROR_WITH(cross_entropy(kLogits, i64(kTargets, {4}), o), "5 valid rows claimed for 4 rows");
+}
+
 TEST(CrossEntropyValues, BadInputRefused) {
   EXPECT_ERROR_WITH(cross_entropy(kLogits, i64({2, 3, 0, 1}, {4})), "target 3 of row 1");
   EXPECT_ERROR_WITH(cross_entropy(kLogits, i64({2, 0, -1, 1}, {4})), "target -1 of row 2");
