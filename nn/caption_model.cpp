@@ -2,7 +2,9 @@
 #include "nn/caption_model.h"
 
 #include <algorithm>
+#include <mutex>
 
+#include "nn/encoder_graph.h"
 #include "nn/recurrence.h"
 
 namespace caption::nn {
@@ -171,7 +173,6 @@ DecoderOutput AttentionDecoder::forward(const Tensor& features, const CaptionBat
     } else {
       Tensor logits = fc.forward(h_drop);  // [bt, V]
       const std::vector<float> lv = logits.to_vector<float>();
-      const int64_t V = logits.size(1);
       previous_prediction.assign(bt, 0);
       for (int64_t b = 0; b < bt; ++b)
         previous_prediction[b] = std::max_element(lv.begin() + b * V, lv.begin() + (b + 1) * V) -
@@ -315,14 +316,37 @@ Tensor position_major(const Tensor& maps) {
 }
 }  // namespace
 
+namespace {
+std::mutex& runner_creation() {
+  static std::mutex m;
+  return m;
+}
+}  // namespace
+
+std::shared_ptr<EncoderRunner> CaptionModel::encoder_runner() const {
+  std::lock_guard lock(runner_creation());
+  return encoder_runner_;
+}
+
+Tensor CaptionModel::trunk(const Tensor& images) const {
+  if (!EncoderRunner::eligible(encoder, images)) return encoder.forward(images);
+  std::shared_ptr<EncoderRunner> runner;
+  {
+    std::lock_guard lock(runner_creation());
+    if (!encoder_runner_) encoder_runner_ = std::make_shared<EncoderRunner>();
+    runner = encoder_runner_;
+  }
+  return runner->forward(encoder, images);
+}
+
 Tensor CaptionModel::encode(const Tensor& images) const {
   const int64_t S = config_.encoder_size;
-  return position_major(adaptive_avg_pool2d(encoder.forward(images), {S, S}));  // [B, S*S, D]
+  return position_major(adaptive_avg_pool2d(trunk(images), {S, S}));  // [B, S*S, D]
 }
 
 Tensor CaptionModel::encode_distinct(const Tensor& images) const {
   const int64_t S = config_.encoder_size;
-  const Tensor maps = encoder.forward(images);  // [B, D, k, k]
+  const Tensor maps = trunk(images);  // [B, D, k, k]
   const int64_t k = maps.size(2);
   if (maps.size(3) == k && k < S && S % k == 0) return position_major(maps);
   return position_major(adaptive_avg_pool2d(maps, {S, S}));

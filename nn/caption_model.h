@@ -99,6 +99,7 @@ struct AttentionGrid {
 };
 
 struct StepRunnerCache;  // nn/step_graph.h
+class EncoderRunner;     // nn/encoder_graph.h
 
 class AttentionDecoder : public Module {
  public:
@@ -171,11 +172,18 @@ class CaptionModel : public Module {
   // data it sees instead of growing layer after layer.
   void calibrate_batch_norm(const std::function<Tensor()>& next);
 
+  // The encoder's inference passes as device graphs (nn/encoder_graph.h): encode() and
+  // encode_distinct() go through it where it is eligible (no gradients, Eval mode, a
+  // CUDA device with graphs on). Null until the first such pass.
+  std::shared_ptr<EncoderRunner> encoder_runner() const;
+
   ResNet encoder;
   AttentionDecoder decoder;
 
  private:
+  Tensor trunk(const Tensor& images) const;  // encoder.forward, through the runner if eligible
   ModelConfig config_;
+  mutable std::shared_ptr<EncoderRunner> encoder_runner_;
 };
 
 // The training objective of MODEL_SPEC section 5.

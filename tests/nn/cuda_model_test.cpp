@@ -23,10 +23,12 @@
 #include "engine/backend.h"
 #include "engine/graph.h"
 #include "nn/caption_model.h"
+#include "nn/encoder_graph.h"
 #include "nn/step_graph.h"
 #include "nn/optim.h"
 #include "nn/parameters.h"
 #include "tests/harness/gpu.h"
+#include "tests/nn/small_decoder.h"
 
 namespace caption::nn {
 namespace {
@@ -103,16 +105,7 @@ Pair make_pair(const ModelConfig& c, uint64_t seed) {
   return p;
 }
 
-CaptionBatch caption_batch() {
-  CaptionBatch b;
-  // <sos>=1, <eos>=2, <pad>=0; sorted by length, longest first.
-  b.captions = Tensor::from_vector<int64_t>({1, 5, 6, 7, 8, 9, 2,  //
-                                             1, 10, 4, 11, 2, 0, 0,  //
-                                             1, 12, 5, 2, 0, 0, 0},
-                                            {3, 7});
-  b.lengths = {7, 5, 4};
-  return b;
-}
+CaptionBatch caption_batch() { return testing::three_captions(); }
 
 void skip_unless_full_float32() {
   const char* tf32 = std::getenv("CAPTION_TF32");
@@ -538,6 +531,55 @@ TEST(CudaGraphs, RunnerIsKeptBetweenDecodingCalls) {
 // A capture that synchronises fails without harm: capture() says so, the allocator's
 // private pool is closed, and a later capture of well-behaved work replays it with the
 // inputs' current values.
+std::vector<float> host_values(const Tensor& t) {
+  return t.to(Device::cpu()).contiguous().to_vector<float>();
+}
+
+// Inference passes of the encoder (nn/encoder_graph.h): the first eager, the second
+// recorded, later ones replayed; each equal to the pass without graphs bit for bit, each
+// result the caller's own (not rewritten by later passes), weights changed in place read
+// by the replays, and passes that record gradients never recorded.
+TEST(CudaGraphs, EncoderPassesAreRecordedAndEqualEagerPasses) {
+  CAPTION_REQUIRE_CUDA_OR_SKIP();
+  if (!DeviceGraph::enabled(Device::cuda(0))) GTEST_SKIP() << "CAPTION_CUDA_GRAPHS=0";
+  Pair p = make_pair(small_config("resnet18", "none"), 13);
+  p.gpu->eval();
+  Generator g(14);
+  std::vector<Tensor> images, recorded;
+  for (int i = 0; i < 4; ++i) images.push_back(rand_normal({2, 3, 64, 64}, 0, 1, g).to(Device::cuda(0)));
+  {
+    NoGradGuard ng;
+    for (const Tensor& x : images) recorded.push_back(p.gpu->encode_distinct(x));
+  }
+  const std::shared_ptr<EncoderRunner> runner = p.gpu->encoder_runner();
+  ASSERT_TRUE(runner != nullptr);
+  EXPECT_EQ(runner->stats().eager_passes, 1);
+  EXPECT_EQ(runner->stats().captures, 1);
+  EXPECT_EQ(runner->stats().replays, 3);
+  EXPECT_EQ(runner->stats().failed_captures, 0);
+  auto without_graphs = [&](const Tensor& x) {
+    NoGradGuard ng;
+    DeviceGraph::set_enabled(false);
+    const Tensor f = p.gpu->encode_distinct(x);
+    DeviceGraph::set_enabled(true);
+    return host_values(f);
+  };
+  for (size_t i = 0; i < images.size(); ++i)
+    EXPECT_EQ(host_values(recorded[i]), without_graphs(images[i])) << "pass " << i;
+  {
+    NoGradGuard ng;
+    Tensor& w = *p.gpu->encoder.named_parameters()[0].tensor;  // the stem's convolution
+    w.copy_(mul(w, 0.5));
+    const Tensor after = p.gpu->encode_distinct(images[0]);
+    EXPECT_EQ(runner->stats().replays, 4);
+    EXPECT_EQ(host_values(after), without_graphs(images[0]));
+    EXPECT_NE(host_values(after), host_values(recorded[0]));
+  }
+  p.gpu->encode_distinct(images[1]);  // gradients recorded: not the runner's
+  EXPECT_EQ(runner->stats().replays, 4);
+  EXPECT_EQ(runner->stats().eager_passes, 1);
+}
+
 TEST(CudaGraphs, FailedCaptureIsHarmlessAndReplayReadsCurrentInputs) {
   CAPTION_REQUIRE_CUDA_OR_SKIP();
   const Device d = Device::cuda(0);

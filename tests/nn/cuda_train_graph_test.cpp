@@ -16,22 +16,12 @@
 #include "nn/parameters.h"
 #include "nn/train_graph.h"
 #include "tests/harness/gpu.h"
+#include "tests/nn/small_decoder.h"
 
 namespace caption::nn {
 namespace {
 
-ModelConfig decoder_config() {
-  ModelConfig c;
-  c.encoder = "resnet18";  // D = 512
-  c.encoder_size = 2;
-  c.vocab_size = 13;
-  c.embed_dim = 16;
-  c.decoder_dim = 24;
-  c.attention_dim = 20;
-  c.dropout = 0.5;
-  c.text = {{"lowercase", true}};
-  return c;
-}
+ModelConfig decoder_config() { return testing::small_decoder_config(0.5); }
 
 // A decoder on cuda:0 with its store, AdamW (two groups), generator and TrainStep; made
 // with graphs on or off.
@@ -62,8 +52,7 @@ struct Side {
 CaptionBatch batch(int kind) {
   CaptionBatch b;
   if (kind == 0) {
-    b.captions = Tensor::from_vector<int64_t>({1, 5, 6, 7, 8, 9, 2, 1, 10, 4, 11, 2, 0, 0, 1, 12, 5, 2, 0, 0, 0}, {3, 7});
-    b.lengths = {7, 5, 4};
+    b = testing::three_captions();
   } else if (kind == 1) {
     b.captions = Tensor::from_vector<int64_t>({1, 4, 4, 9, 6, 2, 1, 7, 8, 12, 3, 2, 1, 2, 0, 0, 0, 0}, {3, 6});
     b.lengths = {6, 6, 2};

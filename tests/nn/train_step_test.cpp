@@ -14,6 +14,7 @@
 #include "nn/parameters.h"
 #include "nn/train_graph.h"
 #include "tests/harness/expect_error.h"
+#include "tests/nn/small_decoder.h"
 
 namespace caption::nn {
 namespace {
@@ -32,28 +33,9 @@ double rel_error(const Tensor& got, const Tensor& ref) {
   return std::sqrt(diff) / std::max(std::sqrt(norm), 1e-2);
 }
 
-ModelConfig decoder_config(double dropout) {
-  ModelConfig c;
-  c.encoder = "resnet18";  // D = 512
-  c.encoder_size = 2;
-  c.vocab_size = 13;
-  c.embed_dim = 16;
-  c.decoder_dim = 24;
-  c.attention_dim = 20;
-  c.dropout = dropout;
-  c.text = {{"lowercase", true}};
-  return c;
-}
-
-CaptionBatch caption_batch() {
-  CaptionBatch b;
-  b.captions = Tensor::from_vector<int64_t>({1, 5, 6, 7, 8, 9, 2,  //
-                                             1, 10, 4, 11, 2, 0, 0,  //
-                                             1, 12, 5, 2, 0, 0, 0},
-                                            {3, 7});
-  b.lengths = {7, 5, 4};
-  return b;
-}
+using testing::small_decoder_config;
+ModelConfig decoder_config(double dropout) { return small_decoder_config(dropout); }
+CaptionBatch caption_batch() { return testing::three_captions(); }
 
 struct Grads {
   Tensor loss, ce, att, features;

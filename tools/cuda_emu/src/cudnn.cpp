@@ -1,7 +1,9 @@
 // cuDNN 9 emulated on the host (include/cudnn.h says what is covered).
 //
-// Memory: "device" pointers are host pointers and are dereferenced directly; streams are
-// recorded and ignored, so every call has finished when it returns.
+// Memory: "device" pointers are host pointers and are dereferenced directly; a compute
+// call has finished when it returns, except while its handle's stream is capturing a
+// graph: it is then recorded (with copies of its scalars and descriptor fields) and run
+// at each replay, as cuDNN's kernels would be.
 //
 // Arithmetic: one convolution engine for all algorithms, im2col + OpenBLAS sgemm per image,
 // float32 throughout, with the same shapes as kernels/cpu/conv.cpp:
@@ -94,6 +96,23 @@ cudnnStatus_t guarded(const char* fn, Body body) {
   } catch (const std::exception& e) {
     return fail(CUDNN_STATUS_INTERNAL_ERROR, fn, e.what());
   }
+}
+
+// A compute call's body as stream work, as cuDNN's kernels are: run now (its status
+// returned), or, while the handle's stream is capturing, recorded into the graph and run
+// at each replay. The body must then own copies of everything it reads (scalars,
+// descriptor fields, pointers: the callers below copy them before building it); a
+// failure during a replay has no caller to return to and aborts with its message.
+template <typename Body>
+cudnnStatus_t run_on_stream(const char* fn, cudnnHandle_t handle, Body body) {
+  if (!caption_emu::stream_capturing(handle->stream)) return guarded(fn, body);
+  caption_emu::enqueue(handle->stream, [fn, body]() mutable {
+    if (guarded(fn, body) != CUDNN_STATUS_SUCCESS) {
+      std::fprintf(stderr, "cuda emulator: %s failed while a graph replayed it\n", fn);
+      std::abort();
+    }
+  });
+  return CUDNN_STATUS_SUCCESS;
 }
 
 const char* type_name(cudnnDataType_t t) {
@@ -450,11 +469,6 @@ cudnnStatus_t workspace_size(const char* fn, cudnnHandle_t handle, const std::ve
 cudnnStatus_t check_pointers(const char* fn, cudnnHandle_t handle, const void* alpha,
                              const void* beta, const void* a, const void* b, const void* c) {
   if (handle == nullptr) return fail(CUDNN_STATUS_BAD_PARAM, fn, "handle is NULL");
-  // Calls here compute at once; recording them into a captured graph is not emulated,
-  // so a capture that reaches one fails loudly instead of replaying nothing.
-  if (caption_emu::stream_capturing(handle->stream))
-    return fail(CUDNN_STATUS_NOT_SUPPORTED, fn,
-                "the emulator does not record cuDNN calls into a captured graph");
   if (alpha == nullptr || beta == nullptr)
     return fail(CUDNN_STATUS_BAD_PARAM, fn, "alpha or beta is NULL");
   if (a == nullptr || b == nullptr || c == nullptr)
@@ -1065,7 +1079,7 @@ cudnnStatus_t CUDNNWINAPI cudnnAddTensor(cudnnHandle_t handle, const void* alpha
   // A's strides, 0 along broadcast dimensions.
   const int64_t sw = a.w == 1 ? 0 : 1, sh = a.h == 1 ? 0 : int64_t{a.w};
   const int64_t sc = a.c == 1 ? 0 : int64_t{a.h} * a.w, sn = a.n == 1 ? 0 : int64_t{a.c} * a.h * a.w;
-  return guarded(fn, [&] {
+  return run_on_stream(fn, handle, [=, a = a, c = c] {
     std::vector<float> row(static_cast<size_t>(c.w));
     int64_t ci = 0;
     for (int64_t n = 0; n < c.n; ++n)
@@ -1256,14 +1270,15 @@ cudnnStatus_t CUDNNWINAPI cudnnConvolutionForward(
   CUDNN_EMU_TRY(check_extents(fn, g, x, "x", w, "w", y, "y"));
   float* col = nullptr;
   CUDNN_EMU_TRY(check_algo(fn, forward_algos(), algo, g, workSpace, workSpaceSizeInBytes, &col));
-  return guarded(fn, [&] {
+  const float al = *static_cast<const float*>(alpha), be = *static_cast<const float*>(beta);
+  const bool x_nhwc = nhwc(xDesc), w_nhwc = nhwc(wDesc), y_nhwc = nhwc(yDesc);
+  return run_on_stream(fn, handle, [=] {
     const size_t e = element_bytes(g.type);
-    const float be = *static_cast<const float*>(beta);
     std::vector<unsigned char> xb, wb;
-    const void* xn = as_nchw(nhwc(xDesc), x, image_of(g), e, xb);
-    const void* wn = as_nchw(nhwc(wDesc), w, filter_of(g), e, wb);
-    NchwOutput yn(nhwc(yDesc), y, output_of(g), e, be != 0.f);
-    run_forward(g, *static_cast<const float*>(alpha), xn, wn, be, yn.data(), col);
+    const void* xn = as_nchw(x_nhwc, x, image_of(g), e, xb);
+    const void* wn = as_nchw(w_nhwc, w, filter_of(g), e, wb);
+    NchwOutput yn(y_nhwc, y, output_of(g), e, be != 0.f);
+    run_forward(g, al, xn, wn, be, yn.data(), col);
     yn.finish();
     return CUDNN_STATUS_SUCCESS;
   });
@@ -1321,14 +1336,15 @@ cudnnStatus_t CUDNNWINAPI cudnnConvolutionBackwardData(
   float* col = nullptr;
   CUDNN_EMU_TRY(
       check_algo(fn, backward_data_algos(), algo, g, workSpace, workSpaceSizeInBytes, &col));
-  return guarded(fn, [&] {
+  const float al = *static_cast<const float*>(alpha), be = *static_cast<const float*>(beta);
+  const bool w_nhwc = nhwc(wDesc), dy_nhwc = nhwc(dyDesc), dx_nhwc = nhwc(dxDesc);
+  return run_on_stream(fn, handle, [=] {
     const size_t e = element_bytes(g.type);
-    const float be = *static_cast<const float*>(beta);
     std::vector<unsigned char> wb, dyb;
-    const void* wn = as_nchw(nhwc(wDesc), w, filter_of(g), e, wb);
-    const void* dyn = as_nchw(nhwc(dyDesc), dy, output_of(g), e, dyb);
-    NchwOutput dxn(nhwc(dxDesc), dx, image_of(g), e, be != 0.f);
-    run_backward_data(g, *static_cast<const float*>(alpha), wn, dyn, be, dxn.data(), col);
+    const void* wn = as_nchw(w_nhwc, w, filter_of(g), e, wb);
+    const void* dyn = as_nchw(dy_nhwc, dy, output_of(g), e, dyb);
+    NchwOutput dxn(dx_nhwc, dx, image_of(g), e, be != 0.f);
+    run_backward_data(g, al, wn, dyn, be, dxn.data(), col);
     dxn.finish();
     return CUDNN_STATUS_SUCCESS;
   });
@@ -1386,14 +1402,15 @@ cudnnStatus_t CUDNNWINAPI cudnnConvolutionBackwardFilter(
   float* col = nullptr;
   CUDNN_EMU_TRY(
       check_algo(fn, backward_filter_algos(), algo, g, workSpace, workSpaceSizeInBytes, &col));
-  return guarded(fn, [&] {
+  const float al = *static_cast<const float*>(alpha), be = *static_cast<const float*>(beta);
+  const bool x_nhwc = nhwc(xDesc), dy_nhwc = nhwc(dyDesc), dw_nhwc = nhwc(dwDesc);
+  return run_on_stream(fn, handle, [=] {
     const size_t e = element_bytes(g.type);
-    const float be = *static_cast<const float*>(beta);
     std::vector<unsigned char> xb, dyb;
-    const void* xn = as_nchw(nhwc(xDesc), x, image_of(g), e, xb);
-    const void* dyn = as_nchw(nhwc(dyDesc), dy, output_of(g), e, dyb);
-    NchwOutput dwn(nhwc(dwDesc), dw, filter_of(g), e, be != 0.f);
-    run_backward_filter(g, *static_cast<const float*>(alpha), xn, dyn, be, dwn.data(), col);
+    const void* xn = as_nchw(x_nhwc, x, image_of(g), e, xb);
+    const void* dyn = as_nchw(dy_nhwc, dy, output_of(g), e, dyb);
+    NchwOutput dwn(dw_nhwc, dw, filter_of(g), e, be != 0.f);
+    run_backward_filter(g, al, xn, dyn, be, dwn.data(), col);
     dwn.finish();
     return CUDNN_STATUS_SUCCESS;
   });
@@ -1423,7 +1440,7 @@ cudnnStatus_t CUDNNWINAPI cudnnConvolutionBackwardBias(cudnnHandle_t handle, con
     return fail(CUDNN_STATUS_BAD_PARAM, fn, "dbDesc is ", shape(b), ", it must be ",
                 shape(1, t.c, 1, 1), " for dyDesc ", shape(t));
   const float al = *static_cast<const float*>(alpha), be = *static_cast<const float*>(beta);
-  return guarded(fn, [&] {
+  return run_on_stream(fn, handle, [=, t = t, b = b] {
     const int64_t plane = int64_t{t.h} * t.w;
     std::vector<float> sums(static_cast<size_t>(t.c), 0.f);
     for (int64_t n = 0; n < t.n; ++n)

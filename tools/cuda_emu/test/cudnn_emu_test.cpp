@@ -524,6 +524,51 @@ TEST(CudnnEmuBf16, RoundsOnceToNearestEven) {
   EXPECT_EQ(y.h[4], 0x7F80u);  // +inf
 }
 
+// ---- graphs ----------------------------------------------------------------------------
+
+// A convolution reached while its stream captures is recorded, not run: the output is
+// untouched until the graph is launched, and each launch reads the input as it is then
+// (the descriptors and scalars are the call's, even after the caller destroyed them).
+TEST(CudnnEmuGraph, CapturedConvolutionRunsAtEachReplay) {
+  Handle handle;
+  cudaStream_t stream = nullptr;
+  ASSERT_EQ(cudaStreamCreate(&stream), cudaSuccess);
+  ASSERT_EQ(cudnnSetStream(handle.h, stream), CUDNN_STATUS_SUCCESS);
+  const Case k = kCases[0];
+  Buffer x(CUDNN_DATA_FLOAT, int64_t{k.B} * k.C * k.H * k.W), w(CUDNN_DATA_FLOAT, int64_t{k.O} * k.C * k.kh * k.kw);
+  std::mt19937 rng(3);
+  x.randomize(rng);
+  w.randomize(rng);
+  const int64_t n_out = int64_t{k.B} * k.O * k.Ho() * k.Wo();
+  Buffer y(CUDNN_DATA_FLOAT, n_out, -7.f), eager(CUDNN_DATA_FLOAT, n_out);
+  auto forward = [&](Buffer& out) {
+    Plan p(k, CUDNN_DATA_FLOAT);
+    const float alpha = 1.f, beta = 0.f;
+    return cudnnConvolutionForward(handle.h, &alpha, p.x.d, x.data(), p.w.d, w.data(), p.conv.d,
+                                   CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, nullptr, 0, &beta, p.y.d,
+                                   out.data());
+  };
+  ASSERT_EQ(cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed), cudaSuccess);
+  ASSERT_EQ(forward(y), CUDNN_STATUS_SUCCESS);  // the plan's descriptors die here
+  cudaGraph_t graph = nullptr;
+  ASSERT_EQ(cudaStreamEndCapture(stream, &graph), cudaSuccess);
+  EXPECT_EQ(y.get(0), -7.f) << "a captured call must not run";
+  cudaGraphExec_t exec = nullptr;
+  ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
+  for (int replay = 0; replay < 2; ++replay) {
+    x.randomize(rng);
+    ASSERT_EQ(cudaGraphLaunch(exec, stream), cudaSuccess);
+    ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+    ASSERT_EQ(cudnnSetStream(handle.h, nullptr), CUDNN_STATUS_SUCCESS);
+    ASSERT_EQ(forward(eager), CUDNN_STATUS_SUCCESS);
+    ASSERT_EQ(cudnnSetStream(handle.h, stream), CUDNN_STATUS_SUCCESS);
+    EXPECT_EQ(y.f, eager.f) << "replay " << replay;
+  }
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  cudaStreamDestroy(stream);
+}
+
 // ---- algorithm queries ----------------------------------------------------------------
 
 TEST(CudnnEmuAlgos, ForwardListIsRankedAndHonoursTheRequestedCount) {
