@@ -2,13 +2,15 @@
 // against the same steps run eagerly, bit for bit (losses, gradient norms, every
 // parameter), with dropout, clipping, a learning-rate change, batches of other lengths
 // in the same and in another step bucket, and a frozen parameter that makes the graph
-// record again; and replays that obtain no device memory. Skipped without a GPU;
+// record again, under AdamW, SGD with Nesterov momentum, and AdamW with bfloat16
+// products; and replays that obtain no device memory. Skipped without a GPU;
 // CAPTION_REQUIRE_GPU=1 turns the skips into failures.
 #include <gtest/gtest.h>
 
 #include <memory>
 
 #include "engine/allocator.h"
+#include "engine/autocast.h"
 #include "engine/backend.h"
 #include "engine/graph.h"
 #include "nn/caption_model.h"
@@ -23,21 +25,37 @@ namespace {
 
 ModelConfig decoder_config() { return testing::small_decoder_config(0.5); }
 
-// A decoder on cuda:0 with its store, AdamW (two groups), generator and TrainStep; made
-// with graphs on or off.
+// What a test run trains with: the optimiser, and whether products run in bfloat16.
+struct Variant {
+  const char* name;
+  bool sgd;       // SGD with Nesterov momentum, else AdamW
+  bool autocast;  // bfloat16 products (engine/autocast.h) on both sides
+};
+
+// A decoder on cuda:0 with its store, optimiser (two groups), generator and TrainStep;
+// made with graphs on or off.
 struct Side {
   Generator init{21};
   AttentionDecoder decoder{decoder_config(), init};
   ParameterStore store{Device::cuda(0)};
-  std::unique_ptr<AdamW> opt;
+  std::unique_ptr<Optimizer> opt;
   Generator gen{77};
   std::unique_ptr<TrainStep> step;
-  explicit Side(bool graphs) {
+  Side(bool graphs, const Variant& v) {
     decoder.to(Device::cuda(0));
     decoder.train();
     for (auto& p : decoder.named_parameters()) store.add(p.name, *p.tensor);
     store.finalize();
-    opt = std::make_unique<AdamW>(store, AdamWConfig{}, std::vector<ParamGroup>{{"", 0.01}, {"fc.", 0.02}});
+    const std::vector<ParamGroup> groups{{"", 0.01}, {"fc.", 0.02}};
+    if (v.sgd) {
+      SgdConfig c;
+      c.momentum = 0.9;
+      c.nesterov = Nesterov::Yes;
+      c.weight_decay = 1e-3;
+      opt = std::make_unique<SGD>(store, c, groups);
+    } else {
+      opt = std::make_unique<AdamW>(store, AdamWConfig{}, groups);
+    }
     const bool was = DeviceGraph::enabled(Device::cuda(0));
     DeviceGraph::set_enabled(graphs);
     TrainStepOptions o;
@@ -65,10 +83,14 @@ CaptionBatch batch(int kind) {
 
 std::vector<float> host(const Tensor& t) { return t.to(Device::cpu()).contiguous().to_vector<float>(); }
 
-TEST(CudaTrainGraph, ReplaysEqualEagerStepsBitForBit) {
+class CudaTrainGraph : public ::testing::TestWithParam<Variant> {};
+
+TEST_P(CudaTrainGraph, ReplaysEqualEagerStepsBitForBit) {
   CAPTION_REQUIRE_CUDA_OR_SKIP();
   if (!DeviceGraph::enabled(Device::cuda(0))) GTEST_SKIP() << "CAPTION_CUDA_GRAPHS=0";
-  Side graphed(true), eager(false);
+  const Variant& v = GetParam();
+  AutocastGuard autocast(v.autocast);  // recorded and eager alike
+  Side graphed(true, v), eager(false, v);
   Generator g(5);
   const int kinds[] = {0, 0, 1, 0, 2, 2, 2, 1, 0, 2};
   for (int i = 0; i < 10; ++i) {
@@ -98,15 +120,21 @@ TEST(CudaTrainGraph, ReplaysEqualEagerStepsBitForBit) {
   EXPECT_EQ(s.eager_steps, 2);
   EXPECT_EQ(s.replays, 8);
   EXPECT_EQ(eager.step->stats().eager_steps, 10);
+  EXPECT_EQ(graphed.opt->step_count("fc.weight"), 10);
   EXPECT_EQ(eager.step->stats().captures, 0);
 }
 
+INSTANTIATE_TEST_SUITE_P(Optimisers, CudaTrainGraph,
+                         ::testing::Values(Variant{"adamw", false, false}, Variant{"sgd_nesterov", true, false},
+                                           Variant{"adamw_autocast", false, true}),
+                         [](const ::testing::TestParamInfo<Variant>& i) { return std::string(i.param.name); });
+
 // After the recording, replays take nothing from the device allocator and leave it as
 // they found it.
-TEST(CudaTrainGraph, ReplaysObtainNoDeviceMemory) {
+TEST(CudaTrainGraphMemory, ReplaysObtainNoDeviceMemory) {
   CAPTION_REQUIRE_CUDA_OR_SKIP();
   if (!DeviceGraph::enabled(Device::cuda(0))) GTEST_SKIP() << "CAPTION_CUDA_GRAPHS=0";
-  Side graphed(true);
+  Side graphed(true, Variant{"adamw", false, false});
   Generator g(6);
   const Tensor features = rand_normal({3, 4, 512}, 0, 1, g).to(Device::cuda(0));
   for (int i = 0; i < 2; ++i) graphed.step->step(features, batch(0));  // warm-up, record
