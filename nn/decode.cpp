@@ -43,25 +43,36 @@ std::vector<DecodedCaption> greedy_decode(const AttentionDecoder& decoder, const
   DecoderState state = decoder.init_state(features);
   StepRunnerLease lease(decoder, features.device());
   StepRunner& runner = lease.runner();
-  // With graphs, every step keeps all B rows (a finished row is fed <eos> and its
-  // results are ignored), so that one graph serves the whole caption; without, finished
-  // rows are dropped from the batch. Rows do not interact: the results are the same.
+  // With graphs, every step keeps all B rows (a finished row is fed its own arg-max and
+  // its results are ignored), so that one graph serves the whole caption, and the next
+  // tokens stay on the device; without, finished rows are dropped from the batch. Rows
+  // do not interact: the results are the same.
   const bool fixed_rows = runner.graphs();
   std::vector<DecodedCaption> results(B);
   std::vector<int64_t> live(B);  // result index of each row in the batch
   std::iota(live.begin(), live.end(), 0);
   std::vector<int64_t> tokens(B, kSosId);
+  Tensor device_tokens;  // fixed rows, after the first step: the previous arg-max
+  // A step reads back only its arg-max ids (to know which rows finished); the chosen
+  // tokens' log-probabilities and attention stay on the device until the caption ends.
+  struct Chosen {
+    int64_t result, step, row, token;
+  };
+  std::vector<Chosen> chosen;
+  std::vector<Tensor> step_log_probs, step_alphas;  // [K], [K, P] per step
+  std::vector<int64_t> step_offset;                 // first row of each step in their concatenation
+  int64_t rows_so_far = 0;
   for (int step = 0; step < max_len && !live.empty(); ++step) {
     const int64_t K = static_cast<int64_t>(live.size());
-    StepOutput out = runner.step(tokens, state);
-    // Arg-max on the device: two numbers per row come back, not the row's V log-probs
-    // (on a GPU at batch 64, 2.5 MB per word). Exact ties go to the lowest id.
+    StepOutput out = device_tokens.defined() ? runner.step(device_tokens, state) : runner.step(tokens, state);
+    // Arg-max on the device: K ids come back, not the rows' V log-probs (on a GPU at
+    // batch 64, 2.5 MB per word). Exact ties go to the lowest id.
     const MaxResult best_of = max_last(out.log_probs);
-    const std::vector<float> best_lp = best_of.values.to_vector<float>();
     const std::vector<int64_t> best_id = best_of.indices.to_vector<int64_t>();
-    const std::vector<float> alpha = out.alpha.to_vector<float>();
-    const int64_t P = out.alpha.size(1);
-    const AttentionGrid grid = AttentionGrid::of(P, decoder.encoder_size());
+    step_log_probs.push_back(best_of.values);
+    step_alphas.push_back(fixed_rows ? out.alpha.clone() : out.alpha);  // a graph rewrites its own
+    step_offset.push_back(rows_so_far);
+    rows_so_far += K;
     std::vector<int64_t> keep, next_tokens, next_live;
     bool any_decoding = false;
     for (int64_t k = 0; k < K; ++k) {
@@ -73,7 +84,7 @@ std::vector<DecodedCaption> greedy_decode(const AttentionDecoder& decoder, const
         continue;
       }
       const int64_t best = best_id[k];
-      append_token(r, best, best_lp[k], alpha.data() + k * P, grid);
+      chosen.push_back({live[k], step, k, best});
       if (best == kEosId) r.finished = true;
       if (!r.finished || fixed_rows) {
         keep.push_back(k);
@@ -91,6 +102,17 @@ std::vector<DecodedCaption> greedy_decode(const AttentionDecoder& decoder, const
     }
     live = std::move(next_live);
     tokens = std::move(next_tokens);
+    if (fixed_rows) device_tokens = best_of.indices;
+  }
+  if (chosen.empty()) return results;
+  // The chosen tokens' log-probabilities and attention, read back once.
+  const int64_t P = step_alphas[0].size(1);
+  const AttentionGrid grid = AttentionGrid::of(P, decoder.encoder_size());
+  const std::vector<float> log_probs = concat(step_log_probs, 0).to_vector<float>();
+  const std::vector<float> alphas = concat(step_alphas, 0).to_vector<float>();
+  for (const Chosen& c : chosen) {
+    const int64_t at = step_offset[static_cast<size_t>(c.step)] + c.row;
+    append_token(results[c.result], c.token, log_probs[at], alphas.data() + at * P, grid);
   }
   return results;
 }

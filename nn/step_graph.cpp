@@ -98,11 +98,27 @@ StepOutput StepRunner::step(const std::vector<int64_t>& tokens, DecoderState& st
                   " at row ", i, " is out of range for the vocabulary (", V, " words)");
   CAPTION_CHECK(state.h.defined() && state.h.size(0) == K, "decoding: ", K,
                 " tokens for a state of ", state.h.defined() ? state.h.describe() : "nothing");
-  const Tensor host_tokens = Tensor::from_vector<int64_t>(tokens, {K});
+  return run(Tensor::from_vector<int64_t>(tokens, {K}), state);
+}
+
+StepOutput StepRunner::step(const Tensor& device_tokens, DecoderState& state) {
+  CAPTION_CHECK(device_tokens.defined() && device_tokens.device() == device_ && device_tokens.dim() == 1 &&
+                    device_tokens.dtype() == DType::I64,
+                "decoding: device tokens must be int64 [K] on ", device_.to_string(), ", got ",
+                device_tokens.defined() ? device_tokens.describe() : std::string("nothing"));
+  CAPTION_CHECK(state.h.defined() && state.h.size(0) == device_tokens.size(0), "decoding: ",
+                device_tokens.size(0), " tokens for a state of ",
+                state.h.defined() ? state.h.describe() : "nothing");
+  const DeviceIndexChecksOff vouched;  // ids the caller made on the device (an arg-max)
+  return run(device_tokens, state);
+}
+
+StepOutput StepRunner::run(const Tensor& tokens_in, DecoderState& state) {
+  const int64_t K = tokens_in.size(0);
   const kernels::cpu::Bf16ShadowScope shadow_scope(shadows_.empty() ? nullptr : &shadows_);
   auto eager = [&] {
     ++stats_.eager_steps;
-    return decoder_.step(host_tokens.to(device_), state);
+    return decoder_.step(tokens_in.to(device_), state);
   };
   if (!graphs_) return eager();
   std::unique_ptr<Graph>& slot = by_rows_[K];
@@ -145,7 +161,7 @@ StepOutput StepRunner::step(const std::vector<int64_t>& tokens, DecoderState& st
     ++stats_.captures;
   }
   // New inputs, then the recorded step.
-  g.tokens.copy_(host_tokens);
+  g.tokens.copy_(tokens_in);
   copy_into(g.h, state.h);
   copy_into(g.c, state.c);
   copy_into(g.features, state.features);

@@ -56,10 +56,15 @@ class StepRunner {
   // returned tensors stay valid until the next call; `state` may afterwards refer to the
   // graph's tensors (read-only for the caller: pass it back or gather rows from it).
   StepOutput step(const std::vector<int64_t>& tokens, DecoderState& state);
+  // The same from token ids already on the runner's device (int64 [K], e.g. the previous
+  // step's arg-max), which the caller vouches are in [0, vocab): no copy from the host,
+  // and no read-back to check them.
+  StepOutput step(const Tensor& device_tokens, DecoderState& state);
   const StepRunnerStats& stats() const { return stats_; }
 
  private:
   struct Graph;
+  StepOutput run(const Tensor& tokens, DecoderState& state);  // host or device tokens
   const AttentionDecoder& decoder_;
   Device device_;
   bool graphs_;

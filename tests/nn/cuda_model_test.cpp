@@ -416,6 +416,13 @@ TEST(CudaGraphs, StepRunnerCapturesOnceAndReplays) {
   EXPECT_EQ(runner.stats().failed_captures, 0);
   // Token ids are checked on the host, graphs or not.
   EXPECT_THROW(runner.step({1, 2, 13}, mine), Error);
+  // Ids already on the device (an arg-max) replay the same graph, read from there.
+  const std::vector<int64_t> next = {3, 9, 11};
+  const StepOutput got = runner.step(Tensor::from_vector<int64_t>(next, {3}).to(Device::cuda(0)), mine);
+  const StepOutput want = p.gpu->decoder.step(Tensor::from_vector<int64_t>(next, {3}).to(Device::cuda(0)), ref);
+  EXPECT_EQ(got.log_probs.to_vector<float>(), want.log_probs.to_vector<float>());
+  EXPECT_EQ(runner.stats().replays, 4);
+  EXPECT_THROW(runner.step(Tensor::from_vector<int64_t>(next, {3}), mine), Error);  // host ids
 }
 
 // The decoder keeps its runner between calls: captioning batch after batch of the same
