@@ -28,9 +28,15 @@ void append_token(DecodedCaption& c, int64_t token, float log_prob, const float*
   c.attention.push_back(grid.expand(alpha));
 }
 
-Tensor rows_of(const Tensor& t, const std::vector<int64_t>& rows) {
-  const Tensor index = Tensor::from_vector<int64_t>(rows, {static_cast<int64_t>(rows.size())}).to(t.device());
-  return index_select(t, 0, index);
+// The state's rows in a new order (a beam's surviving hypotheses, greedy's live rows):
+// one index tensor, copied to the device once, for the four tensors.
+void select_rows(DecoderState& s, const std::vector<int64_t>& rows) {
+  const Tensor index =
+      Tensor::from_vector<int64_t>(rows, {static_cast<int64_t>(rows.size())}).to(s.h.device());
+  s.h = index_select(s.h, 0, index);
+  s.c = index_select(s.c, 0, index);
+  s.features = index_select(s.features, 0, index);
+  s.enc_proj = index_select(s.enc_proj, 0, index);
 }
 
 }  // namespace
@@ -94,12 +100,7 @@ std::vector<DecodedCaption> greedy_decode(const AttentionDecoder& decoder, const
       any_decoding |= !r.finished;
     }
     if (!any_decoding) break;
-    if (next_live.size() != live.size() && !next_live.empty()) {
-      state.h = rows_of(state.h, keep);
-      state.c = rows_of(state.c, keep);
-      state.features = rows_of(state.features, keep);
-      state.enc_proj = rows_of(state.enc_proj, keep);
-    }
+    if (next_live.size() != live.size() && !next_live.empty()) select_rows(state, keep);
     live = std::move(next_live);
     tokens = std::move(next_tokens);
     if (fixed_rows) device_tokens = best_of.indices;
@@ -167,12 +168,7 @@ DecodedCaption beam_search(const AttentionDecoder& decoder, const Tensor& featur
         next_tokens.push_back(token);
       }
     }
-    if (!next.empty()) {
-      state.h = rows_of(state.h, rows);
-      state.c = rows_of(state.c, rows);
-      state.features = rows_of(state.features, rows);
-      state.enc_proj = rows_of(state.enc_proj, rows);
-    }
+    if (!next.empty()) select_rows(state, rows);
     live = std::move(next);
     tokens = std::move(next_tokens);
   }
