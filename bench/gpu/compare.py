@@ -16,7 +16,8 @@ import argparse
 import json
 import sys
 
-ROWS = ["decode_step_b64", "decode_step_b64_graph", "decoder_train_t20_b64", "cross_entropy_1280x10000", "adamw_21M",
+ROWS = ["decode_step_b64", "decode_step_b64_graph", "decoder_train_t20_b64", "decoder_train_step_t20_b64_graph",
+        "cross_entropy_1280x10000", "adamw_21M",
         "greedy_1img", "beam3_1img", "resnet50_fwd_b256", "train_step_frozen_r50_b128",
         "train_step_finetune2_r50_b128"]
 VARIANTS = ["eager_fp32", "eager_bf16", "compile"]
