@@ -307,8 +307,12 @@ AdamW::AdamW(ParameterStore& store, AdamWConfig config, std::vector<ParamGroup> 
 // ---- clipping ----
 
 namespace {
-// Runs of adjacent trainable parameters: one reduction (and one scale) per run.
-std::vector<std::pair<int64_t, int64_t>> clip_runs(const ParameterStore& store) {
+// Checks max_norm, binds the gradients to the block, and returns the runs of adjacent
+// trainable parameters: one reduction (and one scale) per run.
+std::vector<std::pair<int64_t, int64_t>> clip_runs(ParameterStore& store, double max_norm) {
+  CAPTION_CHECK(max_norm >= 0 && std::isfinite(max_norm), "clip_grad_norm: invalid max_norm ",
+                max_norm);
+  store.sync_grads();
   std::vector<std::pair<int64_t, int64_t>> runs;  // offset, numel
   for (const ParameterEntry& e : store.entries()) {
     if (!e.trainable() || e.numel == 0) continue;
@@ -322,11 +326,8 @@ std::vector<std::pair<int64_t, int64_t>> clip_runs(const ParameterStore& store) 
 }  // namespace
 
 Tensor clip_grad_norm_on_device(ParameterStore& store, double max_norm) {
-  CAPTION_CHECK(max_norm >= 0 && std::isfinite(max_norm), "clip_grad_norm: invalid max_norm ",
-                max_norm);
   NoGradGuard no_grad;
-  store.sync_grads();
-  const std::vector<std::pair<int64_t, int64_t>> runs = clip_runs(store);
+  const std::vector<std::pair<int64_t, int64_t>> runs = clip_runs(store, max_norm);
   CAPTION_CHECK(!runs.empty(), "clip_grad_norm: no trainable parameters");
   std::vector<Tensor> sums;
   for (const auto& [offset, numel] : runs) sums.push_back(sum_of_squares(store.grads().narrow(0, offset, numel)));
@@ -337,11 +338,8 @@ Tensor clip_grad_norm_on_device(ParameterStore& store, double max_norm) {
 }
 
 double clip_grad_norm(ParameterStore& store, double max_norm) {
-  CAPTION_CHECK(max_norm >= 0 && std::isfinite(max_norm), "clip_grad_norm: invalid max_norm ",
-                max_norm);
   NoGradGuard no_grad;
-  store.sync_grads();
-  const std::vector<std::pair<int64_t, int64_t>> runs = clip_runs(store);
+  const std::vector<std::pair<int64_t, int64_t>> runs = clip_runs(store, max_norm);
   double total_sq = 0;
   for (const auto& [offset, numel] : runs)
     total_sq += sum_of_squares(store.grads().narrow(0, offset, numel)).item();

@@ -150,22 +150,6 @@ OpCase clip_coefficient_case(std::string name, std::vector<Shape> shapes, double
   return c;
 }
 
-OpCase scale_by_case(std::string name, Shape s, double factor) {
-  OpCase c;
-  c.name = std::move(name);
-  c.op = OpId::Scale;
-  c.gradcheck = false;
-  c.inputs = [=](Generator& g, DType t, Device d) {
-    return std::vector<Tensor>{random_tensor(s, g, t, d)};
-  };
-  c.forward = [factor](const std::vector<Tensor>& v) {
-    Tensor x = fresh_copy(v[0]);
-    scale_by(x, Tensor::from_vector<double>({factor}, {1}).to(x.device()));
-    return std::vector<Tensor>{x};
-  };
-  return c;
-}
-
 OpCase sum_of_squares_case(std::string name, Shape s) {
   OpCase c;
   c.name = std::move(name);
@@ -180,7 +164,8 @@ OpCase sum_of_squares_case(std::string name, Shape s) {
   return c;
 }
 
-OpCase scale_case(std::string name, Shape s, double factor) {
+// scale by a host factor, or (on_device) scale_by a float64 factor in a tensor.
+OpCase scale_case(std::string name, Shape s, double factor, bool on_device = false) {
   OpCase c;
   c.name = std::move(name);
   c.op = OpId::Scale;
@@ -188,9 +173,12 @@ OpCase scale_case(std::string name, Shape s, double factor) {
   c.inputs = [=](Generator& g, DType t, Device d) {
     return std::vector<Tensor>{random_tensor(s, g, t, d)};
   };
-  c.forward = [factor](const std::vector<Tensor>& v) {
+  c.forward = [factor, on_device](const std::vector<Tensor>& v) {
     Tensor x = fresh_copy(v[0]);
-    scale(x, factor);
+    if (on_device)
+      scale_by(x, Tensor::from_vector<double>({factor}, {1}).to(x.device()));
+    else
+      scale(x, factor);
     return std::vector<Tensor>{x};
   };
   return c;
@@ -244,7 +232,7 @@ CAPTION_OP_CASES {
       sgd_dynamic_case("sgd_step/device_lr", {3, 5}, sgd(0.9, 0.1, 0.01, Nesterov::No, 4), 0.07),
       adam_dynamic_case("adam_step/adamw_device_scalars", {2, 9}, adam(0.01, WeightDecayMode::Decoupled, 5)),
       adam_dynamic_case("adam_step/l2_device_scalars", {13}, adam(0.1, WeightDecayMode::L2, 2)),
-      scale_by_case("scale/device_factor", {5, 3}, 0.61),
+      scale_case("scale/device_factor", {5, 3}, 0.61, true),
       clip_coefficient_case("clip_coefficient/clips", {{6, 5}, {7}}, 0.5),
       clip_coefficient_case("clip_coefficient/below_threshold", {{4, 3}}, 1e6),
   };
