@@ -212,6 +212,11 @@ std::vector<DecodedCaption> greedy_decode(const AttentionDecoder& decoder, const
 // Shrinking-beam search for one image's features [1, P, D] (or [P, D]).
 DecodedCaption beam_search(const AttentionDecoder& decoder, const Tensor& features,
                            const DecodeOptions& options);
+// Beam search's choice: the `take` best one-token extensions of K hypotheses (score of
+// hypothesis h + log_probs[h * V + v]), as flat indices h * V + v, best first, ties to
+// the lower index (so that a width of 1 is greedy's lowest-id rule).
+std::vector<int64_t> best_extensions(const std::vector<double>& scores, const std::vector<float>& log_probs,
+                                     int64_t V, int64_t take);
 // Greedy when beam == 1, else beam search per image.
 std::vector<DecodedCaption> decode(const AttentionDecoder& decoder, const Tensor& features,
                                    const DecodeOptions& options);

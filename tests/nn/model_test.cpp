@@ -2,6 +2,10 @@
 // section 7, packing, the loss, decoding rules of section 6, checkpoints.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <numeric>
+#include <random>
+
 #include <filesystem>
 
 #include "nn/checkpoint.h"
@@ -184,6 +188,30 @@ TEST(Decoding, BeamReturnsBestLiveHypothesisWhenNothingFinishes) {
   for (int64_t t : r.tokens) EXPECT_GE(t, kSpecialTokens);
   EXPECT_EQ(r.attention.size(), r.tokens.size());
   for (const auto& a : r.attention) EXPECT_EQ(a.size(), 4u);
+}
+
+// best_extensions against ordering every candidate, on log-probabilities drawn from a
+// few values (many exact ties, within and across hypotheses) and scores that make
+// candidates of different hypotheses tie too.
+TEST(Decoding, BestExtensionsAreTheFirstOfAllCandidatesInOrder) {
+  std::mt19937 rng(7);
+  for (int trial = 0; trial < 200; ++trial) {
+    const int64_t K = 1 + static_cast<int64_t>(rng() % 4), V = 1 + static_cast<int64_t>(rng() % 30);
+    std::vector<double> scores(static_cast<size_t>(K));
+    for (double& sc : scores) sc = -0.25 * static_cast<double>(rng() % 3);
+    std::vector<float> lp(static_cast<size_t>(K * V));
+    for (float& v : lp) v = -0.25f * static_cast<float>(rng() % 5);
+    const int64_t take = static_cast<int64_t>(rng() % 7);
+    std::vector<int64_t> all(static_cast<size_t>(K * V));
+    std::iota(all.begin(), all.end(), 0);
+    std::sort(all.begin(), all.end(), [&](int64_t a, int64_t b) {
+      const double sa = scores[a / V] + lp[a], sb = scores[b / V] + lp[b];
+      return sa != sb ? sa > sb : a < b;
+    });
+    all.resize(static_cast<size_t>(std::min(take, K * V)));
+    ASSERT_EQ(best_extensions(scores, lp, V, take), all) << "trial " << trial;
+  }
+  EXPECT_THROW(best_extensions({0.0}, {1.0f, 2.0f}, 3, 1), Error);
 }
 
 TEST(Checkpoint, RoundTripIsBitExact) {
