@@ -51,6 +51,10 @@ std::array<OpInfo, kOpCount>& table() {
     set(OpId::SumOfSquares, "sum_of_squares", false);
     set(OpId::Scale, "scale", false);
     set(OpId::ClipCoefficient, "clip_coefficient", false);
+    set(OpId::NhwcPack, "nhwc_pack", false);
+    set(OpId::NhwcUnpack, "nhwc_unpack", false);
+    set(OpId::ConvNhwc, "conv_nhwc", false);
+    set(OpId::MaxPoolNhwc, "max_pool_nhwc", false);
     return init;
   }();
   return t;

@@ -56,9 +56,11 @@ bool is_known_dtype(std::string_view name) {
 }
 
 // The reference sorts tensors for writing by its Dtype enum order, descending; that enum
-// is declared in increasing alignment: ..., I32, U32, F32, C64, F64, I64, U64.
+// is declared in increasing alignment: ..., BF16, I32, U32, F32, C64, F64, I64, U64.
 int write_rank(DType t) {
   switch (t) {
+    case DType::BF16:
+      return -1;
     case DType::I32:
       return 0;
     case DType::F32:

@@ -5,12 +5,14 @@
 #include <bit>
 #include <cstring>
 #include <numeric>
+#include <type_traits>
 
 #include "engine/allocator.h"
 #include "engine/autograd.h"
 #include "engine/backend.h"
 #include "engine/op_node.h"
 #include "engine/ops/elementwise.h"
+#include "kernels/bf16.h"
 
 namespace caption {
 
@@ -302,6 +304,7 @@ void Tensor::fill_(double value) {
       case DType::F64: bits = std::bit_cast<uint64_t>(value); break;
       case DType::I32: bits = static_cast<uint32_t>(static_cast<int32_t>(value)); break;
       case DType::I64: bits = static_cast<uint64_t>(static_cast<int64_t>(value)); break;
+      case DType::BF16: bits = kernels::bf16_bits(static_cast<float>(value)); break;
     }
     fill_bytes(raw_data(), device(), numel(), static_cast<int>(dtype_size(dtype())), bits);
     return;
@@ -313,6 +316,9 @@ void Tensor::fill_(double value) {
     case DType::F64: std::fill_n(host.data<double>(), n, value); break;
     case DType::I32: std::fill_n(host.data<int32_t>(), n, static_cast<int32_t>(value)); break;
     case DType::I64: std::fill_n(host.data<int64_t>(), n, static_cast<int64_t>(value)); break;
+    case DType::BF16:
+      std::fill_n(host.data<uint16_t>(), n, kernels::bf16_bits(static_cast<float>(value)));
+      break;
   }
   copy_(host);
 }
@@ -329,9 +335,20 @@ Tensor Tensor::to(Device target) const {
 }
 
 namespace {
+// bfloat16 travels as uint16_t bits: to and from it goes through float32 (rounded to
+// nearest even on the way in, exact on the way out).
+template <typename T>
+float as_float(T v) {
+  if constexpr (std::is_same_v<T, uint16_t>) return kernels::bf16_to_float(v);
+  else return static_cast<float>(v);
+}
 template <typename From, typename To>
 void convert(const From* src, To* dst, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<To>(src[i]);
+  for (int64_t i = 0; i < n; ++i) {
+    if constexpr (std::is_same_v<To, uint16_t>) dst[i] = kernels::bf16_bits(as_float(src[i]));
+    else if constexpr (std::is_same_v<From, uint16_t>) dst[i] = static_cast<To>(as_float(src[i]));
+    else dst[i] = static_cast<To>(src[i]);
+  }
 }
 template <typename From>
 void convert_to(const From* src, Tensor& dst, int64_t n) {
@@ -340,6 +357,7 @@ void convert_to(const From* src, Tensor& dst, int64_t n) {
     case DType::F64: convert(src, dst.data<double>(), n); break;
     case DType::I32: convert(src, dst.data<int32_t>(), n); break;
     case DType::I64: convert(src, dst.data<int64_t>(), n); break;
+    case DType::BF16: convert(src, dst.data<uint16_t>(), n); break;
   }
 }
 }  // namespace
@@ -354,6 +372,7 @@ Tensor Tensor::to(DType target) const {
     case DType::F64: convert_to(host.data<double>(), out, n); break;
     case DType::I32: convert_to(host.data<int32_t>(), out, n); break;
     case DType::I64: convert_to(host.data<int64_t>(), out, n); break;
+    case DType::BF16: convert_to(host.data<uint16_t>(), out, n); break;
   }
   return out.to(device()).detach();
 }

@@ -3,8 +3,10 @@
 // gathering backwards the GPU runs are unit-tested on the CPU against the CPU kernels'
 // scatters (tests/kernels/pool_math_test.cpp).
 //
-// - max_pool_output(): one output's maximum and index (ties keep the first in scan
-//   order, a NaN wins), as kernels/cpu/pool.cpp's indexed path.
+// - max_pool_window() / max_pool_output(): one output's maximum and index (ties keep the
+//   first in scan order, a NaN wins), as kernels/cpu/pool.cpp's indexed path; the window
+//   form reads through a loader, so the NHWC bfloat16 pooling (kernels/cpu/nhwc.h) runs
+//   the same scan.
 // - max_pool_gather(): one input pixel's gradient, the sum of grad_y over the outputs
 //   whose saved maximum is that pixel. Those outputs satisfy oh*stride - pad +
 //   ki*dilation == h for some tap ki, so at most kernel_h x kernel_w are visited, in a
@@ -38,10 +40,12 @@ CAPTION_POOL_HD int64_t adaptive_bin_end(int64_t i, int64_t in, int64_t out) {
   return ((i + 1) * in + out - 1) / out;
 }
 
-// xp is one plane [H, W]; writes the maximum and returns its index (-1 when the window
+// One output's window over the values load(h, w) of an [H, W] plane (of any layout and
+// element type); writes the maximum and returns its index h * W + w (-1 when the window
 // lies wholly in the padding, the value then -inf).
-CAPTION_POOL_HD int64_t max_pool_output(const MaxPool2dParams& p, const float* xp, int64_t oh,
-                                        int64_t ow, float* value) {
+template <typename Load>
+CAPTION_POOL_HD int64_t max_pool_window(const MaxPool2dParams& p, int64_t oh, int64_t ow,
+                                        const Load& load, float* value) {
   const int64_t H = p.in_h, W = p.in_w;
   const int64_t h0 = oh * p.stride_h - p.pad_h, w0 = ow * p.stride_w - p.pad_w;
   float best = -INFINITY;
@@ -52,7 +56,7 @@ CAPTION_POOL_HD int64_t max_pool_output(const MaxPool2dParams& p, const float* x
     for (int64_t kj = 0; kj < p.kernel_w; ++kj) {
       const int64_t w = w0 + kj * p.dilation_w;
       if (w < 0 || w >= W) continue;
-      const float v = xp[h * W + w];
+      const float v = load(h, w);
       if (best_index < 0 || v > best || v != v) {  // v != v: NaN, on host and device
         best = v;
         best_index = h * W + w;
@@ -61,6 +65,13 @@ CAPTION_POOL_HD int64_t max_pool_output(const MaxPool2dParams& p, const float* x
   }
   *value = best;
   return best_index;
+}
+
+// xp is one plane [H, W] of float32.
+CAPTION_POOL_HD int64_t max_pool_output(const MaxPool2dParams& p, const float* xp, int64_t oh,
+                                        int64_t ow, float* value) {
+  const int64_t W = p.in_w;
+  return max_pool_window(p, oh, ow, [&](int64_t h, int64_t w) { return xp[h * W + w]; }, value);
 }
 
 // ip and gy are one plane's indices and gradients [Ho, Wo].

@@ -30,6 +30,9 @@
 //   (engine/ops/conv.cpp) rounds the same operands and outputs.
 // - Bias: added by cudnnAddTensor; its gradient is the engine's deterministic reduction
 //   (sum over each output plane, then over the batch), not cudnnConvolutionBackwardBias.
+// - The NHWC op (engine/ops/nhwc.h, conv_nhwc): operands and result already NHWC
+//   bfloat16, no conversion; bias, residual and ReLU by one epilogue kernel afterwards
+//   (kernels/cuda/nhwc.cu). It shares the plans of autocast's NHWC convolutions.
 // Each geometry's descriptors and chosen algorithms form a plan, built on first use and
 // kept for the process (a few hundred bytes each; ResNet-50 has about 20 geometries).
 #include <cstdlib>
@@ -45,7 +48,9 @@
 #include "engine/cuda/precision.h"
 #include "engine/op_table.h"
 #include "engine/ops/conv.h"
+#include "engine/ops/nhwc.h"
 #include "kernels/cuda/blas.h"
+#include "kernels/cuda/nhwc.h"
 #include "kernels/cuda/reduce.h"
 
 namespace caption {
@@ -91,8 +96,9 @@ const Policy& policy() {
   return p;
 }
 
-// Whether this convolution runs in NHWC: bfloat16 under the default layout policy.
-bool nhwc(const Conv2dParams& p) { return p.bf16 && policy().bf16_nhwc; }
+// Whether this convolution runs in NHWC: the NHWC op always, autocast's bfloat16 conv2d
+// under the default layout policy.
+bool nhwc(const Conv2dParams& p) { return p.nhwc || (p.bf16 && policy().bf16_nhwc); }
 
 int as_int(int64_t v, const char* what, const Conv2dParams& p) {
   CAPTION_CHECK(v >= 0 && v <= INT32_MAX, "conv2d on CUDA: ", what, " ", v,
@@ -102,12 +108,12 @@ int as_int(int64_t v, const char* what, const Conv2dParams& p) {
 }
 
 using Key = std::tuple<int, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
-                       int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool>;
+                       int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool, bool>;
 
 Key key_of(const Conv2dParams& p, int device) {
   return {device,      p.batch,    p.in_channels, p.in_h,     p.in_w,
           p.out_channels, p.kernel_h, p.kernel_w, p.stride_h, p.stride_w,
-          p.pad_h,     p.pad_w,    p.dilation_h, p.dilation_w, p.bf16};
+          p.pad_h,     p.pad_w,    p.dilation_h, p.dilation_w, p.bf16, nhwc(p)};
 }
 
 // One direction's chosen algorithm, the math type to run it with and its workspace.
@@ -399,8 +405,35 @@ void conv2d_cuda_backward(const OpCall& c) {
   }
 }
 
+// The NHWC op (engine/ops/nhwc.h): in = {x [B, H, W, C], w [O, kh, kw, C] (bfloat16),
+// bias [O] float32 (may be undefined), residual [B, Ho, Wo, O] bfloat16 (may be
+// undefined)}, out = {y [B, Ho, Wo, O] bfloat16}. cuDNN writes the product in bfloat16,
+// then one pass adds the bias and the residual and applies ReLU in place.
+void conv_nhwc_cuda_forward(const OpCall& c) {
+  const auto& op = c.get<ConvNhwcParams>();
+  const Conv2dParams& p = op.g;
+  CAPTION_CHECK(p.nhwc && p.bf16, "conv_nhwc on CUDA: geometry not marked NHWC bfloat16");
+  const Device dev = c.in[0].device();
+  cudnnHandle_t h = cuda::context(dev).cudnn;
+  Plan& plan = plan_for(p, dev);
+  if (!plan.forward.chosen) choose_forward(plan, p, h);
+  CAPTION_CUDNN_CHECK(cudnnSetConvolutionMathType(plan.conv, plan.forward.math));
+  const Tensor ws = workspace(plan.forward.bytes, dev);
+  const float one = 1.f, zero = 0.f;
+  uint16_t* y = c.out[0].data<uint16_t>();
+  CAPTION_CUDNN_CHECK(cudnnConvolutionForward(h, &one, plan.x, c.in[0].raw_data(), plan.w,
+                                              c.in[1].raw_data(), plan.conv, plan.forward.algo,
+                                              ptr_or_null(ws), plan.forward.bytes, &zero, plan.y,
+                                              y));
+  kernels::cuda::conv_nhwc_epilogue(
+      y, c.in[2].defined() ? c.in[2].data<float>() : nullptr,
+      c.in[3].defined() ? c.in[3].data<uint16_t>() : nullptr, p.batch * p.out_plane(),
+      p.out_channels, op.relu, cuda::stream(dev));
+}
+
 [[maybe_unused]] const bool registered = [] {
   register_kernels(OpId::Conv2d, DeviceType::CUDA, conv2d_cuda_forward, conv2d_cuda_backward);
+  register_kernels(OpId::ConvNhwc, DeviceType::CUDA, conv_nhwc_cuda_forward, nullptr);
   return true;
 }();
 

@@ -77,15 +77,47 @@ void conv2d_cpu_backward(const OpCall& c) {
   return true;
 }();
 
-std::string size2_string(Size2 s) { return str("(", s.h, ", ", s.w, ")"); }
-
 }  // namespace
+
+std::string size2_string(Size2 s) { return str("(", s.h, ", ", s.w, ")"); }
 
 int64_t conv_output_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad,
                          int64_t dilation) {
   const int64_t span = in + 2 * pad - dilation * (kernel - 1) - 1;
   // Floor division: a negative span (window larger than the padded input) gives <= 0.
   return (span >= 0 ? span / stride : -((-span + stride - 1) / stride)) + 1;
+}
+
+Conv2dParams conv2d_params(const Shape& x, const Shape& w, Conv2dOptions o, const char* op,
+                           const std::string& input) {
+  CAPTION_CHECK(o.stride.h >= 1 && o.stride.w >= 1, op, ": stride ", size2_string(o.stride),
+                " must be at least 1");
+  CAPTION_CHECK(o.dilation.h >= 1 && o.dilation.w >= 1, op, ": dilation ",
+                size2_string(o.dilation), " must be at least 1");
+  CAPTION_CHECK(o.padding.h >= 0 && o.padding.w >= 0, op, ": padding ",
+                size2_string(o.padding), " must not be negative");
+  CAPTION_CHECK(w[2] >= 1 && w[3] >= 1, op, ": weight ", shape_string(w), " has an empty kernel");
+  Conv2dParams p;
+  p.batch = x[0];
+  p.in_channels = x[1];
+  p.in_h = x[2];
+  p.in_w = x[3];
+  p.out_channels = w[0];
+  p.kernel_h = w[2];
+  p.kernel_w = w[3];
+  p.stride_h = o.stride.h;
+  p.stride_w = o.stride.w;
+  p.pad_h = o.padding.h;
+  p.pad_w = o.padding.w;
+  p.dilation_h = o.dilation.h;
+  p.dilation_w = o.dilation.w;
+  p.out_h = conv_output_size(p.in_h, p.kernel_h, p.stride_h, p.pad_h, p.dilation_h);
+  p.out_w = conv_output_size(p.in_w, p.kernel_w, p.stride_w, p.pad_w, p.dilation_w);
+  CAPTION_CHECK(p.out_h >= 1 && p.out_w >= 1, op, ": kernel ", p.kernel_h, "x", p.kernel_w,
+                " with dilation ", size2_string(o.dilation), " does not fit input ", input,
+                " padded by ", size2_string(o.padding), " (output would be ", p.out_h, "x",
+                p.out_w, ")");
+  return p;
 }
 
 Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, Conv2dOptions o) {
@@ -106,35 +138,8 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, Conv2d
                 "conv2d: input ", x_in.describe(), ", weight ", w_in.describe(),
                 b_in.defined() ? str(" and bias ", b_in.describe()) : std::string(),
                 " differ in device or dtype");
-  CAPTION_CHECK(o.stride.h >= 1 && o.stride.w >= 1, "conv2d: stride ", size2_string(o.stride),
-                " must be at least 1");
-  CAPTION_CHECK(o.dilation.h >= 1 && o.dilation.w >= 1, "conv2d: dilation ",
-                size2_string(o.dilation), " must be at least 1");
-  CAPTION_CHECK(o.padding.h >= 0 && o.padding.w >= 0, "conv2d: padding ",
-                size2_string(o.padding), " must not be negative");
-  CAPTION_CHECK(w_in.shape()[2] >= 1 && w_in.shape()[3] >= 1, "conv2d: weight ",
-                w_in.describe(), " has an empty kernel");
-  Conv2dParams p;
+  Conv2dParams p = conv2d_params(x_in.shape(), w_in.shape(), o, "conv2d", x_in.describe());
   p.bf16 = autocast_enabled() && x_in.dtype() == DType::F32;
-  p.batch = x_in.shape()[0];
-  p.in_channels = x_in.shape()[1];
-  p.in_h = x_in.shape()[2];
-  p.in_w = x_in.shape()[3];
-  p.out_channels = w_in.shape()[0];
-  p.kernel_h = w_in.shape()[2];
-  p.kernel_w = w_in.shape()[3];
-  p.stride_h = o.stride.h;
-  p.stride_w = o.stride.w;
-  p.pad_h = o.padding.h;
-  p.pad_w = o.padding.w;
-  p.dilation_h = o.dilation.h;
-  p.dilation_w = o.dilation.w;
-  p.out_h = conv_output_size(p.in_h, p.kernel_h, p.stride_h, p.pad_h, p.dilation_h);
-  p.out_w = conv_output_size(p.in_w, p.kernel_w, p.stride_w, p.pad_w, p.dilation_w);
-  CAPTION_CHECK(p.out_h >= 1 && p.out_w >= 1, "conv2d: kernel ", p.kernel_h, "x", p.kernel_w,
-                " with dilation ", size2_string(o.dilation), " does not fit input ",
-                x_in.describe(), " padded by ", size2_string(o.padding),
-                " (output would be ", p.out_h, "x", p.out_w, ")");
   const Tensor x = x_in.contiguous(), w = w_in.contiguous();
   const Tensor b = b_in.defined() ? b_in.contiguous() : Tensor();
   Tensor y = Tensor::empty({p.batch, p.out_channels, p.out_h, p.out_w}, x.dtype(), x.device());

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "engine/tensor.h"
 #include "kernels/cpu/conv.h"
@@ -29,6 +30,15 @@ using Conv2dParams = kernels::cpu::Conv2dGeometry;
 // with Ho = (H + 2*ph - dh*(kh-1) - 1) / sh + 1 (floor), likewise Wo.
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(),
               Conv2dOptions options = {});
+
+// Every size of a convolution of x [B, C, H, W] with weight [O, C, kh, kw] (shapes in that
+// logical order whatever the memory layout), the options checked; errors name `op` and
+// describe the input as `input`. bf16 is left false.
+Conv2dParams conv2d_params(const Shape& x, const Shape& w, Conv2dOptions options, const char* op,
+                           const std::string& input);
+
+// "(h, w)", as errors print sizes.
+std::string size2_string(Size2 s);
 
 // The output size of one spatial axis (floor mode); <= 0 when the window does not fit.
 int64_t conv_output_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad,

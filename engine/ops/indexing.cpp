@@ -30,6 +30,7 @@ decltype(auto) dispatch_any(DType dtype, const char* op, F&& f) {
     case DType::F64: return f.template operator()<double>();
     case DType::I32: return f.template operator()<int32_t>();
     case DType::I64: return f.template operator()<int64_t>();
+    case DType::BF16: break;  // a storage type of the NHWC ops only
   }
   throw Error(str(op, ": unsupported dtype ", dtype_name(dtype)));
 }

@@ -12,3 +12,4 @@
 #include "engine/ops/lstm.h"
 #include "engine/ops/attention.h"
 #include "engine/ops/optim.h"
+#include "engine/ops/nhwc.h"

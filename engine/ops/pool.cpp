@@ -55,8 +55,6 @@ void adaptive_avg_pool2d_cpu_backward(const OpCall& c) {
   return true;
 }();
 
-std::string size2_string(Size2 s) { return str("(", s.h, ", ", s.w, ")"); }
-
 void check_image(const Tensor& x, const char* op) {
   CAPTION_CHECK(x.defined() && x.dim() == 4, op, ": input must be [B, C, H, W], got ",
                 x.defined() ? x.describe() : "an undefined tensor");
@@ -64,22 +62,19 @@ void check_image(const Tensor& x, const char* op) {
 
 }  // namespace
 
-Tensor max_pool2d(const Tensor& x_in, MaxPool2dOptions o) {
-  check_image(x_in, "max_pool2d");
+MaxPool2dParams max_pool2d_params(const Shape& x, MaxPool2dOptions o, const char* op,
+                                  const std::string& input) {
   const Size2 k = o.kernel, s = o.stride.value_or(o.kernel), pad = o.padding, d = o.dilation;
-  CAPTION_CHECK(k.h >= 1 && k.w >= 1, "max_pool2d: kernel ", size2_string(k),
-                " must be at least 1");
-  CAPTION_CHECK(s.h >= 1 && s.w >= 1, "max_pool2d: stride ", size2_string(s),
-                " must be at least 1");
-  CAPTION_CHECK(d.h >= 1 && d.w >= 1, "max_pool2d: dilation ", size2_string(d),
-                " must be at least 1");
-  CAPTION_CHECK(pad.h >= 0 && pad.w >= 0 && pad.h <= k.h / 2 && pad.w <= k.w / 2,
-                "max_pool2d: padding ", size2_string(pad),
-                " must lie between 0 and half the kernel ", size2_string(k));
+  CAPTION_CHECK(k.h >= 1 && k.w >= 1, op, ": kernel ", size2_string(k), " must be at least 1");
+  CAPTION_CHECK(s.h >= 1 && s.w >= 1, op, ": stride ", size2_string(s), " must be at least 1");
+  CAPTION_CHECK(d.h >= 1 && d.w >= 1, op, ": dilation ", size2_string(d), " must be at least 1");
+  CAPTION_CHECK(pad.h >= 0 && pad.w >= 0 && pad.h <= k.h / 2 && pad.w <= k.w / 2, op,
+                ": padding ", size2_string(pad), " must lie between 0 and half the kernel ",
+                size2_string(k));
   MaxPool2dParams p;
-  p.planes = x_in.shape()[0] * x_in.shape()[1];
-  p.in_h = x_in.shape()[2];
-  p.in_w = x_in.shape()[3];
+  p.planes = x[0] * x[1];
+  p.in_h = x[2];
+  p.in_w = x[3];
   p.kernel_h = k.h;
   p.kernel_w = k.w;
   p.stride_h = s.h;
@@ -90,10 +85,16 @@ Tensor max_pool2d(const Tensor& x_in, MaxPool2dOptions o) {
   p.dilation_w = d.w;
   p.out_h = conv_output_size(p.in_h, k.h, s.h, pad.h, d.h);
   p.out_w = conv_output_size(p.in_w, k.w, s.w, pad.w, d.w);
-  CAPTION_CHECK(p.out_h >= 1 && p.out_w >= 1, "max_pool2d: window ", size2_string(k),
-                " with dilation ", size2_string(d), " does not fit input ", x_in.describe(),
+  CAPTION_CHECK(p.out_h >= 1 && p.out_w >= 1, op, ": window ", size2_string(k),
+                " with dilation ", size2_string(d), " does not fit input ", input,
                 " padded by ", size2_string(pad), " (output would be ", p.out_h, "x", p.out_w,
                 ")");
+  return p;
+}
+
+Tensor max_pool2d(const Tensor& x_in, MaxPool2dOptions o) {
+  check_image(x_in, "max_pool2d");
+  const MaxPool2dParams p = max_pool2d_params(x_in.shape(), o, "max_pool2d", x_in.describe());
   const Tensor x = x_in.contiguous();
   const Shape out_shape{x.shape()[0], x.shape()[1], p.out_h, p.out_w};
   Tensor y = Tensor::empty(out_shape, x.dtype(), x.device());

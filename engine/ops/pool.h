@@ -4,6 +4,7 @@
 #pragma once
 
 #include <optional>
+#include <string>
 
 #include "engine/ops/conv.h"  // Size2
 #include "engine/tensor.h"
@@ -20,6 +21,11 @@ struct MaxPool2dOptions {
 
 using MaxPool2dParams = kernels::cpu::MaxPool2dParams;
 using AdaptiveAvgPool2dParams = kernels::cpu::AdaptiveAvgPool2dParams;
+
+// Every size of max_pool2d over x [B, C, H, W] (logical order whatever the layout), the
+// options checked; planes = B * C. Errors name `op` and describe the input as `input`.
+MaxPool2dParams max_pool2d_params(const Shape& x, MaxPool2dOptions options, const char* op,
+                                  const std::string& input);
 
 // x [B, C, H, W] -> [B, C, Ho, Wo], Ho = (H + 2*ph - dh*(kh-1) - 1) / sh + 1 (floor).
 Tensor max_pool2d(const Tensor& x, MaxPool2dOptions options);

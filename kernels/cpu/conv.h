@@ -26,6 +26,9 @@ struct Conv2dGeometry {
   // outputs (y before its bias, grad_x, grad_w) rounded to bfloat16, as cuDNN's bfloat16
   // convolution stores them. Read by the op adapters, not by the kernels below.
   bool bf16 = false;
+  // The NHWC op (engine/ops/nhwc.h): x [B, H, W, C], w [O, kh, kw, C] and y [B, Ho, Wo, O]
+  // in bfloat16 (bf16 is set too). Read by the CUDA side to describe them to cuDNN.
+  bool nhwc = false;
 
   int64_t patch_size() const { return in_channels * kernel_h * kernel_w; }  // gemm K
   int64_t out_plane() const { return out_h * out_w; }                      // gemm N

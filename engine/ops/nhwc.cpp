@@ -1,0 +1,156 @@
+// NHWC bfloat16 inference ops: validation, the CPU adapters and table registration.
+#include "engine/ops/nhwc.h"
+
+#include <vector>
+
+#include "engine/autograd.h"
+#include "engine/dispatch.h"
+#include "engine/op_table.h"
+#include "kernels/bf16.h"
+
+namespace caption {
+
+namespace kc = kernels::cpu;
+
+namespace {
+
+void require_bf16(const Tensor& t, const char* op, const char* what) {
+  CAPTION_CHECK(t.defined() && t.dim() == 4 && t.dtype() == DType::BF16, op, ": ", what,
+                " must be a 4-d bfloat16 tensor in NHWC, got ",
+                t.defined() ? t.describe() : "an undefined tensor");
+}
+
+void refuse_grad(std::initializer_list<Tensor> ins, const char* op) {
+  CAPTION_CHECK(!any_requires_grad(ins), op,
+                ": inference only (no backward), but an input requires grad; run it under "
+                "NoGradGuard or on detached tensors");
+}
+
+// Logical NCHW sizes of an NHWC shape.
+Shape nchw_of(const Shape& nhwc) { return {nhwc[0], nhwc[3], nhwc[1], nhwc[2]}; }
+
+void nhwc_pack_cpu(const OpCall& c) {
+  kc::nchw_to_nhwc_bf16(c.get<NhwcPackParams>(), c.in[0].data<float>(), c.out[0].data<uint16_t>());
+}
+
+void nhwc_unpack_cpu(const OpCall& c) {
+  kc::nhwc_bf16_to_nchw(c.get<NhwcPackParams>(), c.in[0].data<uint16_t>(), c.out[0].data<float>());
+}
+
+// in = {x, w, bias (may be undefined), residual (may be undefined)}, out = {y}. The
+// product runs as the NCHW float32 convolution of the (exact) widened operands.
+void conv_nhwc_cpu(const OpCall& c) {
+  const auto& p = c.get<ConvNhwcParams>();
+  kc::Conv2dGeometry g = p.g;
+  g.nhwc = false;
+  g.bf16 = false;
+  const Tensor x = Tensor::empty({g.batch, g.in_channels, g.in_h, g.in_w});
+  const Tensor w = Tensor::empty({g.out_channels, g.in_channels, g.kernel_h, g.kernel_w});
+  const Tensor y = Tensor::empty({g.batch, g.out_channels, g.out_h, g.out_w});
+  kc::nhwc_bf16_to_nchw({g.batch, g.in_channels, g.in_h * g.in_w}, c.in[0].data<uint16_t>(),
+                        x.data<float>());
+  kc::nhwc_bf16_to_nchw({g.out_channels, g.in_channels, g.kernel_h * g.kernel_w},
+                        c.in[1].data<uint16_t>(), w.data<float>());
+  const int64_t ws_elems = kc::conv2d_workspace_elems(g);
+  const Tensor ws = ws_elems > 0 ? Tensor::empty({ws_elems}) : Tensor();
+  kc::conv2d_forward<float>(g, x.data<float>(), w.data<float>(), nullptr, y.data<float>(),
+                            data_or_null<float>(ws));
+  uint16_t* out = c.out[0].data<uint16_t>();
+  kc::nchw_to_nhwc_bf16({g.batch, g.out_channels, g.out_plane()}, y.data<float>(), out);
+  kc::conv_nhwc_epilogue(out, data_or_null<float>(c.in[2]),
+                         c.in[3].defined() ? c.in[3].data<uint16_t>() : nullptr,
+                         g.batch * g.out_plane(), g.out_channels, p.relu);
+}
+
+void max_pool_nhwc_cpu(const OpCall& c) {
+  kc::max_pool_nhwc_bf16(c.get<MaxPoolNhwcParams>(), c.in[0].data<uint16_t>(),
+                         c.out[0].data<uint16_t>());
+}
+
+[[maybe_unused]] const bool registered = [] {
+  register_kernels(OpId::NhwcPack, DeviceType::CPU, nhwc_pack_cpu, nullptr);
+  register_kernels(OpId::NhwcUnpack, DeviceType::CPU, nhwc_unpack_cpu, nullptr);
+  register_kernels(OpId::ConvNhwc, DeviceType::CPU, conv_nhwc_cpu, nullptr);
+  register_kernels(OpId::MaxPoolNhwc, DeviceType::CPU, max_pool_nhwc_cpu, nullptr);
+  return true;
+}();
+
+}  // namespace
+
+Tensor nhwc_pack(const Tensor& x_in) {
+  CAPTION_CHECK(x_in.defined() && x_in.dim() == 4 && x_in.dtype() == DType::F32,
+                "nhwc_pack: input must be a 4-d float32 tensor [B, C, H, W], got ",
+                x_in.defined() ? x_in.describe() : "an undefined tensor");
+  refuse_grad({x_in}, "nhwc_pack");
+  const Tensor x = x_in.contiguous();
+  const Shape& s = x.shape();
+  NhwcPackParams p{s[0], s[1], s[2] * s[3]};
+  Tensor y = Tensor::empty({s[0], s[2], s[3], s[1]}, DType::BF16, x.device());
+  std::vector<Tensor> in{x}, out{y};
+  run_forward(OpId::NhwcPack, x.device(), OpCall{in, out, &p});
+  return y;
+}
+
+Tensor nhwc_unpack(const Tensor& x_in) {
+  require_bf16(x_in, "nhwc_unpack", "input");
+  refuse_grad({x_in}, "nhwc_unpack");
+  const Tensor x = x_in.contiguous();
+  const Shape& s = x.shape();
+  NhwcPackParams p{s[0], s[3], s[1] * s[2]};
+  Tensor y = Tensor::empty(nchw_of(s), DType::F32, x.device());
+  std::vector<Tensor> in{x}, out{y};
+  run_forward(OpId::NhwcUnpack, x.device(), OpCall{in, out, &p});
+  return y;
+}
+
+Tensor conv_nhwc(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const Tensor& r_in,
+                 ConvNhwcOptions o) {
+  require_bf16(x_in, "conv_nhwc", "input");
+  require_bf16(w_in, "conv_nhwc", "weight");
+  refuse_grad({x_in, w_in, b_in, r_in}, "conv_nhwc");
+  const Shape xs = nchw_of(x_in.shape()), ws = nchw_of(w_in.shape());
+  CAPTION_CHECK(xs[1] == ws[1], "conv_nhwc: input ", x_in.describe(), " has ", xs[1],
+                " channels but weight ", w_in.describe(), " expects ", ws[1]);
+  CAPTION_CHECK(!b_in.defined() || (b_in.dim() == 1 && b_in.size(0) == ws[0] &&
+                                    b_in.dtype() == DType::F32),
+                "conv_nhwc: bias ", b_in.describe(), " must be float32 [", ws[0], "]");
+  ConvNhwcParams p;
+  p.g = conv2d_params(xs, ws, o.conv, "conv_nhwc", x_in.describe());
+  p.g.bf16 = true;
+  p.g.nhwc = true;
+  p.relu = o.relu;
+  const Shape out_shape{p.g.batch, p.g.out_h, p.g.out_w, p.g.out_channels};
+  if (r_in.defined()) {
+    require_bf16(r_in, "conv_nhwc", "residual");
+    CAPTION_CHECK(r_in.shape() == out_shape, "conv_nhwc: residual ", r_in.describe(),
+                  " does not match the output [", p.g.batch, ", ", p.g.out_h, ", ", p.g.out_w,
+                  ", ", p.g.out_channels, "]");
+  }
+  for (const Tensor* t : {&w_in, &b_in, &r_in})
+    CAPTION_CHECK(!t->defined() || t->device() == x_in.device(), "conv_nhwc: input ",
+                  x_in.describe(), " and ", t->describe(), " are on different devices");
+  const Tensor x = x_in.contiguous(), w = w_in.contiguous();
+  const Tensor b = b_in.defined() ? b_in.contiguous() : Tensor();
+  const Tensor r = r_in.defined() ? r_in.contiguous() : Tensor();
+  Tensor y = Tensor::empty(out_shape, DType::BF16, x.device());
+  std::vector<Tensor> in{x, w, b, r}, out{y};
+  run_forward(OpId::ConvNhwc, x.device(), OpCall{in, out, &p});
+  return y;
+}
+
+Tensor max_pool_nhwc(const Tensor& x_in, MaxPool2dOptions o) {
+  require_bf16(x_in, "max_pool_nhwc", "input");
+  refuse_grad({x_in}, "max_pool_nhwc");
+  const Shape xs = nchw_of(x_in.shape());
+  MaxPoolNhwcParams p;
+  p.g = max_pool2d_params(xs, o, "max_pool_nhwc", x_in.describe());
+  p.g.planes = xs[0];
+  p.channels = xs[1];
+  const Tensor x = x_in.contiguous();
+  Tensor y = Tensor::empty({xs[0], p.g.out_h, p.g.out_w, xs[1]}, DType::BF16, x.device());
+  std::vector<Tensor> in{x}, out{y};
+  run_forward(OpId::MaxPoolNhwc, x.device(), OpCall{in, out, &p});
+  return y;
+}
+
+}  // namespace caption

@@ -1,0 +1,50 @@
+// NHWC bfloat16 inference ops: what a frozen convolutional encoder needs to run with its
+// activations in bfloat16, channels innermost, from its first convolution to its last
+// (nn/resnet.h, ResNet::forward_nhwc_bf16). cuDNN's tensor-core convolutions want that
+// layout and type; keeping activations in it between layers avoids converting and
+// transposing every convolution's input and output (what autocast's NCHW conv2d does)
+// and halves the bytes that ReLU, residual adds and pooling move.
+//
+// The ops have no backward (inference only): an input that requires grad while grad mode
+// is on is refused. Tensors in NHWC are ordinary BF16 tensors whose logical shape is
+// [B, H, W, C]; filters are [O, kh, kw, C].
+//
+// Arithmetic (the CPU kernels are the reference, kernels/cpu/nhwc.h): conv_nhwc computes
+// the product of bfloat16 operands in float32, rounds it to bfloat16 (as cuDNN stores it),
+// then adds the float32 bias and the bfloat16 residual and applies ReLU in float32, and
+// rounds once more.
+#pragma once
+
+#include "engine/ops/conv.h"
+#include "engine/ops/pool.h"
+#include "engine/tensor.h"
+#include "kernels/cpu/nhwc.h"
+
+namespace caption {
+
+using NhwcPackParams = kernels::cpu::NhwcPackParams;
+using ConvNhwcParams = kernels::cpu::ConvNhwcParams;
+using MaxPoolNhwcParams = kernels::cpu::MaxPoolNhwcParams;
+
+// x [B, C, H, W] float32 -> [B, H, W, C] bfloat16, rounded to nearest even. Filters pack
+// the same way: [O, C, kh, kw] -> [O, kh, kw, C].
+Tensor nhwc_pack(const Tensor& x);
+
+// x [B, H, W, C] bfloat16 -> [B, C, H, W] float32 (exact).
+Tensor nhwc_unpack(const Tensor& x);
+
+struct ConvNhwcOptions {
+  Conv2dOptions conv;
+  bool relu = false;
+};
+
+// y [B, Ho, Wo, O] = relu?(conv(x, w) + bias + residual): x [B, H, W, C] and w [O, kh, kw, C]
+// bfloat16, bias [O] float32 (may be undefined), residual [B, Ho, Wo, O] bfloat16 (may be
+// undefined).
+Tensor conv_nhwc(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& residual,
+                 ConvNhwcOptions options);
+
+// x [B, H, W, C] bfloat16 -> [B, Ho, Wo, C]: max_pool2d's values in NHWC.
+Tensor max_pool_nhwc(const Tensor& x, MaxPool2dOptions options);
+
+}  // namespace caption

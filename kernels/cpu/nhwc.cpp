@@ -1,0 +1,62 @@
+// CPU kernels of the NHWC bfloat16 inference ops (see nhwc.h).
+#include "kernels/cpu/nhwc.h"
+
+#include "kernels/bf16.h"
+#include "kernels/pool_math.h"
+
+namespace caption::kernels::cpu {
+
+void nchw_to_nhwc_bf16(const NhwcPackParams& p, const float* x, uint16_t* y) {
+  for (int64_t b = 0; b < p.batch; ++b) {
+    const float* xb = x + b * p.channels * p.plane;
+    uint16_t* yb = y + b * p.channels * p.plane;
+    for (int64_t c = 0; c < p.channels; ++c)
+      for (int64_t i = 0; i < p.plane; ++i) yb[i * p.channels + c] = bf16_bits(xb[c * p.plane + i]);
+  }
+}
+
+void nhwc_bf16_to_nchw(const NhwcPackParams& p, const uint16_t* x, float* y) {
+  for (int64_t b = 0; b < p.batch; ++b) {
+    const uint16_t* xb = x + b * p.channels * p.plane;
+    float* yb = y + b * p.channels * p.plane;
+    for (int64_t c = 0; c < p.channels; ++c)
+      for (int64_t i = 0; i < p.plane; ++i) yb[c * p.plane + i] = bf16_to_float(xb[i * p.channels + c]);
+  }
+}
+
+void conv_nhwc_epilogue(uint16_t* y, const float* bias, const uint16_t* residual, int64_t rows,
+                        int64_t channels, bool relu) {
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < channels; ++c) {
+      const int64_t i = r * channels + c;
+      float v = bf16_to_float(y[i]);
+      if (bias) v += bias[c];
+      if (residual) v += bf16_to_float(residual[i]);
+      if (relu && v < 0.f) v = 0.f;
+      y[i] = bf16_bits(v);
+    }
+  }
+}
+
+void max_pool_nhwc_bf16(const MaxPoolNhwcParams& p, const uint16_t* x, uint16_t* y) {
+  const MaxPool2dParams& g = p.g;
+  const int64_t C = p.channels;
+  for (int64_t b = 0; b < g.planes; ++b) {
+    const uint16_t* xb = x + b * g.in_h * g.in_w * C;
+    for (int64_t oh = 0; oh < g.out_h; ++oh) {
+      for (int64_t ow = 0; ow < g.out_w; ++ow) {
+        uint16_t* out = y + ((b * g.out_h + oh) * g.out_w + ow) * C;
+        for (int64_t c = 0; c < C; ++c) {
+          float best;
+          max_pool_window(
+              g, oh, ow,
+              [&](int64_t h, int64_t w) { return bf16_to_float(xb[(h * g.in_w + w) * C + c]); },
+              &best);
+          out[c] = bf16_bits(best);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace caption::kernels::cpu
