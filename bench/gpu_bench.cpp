@@ -709,6 +709,8 @@ void resnet50_fwd_b256(Bench& b, Row& r) {
     // 1e-1: a failure here at 1e-1 means reduced precision, not wrong results. Under
     // --amp both sides round to bfloat16, but a sum near a rounding boundary lands one
     // step (2^-8) apart, and the amplification makes that ~0.1 (0.11 on an H100): 0.5.
+    // (The GPU now runs the NHWC bfloat16 pass, which also rounds the activations between
+    // layers: 1.14x autocast's own error on the CPU at 64x64, tests/nn/nhwc_encoder_test.)
     const bool finite = all_finite(g);
     if (!finite) r.check = "non-finite features";
     r.check_ok = compare(r.check, "2 images: max|d| / max|ref| vs CPU", max_abs_diff(g, c) / max_abs(c),
@@ -732,8 +734,10 @@ void train_step_r50_b128(Bench& b, Row& r, const std::string& fine_tune) {
     const Tensor im = images[0].narrow(0, 0, 2);
     const auto [gl, gn] = Bench::loss_and_grad_norm(*b.gpu, *b.gpu_store, im, Tensor(), slice);
     const auto [cl, cn] = Bench::loss_and_grad_norm(*b.cpu, *b.cpu_store, im.to(Device::cpu()), Tensor(), slice);
-    bool ok = compare(r.check, "2-image slice: loss rel err vs CPU", rel_diff(gl, cl), tol(1e-3, 1e-2));
-    ok &= compare(r.check, "grad norm rel err", rel_diff(gn, cn), tol(1e-2, 5e-2));
+    // Under --amp a frozen encoder runs its NHWC bfloat16 pass on the GPU (activations
+    // rounded between layers) and autocast's NCHW one on the CPU: features ~1e-2 apart.
+    bool ok = compare(r.check, "2-image slice: loss rel err vs CPU", rel_diff(gl, cl), tol(1e-3, 1e-2, 1e-2));
+    ok &= compare(r.check, "grad norm rel err", rel_diff(gn, cn), tol(1e-2, 5e-2, 5e-2));
     r.check_ok = ok;
   }
   // The trainer's groups and rates (configs/flickr8k_resnet50.toml).

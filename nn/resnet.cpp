@@ -4,6 +4,12 @@
 // convolution where the batch norm is frozen or in Eval mode (batch_norm_fold.h).
 #include "nn/resnet.h"
 
+#include <cstdlib>
+#include <string>
+
+#include "engine/autocast.h"
+#include "engine/ops/nhwc.h"
+
 namespace caption::nn {
 
 ResNetSpec resnet_spec(int depth) {
@@ -18,8 +24,24 @@ ResNetSpec resnet_spec(int depth) {
   throw Error(str("ResNet depth ", depth, " is not supported (18, 34, 50, 101 or 152)"));
 }
 
+bool default_encoder_nhwc() {
+  const char* v = std::getenv("CAPTION_ENCODER_NHWC");
+  if (v == nullptr) return true;
+  const std::string s(v);
+  CAPTION_CHECK(s == "0" || s == "1", "CAPTION_ENCODER_NHWC='", s, "' is neither 0 nor 1");
+  return s == "1";
+}
+
 namespace {
 int64_t expansion(BlockKind k) { return k == BlockKind::Bottleneck ? 4 : 1; }
+
+// conv + batch norm folded, on NHWC bfloat16 x, with the residual added and ReLU applied
+// in the convolution's epilogue.
+Tensor conv_bn_nhwc(const Conv2d& conv, const BatchNorm2d& bn, const Tensor& x,
+                    const Tensor& residual, bool relu) {
+  const FoldedConv2d f = fold_batch_norm(conv, bn);
+  return conv_nhwc(x, nhwc_pack(f.weight), f.bias, residual, {conv.options(), relu});
+}
 }  // namespace
 
 ResidualBlock::Downsample::Downsample(int64_t in, int64_t out, int64_t stride, Generator& gen)
@@ -71,6 +93,23 @@ Tensor ResidualBlock::forward(const Tensor& x, BatchNormFolding folding) const {
   return relu(add(y, identity));
 }
 
+Tensor ResidualBlock::forward_nhwc_bf16(const Tensor& x) const {
+  const Tensor identity =
+      downsample_ ? conv_bn_nhwc(downsample_->conv, downsample_->bn, x, Tensor(), false) : x;
+  Tensor y = conv_bn_nhwc(*conv1_, *bn1_, x, Tensor(), true);
+  if (kind_ == BlockKind::Bottleneck) {
+    y = conv_bn_nhwc(*conv2_, *bn2_, y, Tensor(), true);
+    return conv_bn_nhwc(*conv3_, *bn3_, y, identity, true);
+  }
+  return conv_bn_nhwc(*conv2_, *bn2_, y, identity, true);
+}
+
+bool ResidualBlock::foldable() const {
+  return can_fold_batch_norm(*conv1_, *bn1_) && can_fold_batch_norm(*conv2_, *bn2_) &&
+         (!conv3_ || can_fold_batch_norm(*conv3_, *bn3_)) &&
+         (!downsample_ || can_fold_batch_norm(downsample_->conv, downsample_->bn));
+}
+
 Stage::Stage(BlockKind kind, int64_t& in, int64_t planes, int blocks, int64_t stride, Generator& gen) {
   for (int i = 0; i < blocks; ++i) {
     blocks_.push_back(std::make_unique<ResidualBlock>(kind, in, planes, i == 0 ? stride : 1, gen));
@@ -83,6 +122,18 @@ Tensor Stage::forward(const Tensor& x, BatchNormFolding folding) const {
   Tensor y = x;
   for (const auto& b : blocks_) y = b->forward(y, folding);
   return y;
+}
+
+Tensor Stage::forward_nhwc_bf16(const Tensor& x) const {
+  Tensor y = x;
+  for (const auto& b : blocks_) y = b->forward_nhwc_bf16(y);
+  return y;
+}
+
+bool Stage::foldable() const {
+  for (const auto& b : blocks_)
+    if (!b->foldable()) return false;
+  return true;
 }
 
 ResNet::ResNet(const ResNetSpec& spec, Generator& gen) : spec_(spec) {
@@ -98,13 +149,48 @@ ResNet::ResNet(const ResNetSpec& spec, Generator& gen) : spec_(spec) {
   }
 }
 
-Tensor ResNet::forward(const Tensor& x) const {
-  CAPTION_CHECK(x.dim() == 4 && x.size(1) == 3, "ResNet: expected images [B, 3, H, W], got ", x.describe());
+namespace {
+// The stem's max pool: 3x3, stride 2, padding 1.
+MaxPool2dOptions stem_pool() {
   MaxPool2dOptions pool;
   pool.kernel = {3, 3};
   pool.stride = Size2{2, 2};
   pool.padding = {1, 1};
-  Tensor y = max_pool2d(relu(conv_batch_norm(*conv1_, *bn1_, x, batch_norm_folding)), pool);
+  return pool;
+}
+
+void check_images(const Tensor& x) {
+  CAPTION_CHECK(x.defined() && x.dim() == 4 && x.size(1) == 3,
+                "ResNet: expected images [B, 3, H, W], got ",
+                x.defined() ? x.describe() : "an undefined tensor");
+}
+}  // namespace
+
+bool ResNet::runs_nhwc_bf16(const Tensor& x) const {
+  if (!nhwc_bf16 || batch_norm_folding == BatchNormFolding::Off || !autocast_enabled() ||
+      !x.defined() || !x.device().is_cuda() || x.dtype() != DType::F32 || any_requires_grad({x}) ||
+      !can_fold_batch_norm(*conv1_, *bn1_))
+    return false;
+  for (const auto& s : stages_)
+    if (!s->foldable()) return false;
+  return true;
+}
+
+Tensor ResNet::forward_nhwc_bf16(const Tensor& x) const {
+  check_images(x);
+  bool foldable = can_fold_batch_norm(*conv1_, *bn1_);
+  for (const auto& s : stages_) foldable = foldable && s->foldable();
+  CAPTION_CHECK(foldable, "ResNet::forward_nhwc_bf16: every batch norm must be foldable (Eval "
+                "mode or frozen, and no parameter receiving a gradient)");
+  Tensor y = max_pool_nhwc(conv_bn_nhwc(*conv1_, *bn1_, nhwc_pack(x), Tensor(), true), stem_pool());
+  for (const auto& s : stages_) y = s->forward_nhwc_bf16(y);
+  return nhwc_unpack(y);
+}
+
+Tensor ResNet::forward(const Tensor& x) const {
+  check_images(x);
+  if (runs_nhwc_bf16(x)) return forward_nhwc_bf16(x);
+  Tensor y = max_pool2d(relu(conv_batch_norm(*conv1_, *bn1_, x, batch_norm_folding)), stem_pool());
   for (const auto& s : stages_) y = s->forward(y, batch_norm_folding);
   return y;
 }

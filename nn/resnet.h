@@ -20,6 +20,9 @@ struct ResNetSpec {
   std::vector<int> blocks;  // per stage
   int64_t out_channels() const { return block == BlockKind::Bottleneck ? 2048 : 512; }
 };
+// CAPTION_ENCODER_NHWC: 1 (default) or 0.
+bool default_encoder_nhwc();
+
 // The spec of a supported depth (18, 34, 50, 101, 152); others are refused.
 ResNetSpec resnet_spec(int depth);
 
@@ -27,6 +30,10 @@ class ResidualBlock : public Module {
  public:
   ResidualBlock(BlockKind kind, int64_t in, int64_t planes, int64_t stride, Generator& gen);
   Tensor forward(const Tensor& x, BatchNormFolding folding) const;
+  // The block on NHWC bfloat16 activations, every batch norm folded (ResNet::forward_nhwc_bf16).
+  Tensor forward_nhwc_bf16(const Tensor& x) const;
+  // Whether every conv + batch norm pair of the block can be folded now.
+  bool foldable() const;
 
  private:
   BlockKind kind_;
@@ -45,6 +52,8 @@ class Stage : public Module {
  public:
   Stage(BlockKind kind, int64_t& in, int64_t planes, int blocks, int64_t stride, Generator& gen);
   Tensor forward(const Tensor& x, BatchNormFolding folding) const;
+  Tensor forward_nhwc_bf16(const Tensor& x) const;
+  bool foldable() const;
 
  private:
   std::vector<std::unique_ptr<ResidualBlock>> blocks_;
@@ -52,10 +61,25 @@ class Stage : public Module {
 
 // The trunk: conv1, bn1, relu, maxpool, layer1..layer4. Input [B, 3, H, W], output
 // [B, D, H/32, W/32] with D = 2048 (bottleneck) or 512 (basic).
+//
+// Two ways to run it. The general one, layer by layer on NCHW float32 (autocast rounds
+// each convolution's operands and result to bfloat16), handles training, gradients and
+// every device. The inference one, forward_nhwc_bf16, keeps the activations in NHWC
+// bfloat16 from the first convolution to the last (engine/ops/nhwc.h): every batch norm
+// folded, bias, residual and ReLU applied in the convolution's epilogue, the stem's max
+// pool in NHWC; only the input and the output are converted. forward() takes it where it
+// computes what autocast asks for: on a GPU, under autocast, with nothing to
+// differentiate and every batch norm foldable (Eval mode or frozen), unless
+// CAPTION_ENCODER_NHWC=0 (or nhwc_bf16 = false).
 class ResNet : public Module {
  public:
   ResNet(const ResNetSpec& spec, Generator& gen);
   Tensor forward(const Tensor& x) const;
+  // The NHWC bfloat16 inference pass (any device; the CPU runs the reference kernels).
+  // Refuses a model whose batch norms cannot all be folded now, or an input requiring grad.
+  Tensor forward_nhwc_bf16(const Tensor& x) const;
+  // Whether forward(x) takes forward_nhwc_bf16.
+  bool runs_nhwc_bf16(const Tensor& x) const;
   const ResNetSpec& spec() const { return spec_; }
   // layer1..layer4, for partial fine-tuning.
   Stage& stage(int i) { return *stages_.at(i - 1); }
@@ -64,6 +88,9 @@ class ResNet : public Module {
   // Whether each conv + batch norm pair runs as one folded convolution where that computes
   // the same function (batch_norm_fold.h); Off gives the plain layer-by-layer path.
   BatchNormFolding batch_norm_folding = default_batch_norm_folding();
+  // Whether forward() may take the NHWC bfloat16 inference pass (see above); the default
+  // is CAPTION_ENCODER_NHWC (0 or 1; unset: 1), another value is refused.
+  bool nhwc_bf16 = default_encoder_nhwc();
 
  private:
   ResNetSpec spec_;

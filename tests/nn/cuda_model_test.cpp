@@ -20,6 +20,7 @@
 #include <memory>
 
 #include "engine/allocator.h"
+#include "engine/autocast.h"
 #include "engine/backend.h"
 #include "engine/graph.h"
 #include "nn/caption_model.h"
@@ -127,6 +128,47 @@ TEST(CudaModel, EncoderInferenceMatchesCpu) {
     const Tensor got = p.gpu->encode(images.to(Device::cuda(0)));
     EXPECT_TRUE(got.device().is_cuda());
     EXPECT_TRUE(close(got, ref, 1e-5, str(depth, " features")));
+  }
+}
+
+// The encoder's NHWC bfloat16 pass (ResNet::forward_nhwc_bf16): forward() takes it on the
+// GPU under autocast in Eval mode, and it agrees with its CPU twin far better than
+// bfloat16 agrees with float32: the two devices round the same float32 products, summed in
+// other orders, so they part only where a product lies near a bfloat16 rounding boundary.
+TEST(CudaModel, NhwcEncoderMatchesCpuTwin) {
+  CAPTION_REQUIRE_CUDA_OR_SKIP();
+  for (const char* depth : {"resnet18", "resnet50"}) {
+    SCOPED_TRACE(depth);
+    Pair p = make_pair(small_config(depth, "none"), 5);
+    p.cpu->eval();
+    p.gpu->eval();
+    Generator g(6);
+    const Tensor images = rand_normal({2, 3, 64, 64}, 0, 1, g);
+    const Tensor on_gpu = images.to(Device::cuda(0));
+    {
+      AutocastGuard autocast;  // an input to differentiate keeps the general path
+      Tensor trainable = on_gpu.clone();
+      trainable.set_requires_grad(true);
+      EXPECT_FALSE(p.gpu->encoder.runs_nhwc_bf16(trainable));
+    }
+    NoGradGuard ng;
+    const Tensor fp32 = p.cpu->encoder.forward(images);
+    const Tensor twin = p.cpu->encoder.forward_nhwc_bf16(images);
+    Tensor got;
+    {
+      AutocastGuard autocast;
+      EXPECT_TRUE(p.gpu->encoder.runs_nhwc_bf16(on_gpu));
+      got = p.gpu->encoder.forward(on_gpu);
+      p.gpu->encoder.nhwc_bf16 = false;
+      EXPECT_FALSE(p.gpu->encoder.runs_nhwc_bf16(on_gpu));
+      p.gpu->encoder.nhwc_bf16 = true;
+    }
+    EXPECT_FALSE(p.gpu->encoder.runs_nhwc_bf16(on_gpu)) << "autocast is off here";
+    const double bf16_error = rel_error(twin, fp32), device_error = rel_error(got, twin);
+    std::printf("%s: NHWC bfloat16 against float32 %.3g, GPU against its CPU twin %.3g\n",
+                depth, bf16_error, device_error);
+    EXPECT_GT(bf16_error, 0);
+    EXPECT_LT(device_error, 0.5 * bf16_error + 1e-6);
   }
 }
 
@@ -546,11 +588,12 @@ std::vector<float> host_values(const Tensor& t) {
 // recorded, later ones replayed; each equal to the pass without graphs bit for bit, each
 // result the caller's own (not rewritten by later passes), weights changed in place read
 // by the replays, and passes that record gradients never recorded.
-TEST(CudaGraphs, EncoderPassesAreRecordedAndEqualEagerPasses) {
-  CAPTION_REQUIRE_CUDA_OR_SKIP();
-  if (!DeviceGraph::enabled(Device::cuda(0))) GTEST_SKIP() << "CAPTION_CUDA_GRAPHS=0";
+// Under autocast (amp) the pass recorded is the NHWC bfloat16 one, whose folding and
+// packing of the weights are recorded with it.
+void expect_encoder_passes_recorded(bool amp) {
   Pair p = make_pair(small_config("resnet18", "none"), 13);
   p.gpu->eval();
+  AutocastGuard autocast(amp);
   Generator g(14);
   std::vector<Tensor> images, recorded;
   for (int i = 0; i < 4; ++i) images.push_back(rand_normal({2, 3, 64, 64}, 0, 1, g).to(Device::cuda(0)));
@@ -585,6 +628,18 @@ TEST(CudaGraphs, EncoderPassesAreRecordedAndEqualEagerPasses) {
   p.gpu->encode_distinct(images[1]);  // gradients recorded: not the runner's
   EXPECT_EQ(runner->stats().replays, 4);
   EXPECT_EQ(runner->stats().eager_passes, 1);
+}
+
+TEST(CudaGraphs, EncoderPassesAreRecordedAndEqualEagerPasses) {
+  CAPTION_REQUIRE_CUDA_OR_SKIP();
+  if (!DeviceGraph::enabled(Device::cuda(0))) GTEST_SKIP() << "CAPTION_CUDA_GRAPHS=0";
+  expect_encoder_passes_recorded(false);
+}
+
+TEST(CudaGraphs, NhwcEncoderPassesAreRecordedAndEqualEagerPasses) {
+  CAPTION_REQUIRE_CUDA_OR_SKIP();
+  if (!DeviceGraph::enabled(Device::cuda(0))) GTEST_SKIP() << "CAPTION_CUDA_GRAPHS=0";
+  expect_encoder_passes_recorded(true);
 }
 
 TEST(CudaGraphs, FailedCaptureIsHarmlessAndReplayReadsCurrentInputs) {

@@ -20,46 +20,18 @@
 #include "nn/checkpoint.h"
 #include "tests/harness/expect_error.h"
 #include "tests/harness/harness.h"
+#include "tests/nn/random_resnet.h"
 
 namespace caption::nn {
 namespace {
 
-double rel_l2(const Tensor& got, const Tensor& ref) {
-  const std::vector<double> g = got.to(DType::F64).to_vector<double>();
-  const std::vector<double> r = ref.to(DType::F64).to_vector<double>();
-  EXPECT_EQ(g.size(), r.size());
-  double num = 0, den = 0;
-  for (size_t i = 0; i < g.size() && i < r.size(); ++i) {
-    num += (g[i] - r[i]) * (g[i] - r[i]);
-    den += r[i] * r[i];
-  }
-  return std::sqrt(num / den);
-}
+using test_resnet::batch_norms;
+using test_resnet::randomise_batch_norms;
+using test_resnet::rel_l2;
 
 bool bitwise_equal(const Tensor& a, const Tensor& b) {
   return a.shape() == b.shape() &&
          a.to(DType::F64).to_vector<double>() == b.to(DType::F64).to_vector<double>();
-}
-
-std::vector<BatchNorm2d*> batch_norms(Module& m) {
-  std::vector<BatchNorm2d*> out;
-  for (Module* sub : m.modules())
-    if (auto* bn = dynamic_cast<BatchNorm2d*>(sub)) out.push_back(bn);
-  return out;
-}
-
-// Non-trivial affine parameters and running statistics, so that every part of the fold
-// (gamma, beta, mean, var) matters.
-void randomise_batch_norms(Module& m, Generator& gen) {
-  NoGradGuard no_grad;
-  for (BatchNorm2d* bn : batch_norms(m)) {
-    const int64_t C = bn->weight.size(0);
-    const DType d = bn->weight.dtype();
-    bn->weight.copy_(rand_uniform({C}, 0.5, 1.5, gen, d));
-    bn->bias.copy_(rand_normal({C}, 0.0, 0.2, gen, d));
-    bn->running_mean.copy_(rand_normal({C}, 0.0, 0.3, gen, d));
-    bn->running_var.copy_(rand_uniform({C}, 0.3, 3.0, gen, d));
-  }
 }
 
 // Parameters and buffers in `dtype` (parameters keep their requires_grad).

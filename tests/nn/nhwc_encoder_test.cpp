@@ -1,0 +1,87 @@
+// The encoder's NHWC bfloat16 inference pass (ResNet::forward_nhwc_bf16) on the CPU, where
+// its kernels are the reference: it computes the same function as the float32 encoder to
+// within bfloat16's own error (that of autocast's NCHW path, measured in the same test),
+// and forward() takes it only where it is meant to (a GPU, autocast, nothing to
+// differentiate, every batch norm foldable). The GPU's pass against this one is
+// tests/nn/cuda_model_test.cpp (CudaModel.NhwcEncoderMatchesCpuTwin).
+//
+// Why the bound is relative to autocast's error: random ResNets with random batch-norm
+// statistics amplify rounding by orders of magnitude (bench/NOTES.md: a random ResNet-50
+// turns bfloat16's 2^-9 into ~0.1 relative at its output), so a fixed bound would say
+// little. The NHWC pass rounds a little more than autocast's NCHW one (after the bias and
+// the residual, and the activations between layers): measured 0.0078 against 0.0068
+// (ResNet-18) and 0.0105 against 0.0092 (ResNet-50) at 64x64. A wrong layout, bias,
+// residual or ReLU gives errors of order 1.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+
+#include "engine/autocast.h"
+#include "engine/engine.h"
+#include "nn/resnet.h"
+#include "tests/harness/expect_error.h"
+#include "tests/nn/random_resnet.h"
+
+namespace caption::nn {
+namespace {
+
+using test_resnet::randomise_batch_norms;
+using test_resnet::rel_l2;
+
+struct Net {
+  explicit Net(int depth, uint64_t seed = 7) : gen(seed), resnet(resnet_spec(depth), gen) {
+    randomise_batch_norms(resnet, gen);
+    resnet.eval();
+    resnet.set_frozen(true);
+  }
+  Generator gen;
+  ResNet resnet;
+};
+
+TEST(NhwcEncoder, MatchesFloat32WithinAutocastsOwnError) {
+  for (int depth : {18, 50}) {
+    SCOPED_TRACE(depth);
+    Net n(depth);
+    Generator g(11);
+    const Tensor x = rand_normal({2, 3, 64, 64}, 0.0, 1.0, g);
+    const Tensor fp32 = n.resnet.forward(x);
+    Tensor amp;
+    {
+      AutocastGuard autocast;
+      amp = n.resnet.forward(x);  // the CPU keeps the NCHW path under autocast
+    }
+    const Tensor nhwc = n.resnet.forward_nhwc_bf16(x);
+    ASSERT_EQ(nhwc.shape(), fp32.shape());
+    EXPECT_EQ(nhwc.dtype(), DType::F32);
+    const double e_amp = rel_l2(amp, fp32), e_nhwc = rel_l2(nhwc, fp32);
+    std::printf("resnet%d: relative L2 error against float32: autocast NCHW %.3g, NHWC %.3g\n",
+                depth, e_amp, e_nhwc);
+    EXPECT_GT(e_amp, 0);  // autocast did round
+    EXPECT_LT(e_nhwc, 1.5 * e_amp);  // measured: 1.14x (ResNet-18), 1.14x (ResNet-50)
+    EXPECT_LT(e_nhwc, 0.05);
+  }
+}
+
+TEST(NhwcEncoder, ForwardTakesItOnlyOnAGpuUnderAutocastWithFoldableBatchNorms) {
+  Net n(18);
+  const Tensor x = Tensor::zeros({1, 3, 32, 32});
+  AutocastGuard autocast;
+  EXPECT_FALSE(n.resnet.runs_nhwc_bf16(x)) << "the CPU keeps the NCHW reference path";
+  // The pass itself runs anywhere, but refuses what it cannot fold.
+  EXPECT_EQ(n.resnet.forward_nhwc_bf16(x).shape(), (Shape{1, 512, 1, 1}));
+  n.resnet.set_frozen(false);
+  n.resnet.train();
+  EXPECT_ERROR_WITH(n.resnet.forward_nhwc_bf16(x), "every batch norm must be foldable");
+}
+
+TEST(NhwcEncoder, EnvironmentSwitchIsCheckedByName) {
+  ASSERT_EQ(setenv("CAPTION_ENCODER_NHWC", "0", 1), 0);
+  EXPECT_FALSE(default_encoder_nhwc());
+  ASSERT_EQ(setenv("CAPTION_ENCODER_NHWC", "yes", 1), 0);
+  EXPECT_ERROR_WITH(default_encoder_nhwc(), "CAPTION_ENCODER_NHWC='yes' is neither 0 nor 1");
+  ASSERT_EQ(unsetenv("CAPTION_ENCODER_NHWC"), 0);
+  EXPECT_TRUE(default_encoder_nhwc());
+}
+
+}  // namespace
+}  // namespace caption::nn
