@@ -88,6 +88,10 @@ void add_fit_options(CLI::App* app, TrainOptions& o, std::string& fine_tune, std
   app->add_option("--decoder-lr", o.decoder_lr, "decoder learning rate");
   app->add_option("--weight-decay", o.weight_decay, "weight decay (decoupled for adamw)");
   app->add_option("--grad-clip", o.grad_clip, "clip the global gradient norm (0: off)");
+  app->add_option("--step-bucket", o.step_bucket,
+                  "GPU, frozen encoder, full teacher forcing: pad each batch's caption steps to a "
+                  "multiple of this for the recorded training step (1: no padding, one recording "
+                  "per length; larger: fewer recordings, more padded work)");
   app->add_flag("--amp,!--no-amp", o.amp,
                 "mixed precision: bfloat16 products in training steps, float32 everything else");
   app->add_option("--batch-size", o.batch_size, "training batch size");

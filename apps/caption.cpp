@@ -19,6 +19,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "engine/autocast.h"
 #include "engine/device.h"
 #include "engine/error.h"
 #include "engine/profile.h"
@@ -43,6 +44,7 @@ struct Options {
   std::string attention_dir;
   std::string device = "auto";
   int batch_size = caption::pipeline::Captioner::kDefaultBatchSize;
+  bool amp = false;
 };
 
 // Accepts the spellings parse_device understands; whether the device exists is a
@@ -100,6 +102,7 @@ int run(const Options& o) {
   std::set<std::string> used_names;
   const bool several = o.images.size() > 1;
   int failed = 0;
+  const caption::AutocastGuard autocast(o.amp);
 
   captioner.caption_each(
       o.images, decode,
@@ -160,6 +163,9 @@ int main(int argc, char** argv) {
   app.add_option("--attention-map", o.attention_dir, "Write DIR/<image stem>.png attention figures (DIR is created)")
       ->type_name("DIR");
   app.add_option("--device", o.device, "Device to run on")->check(device_syntax())->capture_default_str();
+  app.add_flag("--amp,!--no-amp", o.amp,
+               "bfloat16 products and convolutions, float32 the rest (autocast); on a GPU the "
+               "encoder keeps its activations in NHWC bfloat16 (CAPTION_ENCODER_NHWC=0: off)");
   app.add_option("--batch-size", o.batch_size, "Images per encoder pass")
       ->check(CLI::Range(1, 4096))
       ->capture_default_str();

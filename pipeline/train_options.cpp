@@ -24,6 +24,8 @@ void TrainOptions::validate() const {
   CAPTION_CHECK(encoder_lr > 0 && decoder_lr > 0, "learning rates must be positive");
   CAPTION_CHECK(weight_decay >= 0, "--weight-decay must be non-negative");
   CAPTION_CHECK(grad_clip >= 0, "--grad-clip must be non-negative");
+  CAPTION_CHECK(step_bucket >= 1 && step_bucket <= 64, "--step-bucket must be between 1 and 64, got ",
+                step_bucket);
   CAPTION_CHECK(batch_size >= 1 && eval_batch_size >= 1, "batch sizes must be at least 1");
   CAPTION_CHECK(epochs >= 1, "--epochs must be at least 1, got ", epochs);
   CAPTION_CHECK(pct_start > 0 && pct_start < 1, "--pct-start must be in (0, 1)");

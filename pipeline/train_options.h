@@ -46,6 +46,7 @@ struct TrainOptions {
   double decoder_lr = 4e-4;
   double weight_decay = 0.01;
   double grad_clip = 5.0;           // 0: off
+  int step_bucket = 4;              // GPU recorded steps: caption steps padded to a multiple of this
   int batch_size = 32;
   int eval_batch_size = 64;
   int epochs = 10;

@@ -291,8 +291,10 @@ Trainer::Trainer(TrainOptions options, std::ostream& log) : impl_(std::make_uniq
     nn::TrainStepOptions t;
     t.alpha_c = o.alpha_c;
     t.grad_clip = o.grad_clip;
+    t.step_bucket = o.step_bucket;
     m.train_step = std::make_unique<nn::TrainStep>(model_->decoder, *m.optimizer, m.gen, t);
-    log << "training steps: padded to fixed shapes, "
+    log << "training steps: padded to fixed shapes (caption steps to a multiple of "
+        << o.step_bucket << ", --step-bucket), "
         << (DeviceGraph::enabled(m.device) ? "recorded as CUDA graphs and replayed (CAPTION_CUDA_GRAPHS=0: eager)"
                                            : "run eagerly (CAPTION_CUDA_GRAPHS=0)")
         << "\n";

@@ -17,6 +17,7 @@
 
 #include "data/image/file_io.h"
 #include "data/image/image.h"
+#include "engine/autocast.h"
 #include "pipeline/captioner.h"
 #include "tests/harness/harness.h"
 #include "tests/pipeline/tiny_checkpoint.h"
@@ -111,7 +112,7 @@ TEST_F(CaptionAppTest, HelpListsEveryOption) {
   const AppRun r = run({"--help"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   for (const char* option : {"--checkpoint", "--beam", "--length-penalty", "--max-len", "--json", "--attention-map",
-                             "--device", "--batch-size", "IMAGE"})
+                             "--device", "--amp", "--batch-size", "IMAGE"})
     EXPECT_NE(r.out.find(option), std::string::npos) << option << " missing from:\n" << r.out;
 }
 
@@ -172,6 +173,26 @@ TEST_F(CaptionAppTest, JsonLinesHoldTheWholeResult) {
     EXPECT_NEAR(j.at("score").get<double>(), expected.score, 1e-5);
     EXPECT_FALSE(j.contains("attention_map"));
   }
+}
+
+// --amp runs the model under autocast: the library's autocast caption, which differs
+// from the float32 one in the last digits of its log-probabilities.
+TEST_F(CaptionAppTest, AmpCaptionsUnderAutocast) {
+  const Captioner captioner(*checkpoint_);
+  nn::DecodeOptions options = captioner.default_options();
+  options.max_len = 4;
+  const CaptionResult plain = captioner.caption((*images_)[0], options);
+  CaptionResult amp;
+  {
+    AutocastGuard autocast;
+    amp = captioner.caption((*images_)[0], options);
+  }
+  EXPECT_FALSE(testing::near(amp.log_probs, plain.log_probs, 1e-6, "amp against float32"));
+  const AppRun r = run({"--checkpoint", *checkpoint_, "--amp", "--json", "--max-len", "4", (*images_)[0]});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j.at("words").get<std::vector<std::string>>(), amp.words);
+  EXPECT_TRUE(testing::near(j.at("log_probs").get<std::vector<float>>(), amp.log_probs, 1e-6, "log_probs"));
 }
 
 TEST_F(CaptionAppTest, AttentionMapsAreWrittenPerImage) {

@@ -82,6 +82,9 @@ TEST(CaptionTrainApp, BadConfigsAndPathsAreNamed) {
   r = run("fit --data /nowhere --teacher-forcing 1.5");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("--teacher-forcing"), std::string::npos) << r.err;
+  r = run("fit --data /nowhere --step-bucket 0");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("--step-bucket must be between 1 and 64, got 0"), std::string::npos) << r.err;
   r = run("fit --data /nowhere --fine-tune from:9");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("from:9"), std::string::npos) << r.err;

@@ -54,6 +54,7 @@ TEST(CudaTrainer, RecordedStepsTrainExactlyAsEagerSteps) {
   if (!DeviceGraph::enabled(Device::cuda(0))) GTEST_SKIP() << "CAPTION_CUDA_GRAPHS=0";
   const Fit recorded = fit("cuda_trainer_graphs", true);
   const Fit eager = fit("cuda_trainer_eager", false);
+  EXPECT_NE(recorded.log.find("caption steps to a multiple of 4, --step-bucket"), std::string::npos);
   EXPECT_NE(recorded.log.find("recorded as CUDA graphs and replayed"), std::string::npos)
       << recorded.log.substr(0, 600);
   EXPECT_NE(eager.log.find("run eagerly (CAPTION_CUDA_GRAPHS=0)"), std::string::npos);
