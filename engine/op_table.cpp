@@ -53,6 +53,7 @@ std::array<OpInfo, kOpCount>& table() {
     set(OpId::ClipCoefficient, "clip_coefficient", false);
     set(OpId::NhwcPack, "nhwc_pack", false);
     set(OpId::NhwcUnpack, "nhwc_unpack", false);
+    set(OpId::FoldPackNhwc, "fold_pack_nhwc", false);
     set(OpId::ConvNhwc, "conv_nhwc", false);
     set(OpId::MaxPoolNhwc, "max_pool_nhwc", false);
     return init;

@@ -43,8 +43,9 @@ enum class OpId : int {
   LstmCell, LstmGates, AdditiveAttention,
   // optimisers (no backward)
   SgdStep, AdamStep, SumOfSquares, Scale, ClipCoefficient,
-  // NHWC bfloat16 inference (no backward): layout packing, convolution, max pooling
-  NhwcPack, NhwcUnpack, ConvNhwc, MaxPoolNhwc,
+  // NHWC bfloat16 inference (no backward): layout packing, weight folding, convolution,
+  // max pooling
+  NhwcPack, NhwcUnpack, FoldPackNhwc, ConvNhwc, MaxPoolNhwc,
   Count
 };
 inline constexpr int kOpCount = static_cast<int>(OpId::Count);

@@ -35,12 +35,18 @@ bool default_encoder_nhwc() {
 namespace {
 int64_t expansion(BlockKind k) { return k == BlockKind::Bottleneck ? 4 : 1; }
 
-// conv + batch norm folded, on NHWC bfloat16 x, with the residual added and ReLU applied
-// in the convolution's epilogue.
+// The stem's input channels (3) are padded to this many (zeros), as cuDNN's tensor-core
+// kernels want; every later layer has a multiple of 64.
+constexpr int64_t kChannelMultiple = 8;
+
+// conv + batch norm folded (one pass over the weights, recomputed at each call as
+// batch_norm_fold.h explains), on NHWC bfloat16 x, with the residual added and ReLU
+// applied in the convolution's epilogue.
 Tensor conv_bn_nhwc(const Conv2d& conv, const BatchNorm2d& bn, const Tensor& x,
                     const Tensor& residual, bool relu) {
-  const FoldedConv2d f = fold_batch_norm(conv, bn);
-  return conv_nhwc(x, nhwc_pack(f.weight), f.bias, residual, {conv.options(), relu});
+  const PackedConv k = fold_pack_nhwc(conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean,
+                                      bn.running_var, bn.eps, kChannelMultiple);
+  return conv_nhwc(x, k.weight, k.bias, residual, {conv.options(), relu});
 }
 }  // namespace
 
@@ -182,7 +188,8 @@ Tensor ResNet::forward_nhwc_bf16(const Tensor& x) const {
   for (const auto& s : stages_) foldable = foldable && s->foldable();
   CAPTION_CHECK(foldable, "ResNet::forward_nhwc_bf16: every batch norm must be foldable (Eval "
                 "mode or frozen, and no parameter receiving a gradient)");
-  Tensor y = max_pool_nhwc(conv_bn_nhwc(*conv1_, *bn1_, nhwc_pack(x), Tensor(), true), stem_pool());
+  Tensor y = max_pool_nhwc(conv_bn_nhwc(*conv1_, *bn1_, nhwc_pack(x, kChannelMultiple), Tensor(), true),
+                           stem_pool());
   for (const auto& s : stages_) y = s->forward_nhwc_bf16(y);
   return nhwc_unpack(y);
 }

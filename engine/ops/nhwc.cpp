@@ -33,6 +33,13 @@ void nhwc_pack_cpu(const OpCall& c) {
   kc::nchw_to_nhwc_bf16(c.get<NhwcPackParams>(), c.in[0].data<float>(), c.out[0].data<uint16_t>());
 }
 
+void fold_pack_nhwc_cpu(const OpCall& c) {
+  kc::fold_pack_nhwc(c.get<FoldPackParams>(), c.in[0].data<float>(), data_or_null<float>(c.in[1]),
+                     data_or_null<float>(c.in[2]), data_or_null<float>(c.in[3]),
+                     c.in[4].data<float>(), c.in[5].data<float>(), c.out[0].data<uint16_t>(),
+                     c.out[1].data<float>());
+}
+
 void nhwc_unpack_cpu(const OpCall& c) {
   kc::nhwc_bf16_to_nchw(c.get<NhwcPackParams>(), c.in[0].data<uint16_t>(), c.out[0].data<float>());
 }
@@ -70,25 +77,71 @@ void max_pool_nhwc_cpu(const OpCall& c) {
 [[maybe_unused]] const bool registered = [] {
   register_kernels(OpId::NhwcPack, DeviceType::CPU, nhwc_pack_cpu, nullptr);
   register_kernels(OpId::NhwcUnpack, DeviceType::CPU, nhwc_unpack_cpu, nullptr);
+  register_kernels(OpId::FoldPackNhwc, DeviceType::CPU, fold_pack_nhwc_cpu, nullptr);
   register_kernels(OpId::ConvNhwc, DeviceType::CPU, conv_nhwc_cpu, nullptr);
   register_kernels(OpId::MaxPoolNhwc, DeviceType::CPU, max_pool_nhwc_cpu, nullptr);
   return true;
 }();
 
+// C rounded up to a multiple of m (checked).
+int64_t padded_channels(int64_t C, int64_t m, const char* op) {
+  CAPTION_CHECK(m >= 1 && m <= 64, op, ": channel_multiple must be between 1 and 64, got ", m);
+  return (C + m - 1) / m * m;
+}
+
 }  // namespace
 
-Tensor nhwc_pack(const Tensor& x_in) {
+Tensor nhwc_pack(const Tensor& x_in, int64_t channel_multiple) {
   CAPTION_CHECK(x_in.defined() && x_in.dim() == 4 && x_in.dtype() == DType::F32,
                 "nhwc_pack: input must be a 4-d float32 tensor [B, C, H, W], got ",
                 x_in.defined() ? x_in.describe() : "an undefined tensor");
   refuse_grad({x_in}, "nhwc_pack");
   const Tensor x = x_in.contiguous();
   const Shape& s = x.shape();
-  NhwcPackParams p{s[0], s[1], s[2] * s[3]};
-  Tensor y = Tensor::empty({s[0], s[2], s[3], s[1]}, DType::BF16, x.device());
+  const int64_t cp = padded_channels(s[1], channel_multiple, "nhwc_pack");
+  NhwcPackParams p{s[0], s[1], s[2] * s[3], cp};
+  Tensor y = Tensor::empty({s[0], s[2], s[3], cp}, DType::BF16, x.device());
   std::vector<Tensor> in{x}, out{y};
   run_forward(OpId::NhwcPack, x.device(), OpCall{in, out, &p});
   return y;
+}
+
+PackedConv fold_pack_nhwc(const Tensor& w_in, const Tensor& conv_bias, const Tensor& gamma,
+                          const Tensor& beta, const Tensor& mean, const Tensor& var, double eps,
+                          int64_t channel_multiple) {
+  CAPTION_CHECK(w_in.defined() && w_in.dim() == 4 && w_in.dtype() == DType::F32,
+                "fold_pack_nhwc: weight must be a 4-d float32 tensor [O, C, kh, kw], got ",
+                w_in.defined() ? w_in.describe() : "an undefined tensor");
+  const int64_t O = w_in.size(0);
+  const Tensor* vectors[] = {&conv_bias, &gamma, &beta, &mean, &var};
+  const char* names[] = {"conv bias", "gamma", "beta", "running mean", "running var"};
+  for (int i = 0; i < 5; ++i) {
+    const Tensor& t = *vectors[i];
+    const bool optional = i < 3;
+    CAPTION_CHECK((optional && !t.defined()) ||
+                      (t.defined() && t.dim() == 1 && t.size(0) == O && t.dtype() == DType::F32 &&
+                       t.device() == w_in.device()),
+                  "fold_pack_nhwc: ", names[i], " must be float32 [", O, "] on ",
+                  w_in.device().to_string(), ", got ", t.defined() ? t.describe() : "an undefined tensor");
+  }
+  CAPTION_CHECK(eps > 0, "fold_pack_nhwc: eps must be positive, got ", eps);
+  refuse_grad({w_in, conv_bias, gamma, beta, mean, var}, "fold_pack_nhwc");
+  auto contiguous = [](const Tensor& t) { return t.defined() ? t.contiguous() : Tensor(); };
+  const Tensor w = w_in.contiguous();
+  FoldPackParams p;
+  p.out_channels = O;
+  p.in_channels = w.size(1);
+  p.taps = w.size(2) * w.size(3);
+  p.channels_out = padded_channels(p.in_channels, channel_multiple, "fold_pack_nhwc");
+  p.eps = eps;
+  PackedConv k;
+  k.weight = Tensor::empty({O, w.size(2), w.size(3), p.channels_out}, DType::BF16, w.device());
+  k.bias = Tensor::empty({O}, DType::F32, w.device());
+  std::vector<Tensor> in{w, contiguous(conv_bias), contiguous(gamma), contiguous(beta), contiguous(mean),
+                         contiguous(var)};
+  std::vector<Tensor> out{k.weight, k.bias};
+  run_forward(OpId::FoldPackNhwc, w.device(), OpCall{in, out, &p});
+  return k;
 }
 
 Tensor nhwc_unpack(const Tensor& x_in) {
@@ -96,7 +149,7 @@ Tensor nhwc_unpack(const Tensor& x_in) {
   refuse_grad({x_in}, "nhwc_unpack");
   const Tensor x = x_in.contiguous();
   const Shape& s = x.shape();
-  NhwcPackParams p{s[0], s[3], s[1] * s[2]};
+  NhwcPackParams p{s[0], s[3], s[1] * s[2], s[3]};
   Tensor y = Tensor::empty(nchw_of(s), DType::F32, x.device());
   std::vector<Tensor> in{x}, out{y};
   run_forward(OpId::NhwcUnpack, x.device(), OpCall{in, out, &p});

@@ -23,15 +23,33 @@
 namespace caption {
 
 using NhwcPackParams = kernels::cpu::NhwcPackParams;
+using FoldPackParams = kernels::cpu::FoldPackParams;
 using ConvNhwcParams = kernels::cpu::ConvNhwcParams;
 using MaxPoolNhwcParams = kernels::cpu::MaxPoolNhwcParams;
 
-// x [B, C, H, W] float32 -> [B, H, W, C] bfloat16, rounded to nearest even. Filters pack
-// the same way: [O, C, kh, kw] -> [O, kh, kw, C].
-Tensor nhwc_pack(const Tensor& x);
+// x [B, C, H, W] float32 -> [B, H, W, C'] bfloat16, rounded to nearest even, with C'
+// the channel count rounded up to a multiple of `channel_multiple` and the added channels
+// zero (cuDNN's tensor-core kernels want multiples of 8; a convolution over zero channels
+// with zero weights is the same convolution). Filters pack the same way:
+// [O, C, kh, kw] -> [O, kh, kw, C'].
+Tensor nhwc_pack(const Tensor& x, int64_t channel_multiple = 1);
 
 // x [B, H, W, C] bfloat16 -> [B, C, H, W] float32 (exact).
 Tensor nhwc_unpack(const Tensor& x);
+
+// A convolution's weight [O, C, kh, kw] (and bias, may be undefined) folded with the batch
+// norm that follows it, using its running statistics (gamma and beta may be undefined:
+// 1 and 0), as nn/batch_norm_fold.h folds them, in one pass: weight [O, kh, kw, C']
+// bfloat16 (C' as nhwc_pack's) and bias [O] float32. The weight equals
+// nhwc_pack(fold_batch_norm(...).weight) bit for bit, the bias fold_batch_norm(...).bias to
+// the last bit (b * scale + shift is rounded twice here on every device, where the batch
+// norm kernel may fuse it).
+struct PackedConv {
+  Tensor weight, bias;
+};
+PackedConv fold_pack_nhwc(const Tensor& weight, const Tensor& conv_bias, const Tensor& gamma,
+                          const Tensor& beta, const Tensor& running_mean,
+                          const Tensor& running_var, double eps, int64_t channel_multiple = 1);
 
 struct ConvNhwcOptions {
   Conv2dOptions conv;

@@ -7,11 +7,14 @@
 namespace caption::kernels::cpu {
 
 void nchw_to_nhwc_bf16(const NhwcPackParams& p, const float* x, uint16_t* y) {
+  const int64_t C = p.channels, Cp = p.channels_out > 0 ? p.channels_out : p.channels;
   for (int64_t b = 0; b < p.batch; ++b) {
-    const float* xb = x + b * p.channels * p.plane;
-    uint16_t* yb = y + b * p.channels * p.plane;
-    for (int64_t c = 0; c < p.channels; ++c)
-      for (int64_t i = 0; i < p.plane; ++i) yb[i * p.channels + c] = bf16_bits(xb[c * p.plane + i]);
+    const float* xb = x + b * C * p.plane;
+    uint16_t* yb = y + b * Cp * p.plane;
+    for (int64_t i = 0; i < p.plane; ++i)
+      for (int64_t c = C; c < Cp; ++c) yb[i * Cp + c] = 0;
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t i = 0; i < p.plane; ++i) yb[i * Cp + c] = bf16_bits(xb[c * p.plane + i]);
   }
 }
 
@@ -21,6 +24,19 @@ void nhwc_bf16_to_nchw(const NhwcPackParams& p, const uint16_t* x, float* y) {
     float* yb = y + b * p.channels * p.plane;
     for (int64_t c = 0; c < p.channels; ++c)
       for (int64_t i = 0; i < p.plane; ++i) yb[c * p.plane + i] = bf16_to_float(xb[i * p.channels + c]);
+  }
+}
+
+void fold_pack_nhwc(const FoldPackParams& p, const float* w, const float* conv_bias,
+                    const float* gamma, const float* beta, const float* mean, const float* var,
+                    uint16_t* w16, float* bias) {
+  const int64_t C = p.in_channels, Cp = p.channels_out, R = p.taps;
+  for (int64_t o = 0; o < p.out_channels; ++o) {
+    const FoldScale f = fold_scale(gamma, beta, mean, var, o, p.eps);
+    bias[o] = fold_apply(conv_bias ? conv_bias[o] : 0.f, f.scale, f.shift);
+    for (int64_t r = 0; r < R; ++r)
+      for (int64_t c = 0; c < Cp; ++c)
+        w16[(o * R + r) * Cp + c] = c < C ? bf16_bits(fold_apply(w[(o * C + c) * R + r], f.scale, 0.f)) : 0;
   }
 }
 

@@ -50,8 +50,9 @@ void convert_from_bf16(const uint16_t* src, int64_t n, float* dst, cudaStream_t 
 // Layout conversions of the bfloat16 convolutions: `batch` images of `channels` planes of
 // `plane` values, NCHW float32 -> NHWC bfloat16 (rounded as above), and back (exact).
 // A filter [O, C, kh, kw] is batch O, channels C, plane kh * kw (KCRS <-> KRSC).
+// channels_out > channels zero-pads each pixel's channels (0: no padding).
 void nchw_to_nhwc_bf16(const float* src, int64_t batch, int64_t channels, int64_t plane,
-                       uint16_t* dst, cudaStream_t stream);
+                       uint16_t* dst, cudaStream_t stream, int64_t channels_out = 0);
 void nhwc_bf16_to_nchw(const uint16_t* src, int64_t batch, int64_t channels, int64_t plane,
                        float* dst, cudaStream_t stream);
 

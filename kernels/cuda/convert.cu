@@ -31,14 +31,16 @@ __global__ void convert_from_bf16_kernel(const uint16_t* src, int64_t n, float* 
 // Each of `batch` matrices rows x cols (dense) written transposed, cols x rows, with the
 // element converted: 32 x 32 tiles through shared memory, so that reads and writes are
 // both coalesced. Block (32, 8); grid (column tiles, row tiles, batch).
+// Row r of the result starts ld_dst >= rows elements after row r - 1 (padding left as it
+// is), so each result matrix spans cols * ld_dst elements.
 template <typename In, typename Out, typename Convert>
 __global__ void transpose_convert_kernel(const In* src, int64_t rows, int64_t cols, Out* dst,
-                                         Convert convert) {
+                                         int64_t ld_dst, Convert convert) {
   __shared__ Out tile[32][33];
   const int64_t b = blockIdx.z;
   const int64_t r0 = static_cast<int64_t>(blockIdx.y) * 32, c0 = static_cast<int64_t>(blockIdx.x) * 32;
   const In* s = src + b * rows * cols;
-  Out* d = dst + b * rows * cols;
+  Out* d = dst + b * cols * ld_dst;
   for (int k = threadIdx.y; k < 32; k += blockDim.y) {
     const int64_t r = r0 + k, c = c0 + threadIdx.x;
     if (r < rows && c < cols) tile[k][threadIdx.x] = convert(s[r * cols + c]);
@@ -46,7 +48,7 @@ __global__ void transpose_convert_kernel(const In* src, int64_t rows, int64_t co
   __syncthreads();
   for (int k = threadIdx.y; k < 32; k += blockDim.y) {
     const int64_t c = c0 + k, r = r0 + threadIdx.x;
-    if (r < rows && c < cols) d[c * rows + r] = tile[threadIdx.x][k];
+    if (r < rows && c < cols) d[c * ld_dst + r] = tile[threadIdx.x][k];
   }
 }
 
@@ -59,27 +61,32 @@ struct FromBf16 {
 
 template <typename In, typename Out, typename Convert>
 void transpose_convert(const In* src, int64_t batch, int64_t rows, int64_t cols, Out* dst,
-                       Convert convert, cudaStream_t stream, const char* name) {
+                       int64_t ld_dst, Convert convert, cudaStream_t stream, const char* name) {
   if (batch == 0 || rows == 0 || cols == 0) return;
   CAPTION_CHECK(batch <= 65535 && (rows + 31) / 32 <= 65535,
                 "layout conversion: ", batch, " matrices of ", rows, " x ", cols,
                 " exceed the launch grid");
   const dim3 grid(static_cast<unsigned>((cols + 31) / 32), static_cast<unsigned>((rows + 31) / 32),
                   static_cast<unsigned>(batch));
-  transpose_convert_kernel<In, Out, Convert><<<grid, dim3(32, 8), 0, stream>>>(src, rows, cols, dst, convert);
+  transpose_convert_kernel<In, Out, Convert><<<grid, dim3(32, 8), 0, stream>>>(src, rows, cols, dst, ld_dst, convert);
   CAPTION_CUDA_LAUNCH_CHECK(name);
 }
 
 }  // namespace
 
 void nchw_to_nhwc_bf16(const float* src, int64_t batch, int64_t channels, int64_t plane,
-                       uint16_t* dst, cudaStream_t stream) {
-  transpose_convert(src, batch, channels, plane, dst, ToBf16{}, stream, "nchw_to_nhwc_bf16");
+                       uint16_t* dst, cudaStream_t stream, int64_t channels_out) {
+  if (channels_out <= 0) channels_out = channels;
+  if (channels_out > channels && batch * plane > 0) {
+    CAPTION_CUDA_CHECK(cudaMemsetAsync(dst, 0, sizeof(uint16_t) * batch * plane * channels_out, stream));
+  }
+  transpose_convert(src, batch, channels, plane, dst, channels_out, ToBf16{}, stream,
+                    "nchw_to_nhwc_bf16");
 }
 
 void nhwc_bf16_to_nchw(const uint16_t* src, int64_t batch, int64_t channels, int64_t plane,
                        float* dst, cudaStream_t stream) {
-  transpose_convert(src, batch, plane, channels, dst, FromBf16{}, stream, "nhwc_bf16_to_nchw");
+  transpose_convert(src, batch, plane, channels, dst, plane, FromBf16{}, stream, "nhwc_bf16_to_nchw");
 }
 
 void convert_from_bf16(const uint16_t* src, int64_t n, float* dst, cudaStream_t stream) {

@@ -40,6 +40,25 @@ __global__ void epilogue_kernel(uint16_t* y, const float* bias, const uint16_t* 
     y[i] = bf16_bits(epilogue_value(bf16_to_float(y[i]), bias, i % channels, residual, i, relu));
 }
 
+// One thread per packed weight, channels fastest (coalesced writes; the reads of a 3x3
+// filter stride over its taps, which the cache absorbs); the first O threads also write
+// the biases. Each thread recomputes its channel's scale (a few double operations).
+__global__ void fold_pack_kernel(cpu::FoldPackParams p, const float* w, const float* conv_bias,
+                                 const float* gamma, const float* beta, const float* mean,
+                                 const float* var, uint16_t* w16, float* bias) {
+  const int64_t C = p.in_channels, Cp = p.channels_out, R = p.taps;
+  const int64_t n = p.out_channels * R * Cp;
+  for (int64_t i = global_thread(); i < n; i += grid_threads()) {
+    const int64_t c = i % Cp, r = (i / Cp) % R, o = i / (Cp * R);
+    const cpu::FoldScale f = cpu::fold_scale(gamma, beta, mean, var, o, p.eps);
+    w16[i] = c < C ? bf16_bits(cpu::fold_apply(w[(o * C + c) * R + r], f.scale, 0.f)) : 0;
+    if (i < p.out_channels) {
+      const cpu::FoldScale g = cpu::fold_scale(gamma, beta, mean, var, i, p.eps);
+      bias[i] = cpu::fold_apply(conv_bias ? conv_bias[i] : 0.f, g.scale, g.shift);
+    }
+  }
+}
+
 // One thread per output element, channels fastest (coalesced reads and writes).
 __global__ void max_pool_nhwc_kernel(cpu::MaxPoolNhwcParams p, const uint16_t* x, uint16_t* y) {
   const cpu::MaxPool2dParams& g = p.g;
@@ -72,6 +91,16 @@ void conv_nhwc_epilogue(uint16_t* y, const float* bias, const uint16_t* residual
   }
   epilogue_kernel<<<grid_for(n), kBlock, 0, stream>>>(y, bias, residual, n, channels, relu);
   CAPTION_CUDA_LAUNCH_CHECK("conv_nhwc epilogue_kernel");
+}
+
+void fold_pack_nhwc(const cpu::FoldPackParams& p, const float* w, const float* conv_bias,
+                    const float* gamma, const float* beta, const float* mean, const float* var,
+                    uint16_t* w16, float* bias, cudaStream_t stream) {
+  const int64_t n = p.out_channels * p.taps * p.channels_out;
+  if (n == 0) return;
+  fold_pack_kernel<<<grid_for(n), kBlock, 0, stream>>>(p, w, conv_bias, gamma, beta, mean, var, w16,
+                                                       bias);
+  CAPTION_CUDA_LAUNCH_CHECK("fold_pack_kernel");
 }
 
 void max_pool_nhwc_bf16(const cpu::MaxPoolNhwcParams& p, const uint16_t* x, uint16_t* y,

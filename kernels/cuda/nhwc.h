@@ -16,6 +16,11 @@ namespace caption::kernels::cuda {
 void conv_nhwc_epilogue(uint16_t* y, const float* bias, const uint16_t* residual, int64_t rows,
                         int64_t channels, bool relu, cudaStream_t stream);
 
+// w16 [O, taps, channels_out] and bias [O]: kernels/cpu/nhwc.h's fold_pack_nhwc.
+void fold_pack_nhwc(const cpu::FoldPackParams& p, const float* w, const float* conv_bias,
+                    const float* gamma, const float* beta, const float* mean, const float* var,
+                    uint16_t* w16, float* bias, cudaStream_t stream);
+
 // y [B, Ho, Wo, C] = max over each window of x [B, H, W, C].
 void max_pool_nhwc_bf16(const cpu::MaxPoolNhwcParams& p, const uint16_t* x, uint16_t* y,
                         cudaStream_t stream);

@@ -14,10 +14,12 @@
 // residual or ReLU gives errors of order 1.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdio>
 
 #include "engine/autocast.h"
 #include "engine/engine.h"
+#include "nn/batch_norm_fold.h"
 #include "nn/resnet.h"
 #include "tests/harness/expect_error.h"
 #include "tests/nn/random_resnet.h"
@@ -59,6 +61,42 @@ TEST(NhwcEncoder, MatchesFloat32WithinAutocastsOwnError) {
     EXPECT_GT(e_amp, 0);  // autocast did round
     EXPECT_LT(e_nhwc, 1.5 * e_amp);  // measured: 1.14x (ResNet-18), 1.14x (ResNet-50)
     EXPECT_LT(e_nhwc, 0.05);
+  }
+}
+
+// The one-pass fold equals batch norm folding's weights (packed) bit for bit and its bias
+// to the last float32 bit, with and without a convolution bias, padded or not.
+TEST(NhwcEncoder, FoldPackIsBatchNormFoldingPacked) {
+  Generator g(21);
+  for (const bool with_bias : {false, true}) {
+    for (const int64_t multiple : {1, 8}) {
+      SCOPED_TRACE(str("bias ", with_bias, ", multiple ", multiple));
+      Conv2d conv(Conv2dSpec{3, 16, 3, 1, 1, 1, with_bias ? Bias::Yes : Bias::No}, g);
+      BatchNorm2d bn(16);
+      randomise_batch_norms(bn, g);
+      conv.set_frozen(true);
+      bn.set_frozen(true);
+      const FoldedConv2d f = fold_batch_norm(conv, bn);
+      const PackedConv k = fold_pack_nhwc(conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean,
+                                          bn.running_var, bn.eps, multiple);
+      const Tensor packed = nhwc_pack(f.weight, multiple);
+      ASSERT_EQ(k.weight.shape(), packed.shape());
+      EXPECT_EQ(k.weight.to_vector<float>(), packed.to_vector<float>());
+      // The bias is b * scale + shift rounded twice here; the batch-norm kernel's own
+      // x * scale + shift may be one fused multiply-add (-march=native): one float32 step.
+      // The step is one of the larger term's (the sum may cancel).
+      const std::vector<float> kb = k.bias.to_vector<float>(), fb = f.bias.to_vector<float>();
+      const std::vector<float> b = with_bias ? conv.bias.to_vector<float>() : std::vector<float>(16, 0.f);
+      const std::vector<float> gamma = bn.weight.to_vector<float>(), beta = bn.bias.to_vector<float>();
+      const std::vector<float> mu = bn.running_mean.to_vector<float>(), var = bn.running_var.to_vector<float>();
+      for (size_t i = 0; i < fb.size(); ++i) {
+        const double scale = gamma[i] / std::sqrt(var[i] + bn.eps), shift = beta[i] - mu[i] * scale;
+        EXPECT_NEAR(kb[i], fb[i], 1.2e-7 * (std::abs(b[i] * scale) + std::abs(shift))) << i;
+      }
+      if (!with_bias) {
+        EXPECT_EQ(kb, fb);  // no product: the shift itself
+      }
+    }
   }
 }
 

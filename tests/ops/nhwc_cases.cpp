@@ -1,5 +1,5 @@
-// Harness cases: the NHWC bfloat16 inference ops (nhwc_pack, nhwc_unpack, conv_nhwc,
-// max_pool_nhwc). They have no backward, so the cases run in the consistency (CUDA
+// Harness cases: the NHWC bfloat16 inference ops (nhwc_pack, nhwc_unpack, fold_pack_nhwc,
+// conv_nhwc, max_pool_nhwc). They have no backward, so the cases run in the consistency (CUDA
 // against the CPU) and guard modes only. Each case takes float32 NCHW inputs, packs them,
 // runs the op and unpacks its result, so that the harness compares float32 tensors.
 // Shapes: odd channel counts (the epilogue's scalar path), even ones (its paired path),
@@ -22,7 +22,7 @@ std::vector<int> all_inputs(int n) {
   return v;
 }
 
-OpCase pack_case(std::string name, Shape x) {
+OpCase pack_case(std::string name, Shape x, int64_t channel_multiple = 1) {
   OpCase c;
   c.name = std::move(name);
   c.op = OpId::NhwcPack;
@@ -33,8 +33,9 @@ OpCase pack_case(std::string name, Shape x) {
   };
   // The packed values in their NHWC order (widened exactly by Tensor::to), and the round
   // trip back to NCHW.
-  c.forward = [](const std::vector<Tensor>& v) {
-    const Tensor packed = nhwc_pack(v[0]);
+  c.forward = [channel_multiple](const std::vector<Tensor>& v) {
+    const Tensor packed = nhwc_pack(v[0], channel_multiple);
+    if (channel_multiple > 1) return std::vector<Tensor>{packed.to(DType::F32)};
     return std::vector<Tensor>{packed.to(DType::F32), nhwc_unpack(packed)};
   };
   c.consistency = {0, 0};
@@ -48,6 +49,33 @@ OpCase unpack_case(std::string name, Shape x) {
   c.forward = [](const std::vector<Tensor>& v) {
     return std::vector<Tensor>{nhwc_unpack(nhwc_pack(v[0]))};
   };
+  return c;
+}
+
+// A weight [O, C, kh, kw] folded with a batch norm's statistics and packed; `full` gives
+// the convolution a bias and the batch norm its affine parameters.
+OpCase fold_pack_case(std::string name, Shape w, bool full, int64_t channel_multiple) {
+  OpCase c;
+  c.name = std::move(name);
+  c.op = OpId::FoldPackNhwc;
+  c.gradcheck = false;
+  c.no_grad_inputs = all_inputs(6);
+  const int64_t O = w[0];
+  c.inputs = [=](Generator& g, DType t, Device d) {
+    return std::vector<Tensor>{random_tensor(w, g, t, d),
+                               full ? random_tensor({O}, g, t, d) : Tensor(),
+                               full ? random_tensor({O}, g, t, d, 0.5, 1.5) : Tensor(),
+                               full ? random_tensor({O}, g, t, d) : Tensor(),
+                               random_tensor({O}, g, t, d),
+                               random_tensor({O}, g, t, d, 0.2, 3.0)};
+  };
+  c.forward = [channel_multiple](const std::vector<Tensor>& v) {
+    const PackedConv k = fold_pack_nhwc(v[0], v[1], v[2], v[3], v[4], v[5], 1e-5, channel_multiple);
+    return std::vector<Tensor>{k.weight.to(DType::F32), k.bias};
+  };
+  // Both sides compute each channel's scale in double and round the products and sums
+  // explicitly (no fused multiply-add): the same bits.
+  c.consistency = {0, 0};
   return c;
 }
 
@@ -97,6 +125,11 @@ CAPTION_OP_CASES {
       pack_case("nhwc_pack/3 images 5 channels 7x3", {3, 5, 7, 3}),
       pack_case("nhwc_pack/1 image 64 channels 1x1", {1, 64, 1, 1}),
       unpack_case("nhwc_unpack/2 images 33 channels 4x5", {2, 33, 4, 5}),
+      pack_case("nhwc_pack/3 channels padded to 8 (the stem)", {2, 3, 5, 7}, 8),
+      fold_pack_case("fold_pack_nhwc/3x3, conv bias and affine batch norm", {6, 5, 3, 3}, true, 1),
+      fold_pack_case("fold_pack_nhwc/7x7 stem padded to 8 channels, bare batch norm", {4, 3, 7, 7},
+                     false, 8),
+      fold_pack_case("fold_pack_nhwc/1x1, 33 outputs", {33, 16, 1, 1}, true, 1),
       conv_case("conv_nhwc/3x3 pad 1 bias relu, odd channels", {2, 5, 7, 6}, {3, 5, 3, 3}, true,
                 false, true, {{1, 1}, {1, 1}, {1, 1}}),
       conv_case("conv_nhwc/1x1 bias residual relu, even channels", {3, 8, 5, 4}, {16, 8, 1, 1},

@@ -46,6 +46,21 @@ TEST(NhwcOps, PackRoundsToNearestEvenAndPermutes) {
   EXPECT_TRUE(equal(nhwc_unpack(p), rounded(x), "round trip"));
 }
 
+TEST(NhwcOps, PackPadsChannelsWithZeros) {
+  Generator g(4);
+  const Tensor x = rand_normal({2, 3, 2, 3}, 0, 1, g);
+  const Tensor p = nhwc_pack(x, 8);
+  ASSERT_EQ(p.shape(), (Shape{2, 2, 3, 8}));
+  const std::vector<float> v = p.to(DType::F32).to_vector<float>();
+  const Tensor ref = nhwc_pack(x);  // unpadded
+  const std::vector<float> r = ref.to(DType::F32).to_vector<float>();
+  for (int64_t px = 0; px < 12; ++px)
+    for (int64_t c = 0; c < 8; ++c)
+      EXPECT_EQ(v[px * 8 + c], c < 3 ? r[px * 3 + c] : 0.f) << px << " " << c;
+  EXPECT_EQ(nhwc_pack(x, 3).shape(), (Shape{2, 2, 3, 3}));
+  expect_error([&] { nhwc_pack(x, 0); }, "nhwc_pack: channel_multiple must be between 1 and 64, got 0");
+}
+
 struct ConvCase {
   Shape x, w;
   Conv2dOptions o;
