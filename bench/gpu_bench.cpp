@@ -747,8 +747,23 @@ void train_step_r50_b128(Bench& b, Row& r, const std::string& fine_tune) {
   nn::AdamW opt(*b.gpu_store, c, {{"encoder.", 1e-4}, {"decoder.", 4e-4}});
   Generator dropout_gen(7);
   Tensor last_loss;
+  // With a frozen encoder the decoder's step runs as caption-train runs it on a GPU: padded
+  // to fixed shapes and replayed as a CUDA graph (nn/train_graph.h; the same losses and
+  // gradients as the eager step, tests/nn/cuda_train_graph_test.cpp). The encoder's
+  // forward stays eager (training mode, frozen batch norm; under --amp its NHWC pass).
+  std::unique_ptr<nn::TrainStep> recorded;
+  if (ft.kind == nn::FineTune::Kind::None && DeviceGraph::enabled(b.device)) {
+    nn::TrainStepOptions o;
+    o.grad_clip = 5.0;
+    recorded = std::make_unique<nn::TrainStep>(b.gpu->decoder, opt, dropout_gen, o);
+    r.shape += ", decoder step recorded (nn::TrainStep)";
+  }
   r.timing = b.timer->measure(1, [&](int i) {
     const size_t k = i % images.size();
+    if (recorded) {
+      last_loss = recorded->step(b.gpu->encode_distinct(images[k]), batches[k]).loss.total;
+      return;
+    }
     opt.zero_grad();
     const Tensor features = b.gpu->encode_distinct(images[k]);
     nn::LossParts loss = nn::caption_loss(b.gpu->decoder.forward(features, batches[k], 1.0, dropout_gen), 1.0);
@@ -757,6 +772,15 @@ void train_step_r50_b128(Bench& b, Row& r, const std::string& fine_tune) {
     opt.step();
     last_loss = loss.total.detach();
   });
+  if (recorded) {
+    const nn::TrainStepStats& s = recorded->stats();
+    r.check += ", decoder steps: " + std::to_string(s.eager_steps) + " eager, " + std::to_string(s.captures) +
+               " recorded, " + std::to_string(s.replays) + " replayed";
+    if (s.failed_captures != 0 || s.captures != 1 || s.eager_steps != 1) {
+      r.check_ok = false;
+      r.check += " (expected 1 eager warm-up, then 1 recording replayed)";
+    }
+  }
   const double l = last_loss.item();
   if (!std::isfinite(l)) {
     r.check_ok = false;
