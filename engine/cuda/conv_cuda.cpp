@@ -322,16 +322,26 @@ void widen(const Tensor& src16, const Tensor& dst, bool nhwc) {
 }
 
 // Forward: in = {x, weight, bias (may be undefined)}, out = {y}.
+// A forward call's handle, plan (algorithm chosen, math type set) and workspace.
+struct ForwardCall {
+  cudnnHandle_t h;
+  Plan& plan;
+  Tensor ws;
+};
+ForwardCall prepare_forward(const Conv2dParams& p, Device dev) {
+  cudnnHandle_t h = cuda::context(dev).cudnn;
+  Plan& plan = plan_for(p, dev);
+  if (!plan.forward.chosen) choose_forward(plan, p, h);
+  CAPTION_CUDNN_CHECK(cudnnSetConvolutionMathType(plan.conv, plan.forward.math));
+  return {h, plan, workspace(plan.forward.bytes, dev)};
+}
+
 void conv2d_cuda_forward(const OpCall& c) {
   const auto& p = c.get<Conv2dParams>();
   require_f32(c.in[0], "conv2d");
   require_f32(c.in[1], "conv2d");
   const Device dev = c.in[0].device();
-  cudnnHandle_t h = cuda::context(dev).cudnn;
-  Plan& plan = plan_for(p, dev);
-  if (!plan.forward.chosen) choose_forward(plan, p, h);
-  CAPTION_CUDNN_CHECK(cudnnSetConvolutionMathType(plan.conv, plan.forward.math));
-  const Tensor ws = workspace(plan.forward.bytes, dev);
+  auto [h, plan, ws] = prepare_forward(p, dev);
   const float one = 1.f, zero = 0.f;
   if (p.bf16) {
     const bool l = nhwc(p);
@@ -414,11 +424,7 @@ void conv_nhwc_cuda_forward(const OpCall& c) {
   const Conv2dParams& p = op.g;
   CAPTION_CHECK(p.nhwc && p.bf16, "conv_nhwc on CUDA: geometry not marked NHWC bfloat16");
   const Device dev = c.in[0].device();
-  cudnnHandle_t h = cuda::context(dev).cudnn;
-  Plan& plan = plan_for(p, dev);
-  if (!plan.forward.chosen) choose_forward(plan, p, h);
-  CAPTION_CUDNN_CHECK(cudnnSetConvolutionMathType(plan.conv, plan.forward.math));
-  const Tensor ws = workspace(plan.forward.bytes, dev);
+  auto [h, plan, ws] = prepare_forward(p, dev);
   const float one = 1.f, zero = 0.f;
   uint16_t* y = c.out[0].data<uint16_t>();
   CAPTION_CUDNN_CHECK(cudnnConvolutionForward(h, &one, plan.x, c.in[0].raw_data(), plan.w,
