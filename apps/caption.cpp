@@ -165,7 +165,8 @@ int main(int argc, char** argv) {
   app.add_option("--device", o.device, "Device to run on")->check(device_syntax())->capture_default_str();
   app.add_flag("--amp,!--no-amp", o.amp,
                "bfloat16 products and convolutions, float32 the rest (autocast); on a GPU the "
-               "encoder keeps its activations in NHWC bfloat16 (CAPTION_ENCODER_NHWC=0: off)");
+               "encoder keeps its activations in NHWC bfloat16 (CAPTION_ENCODER_NHWC=0: off); "
+               "on a CPU an exact emulation, slower than float32");
   app.add_option("--batch-size", o.batch_size, "Images per encoder pass")
       ->check(CLI::Range(1, 4096))
       ->capture_default_str();
