@@ -40,7 +40,7 @@ Tensor EncoderRunner::forward(const ResNet& encoder, const Tensor& images) {
     state_ = state;
   }
   const Device device = images.device();
-  const Key key{images.shape(), autocast_enabled(), encoder.runs_nhwc_bf16(images)};
+  const Key key{images.shape(), autocast_enabled(), encoder.nhwc_bf16_stages(images)};
   // Each recording keeps its pass's memory: a few shapes (a service's batch sizes, the
   // last partial batch) are recorded, further ones run eagerly.
   if (graphs_.size() >= kMaxShapes && graphs_.count(key) == 0) {

@@ -47,8 +47,8 @@ class EncoderRunner {
 
  private:
   struct Graph;
-  // input shape, autocast, the NHWC bfloat16 pass (ResNet::runs_nhwc_bf16)
-  using Key = std::tuple<std::vector<int64_t>, bool, bool>;
+  // input shape, autocast, the stages in NHWC bfloat16 (ResNet::nhwc_bf16_stages)
+  using Key = std::tuple<std::vector<int64_t>, bool, int>;
   static constexpr size_t kMaxShapes = 4;
   std::mutex mutex_;  // one pass at a time; a caller that finds it busy runs eagerly
   std::vector<const void*> state_;  // the encoder's parameters and buffers when recorded

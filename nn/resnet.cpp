@@ -172,31 +172,45 @@ void check_images(const Tensor& x) {
 }
 }  // namespace
 
-bool ResNet::runs_nhwc_bf16(const Tensor& x) const {
-  if (!nhwc_bf16 || batch_norm_folding == BatchNormFolding::Off || !autocast_enabled() ||
-      !x.defined() || !x.device().is_cuda() || x.dtype() != DType::F32 || any_requires_grad({x}) ||
-      !can_fold_batch_norm(*conv1_, *bn1_))
-    return false;
-  for (const auto& s : stages_)
-    if (!s->foldable()) return false;
-  return true;
+int ResNet::foldable_stages() const {
+  if (!can_fold_batch_norm(*conv1_, *bn1_)) return -1;
+  int k = 0;
+  while (k < static_cast<int>(stages_.size()) && stages_[k]->foldable()) ++k;
+  return k;
 }
 
-Tensor ResNet::forward_nhwc_bf16(const Tensor& x) const {
+int ResNet::nhwc_bf16_stages(const Tensor& x) const {
+  if (!nhwc_bf16 || batch_norm_folding == BatchNormFolding::Off || !autocast_enabled() ||
+      !x.defined() || !x.device().is_cuda() || x.dtype() != DType::F32 || any_requires_grad({x}))
+    return -1;
+  return foldable_stages();
+}
+
+bool ResNet::runs_nhwc_bf16(const Tensor& x) const {
+  return nhwc_bf16_stages(x) == static_cast<int>(stages_.size());
+}
+
+Tensor ResNet::forward_nhwc_bf16(const Tensor& x, int stages) const {
   check_images(x);
-  bool foldable = can_fold_batch_norm(*conv1_, *bn1_);
-  for (const auto& s : stages_) foldable = foldable && s->foldable();
-  CAPTION_CHECK(foldable, "ResNet::forward_nhwc_bf16: every batch norm must be foldable (Eval "
-                "mode or frozen, and no parameter receiving a gradient)");
+  const int n = static_cast<int>(stages_.size());
+  if (stages < 0) stages = n;
+  CAPTION_CHECK(stages <= n, "ResNet::forward_nhwc_bf16: ", stages, " stages asked of a ResNet with ", n);
+  CAPTION_CHECK(foldable_stages() >= stages,
+                "ResNet::forward_nhwc_bf16: every batch norm of the stem and of the first ", stages,
+                " stage(s) must be foldable (Eval mode or frozen, and no parameter receiving a "
+                "gradient)");
   Tensor y = max_pool_nhwc(conv_bn_nhwc(*conv1_, *bn1_, nhwc_pack(x, kChannelMultiple), Tensor(), true),
                            stem_pool());
-  for (const auto& s : stages_) y = s->forward_nhwc_bf16(y);
-  return nhwc_unpack(y);
+  for (int s = 0; s < stages; ++s) y = stages_[s]->forward_nhwc_bf16(y);
+  Tensor out = nhwc_unpack(y);
+  // The stages that train (or are not foldable) run layer by layer.
+  for (int s = stages; s < n; ++s) out = stages_[s]->forward(out, batch_norm_folding);
+  return out;
 }
 
 Tensor ResNet::forward(const Tensor& x) const {
   check_images(x);
-  if (runs_nhwc_bf16(x)) return forward_nhwc_bf16(x);
+  if (const int k = nhwc_bf16_stages(x); k >= 0) return forward_nhwc_bf16(x, k);
   Tensor y = max_pool2d(relu(conv_batch_norm(*conv1_, *bn1_, x, batch_norm_folding)), stem_pool());
   for (const auto& s : stages_) y = s->forward(y, batch_norm_folding);
   return y;

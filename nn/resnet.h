@@ -68,18 +68,27 @@ class Stage : public Module {
 // bfloat16 from the first convolution to the last (engine/ops/nhwc.h): every batch norm
 // folded, bias, residual and ReLU applied in the convolution's epilogue, the stem's max
 // pool in NHWC; only the input and the output are converted. forward() takes it where it
-// computes what autocast asks for: on a GPU, under autocast, with nothing to
-// differentiate and every batch norm foldable (Eval mode or frozen), unless
-// CAPTION_ENCODER_NHWC=0 (or nhwc_bf16 = false).
+// computes what autocast asks for: on a GPU, under autocast, with an input that needs no
+// gradient and the stem's batch norm foldable (Eval mode or frozen), unless
+// CAPTION_ENCODER_NHWC=0 (or nhwc_bf16 = false). When only the first stages fold (a
+// partly fine-tuned encoder: --fine-tune from:N freezes the stem and layers 1..N-1), those
+// run in NHWC and the rest layer by layer, with their gradients as before.
 class ResNet : public Module {
  public:
   ResNet(const ResNetSpec& spec, Generator& gen);
   Tensor forward(const Tensor& x) const;
-  // The NHWC bfloat16 inference pass (any device; the CPU runs the reference kernels).
-  // Refuses a model whose batch norms cannot all be folded now, or an input requiring grad.
-  Tensor forward_nhwc_bf16(const Tensor& x) const;
-  // Whether forward(x) takes forward_nhwc_bf16.
+  // The stem and the first `stages` stages (-1: all) in NHWC bfloat16, then the other
+  // stages layer by layer (any device; the CPU runs the reference kernels). Refuses when
+  // a batch norm of that prefix cannot be folded now, or an input requiring grad.
+  Tensor forward_nhwc_bf16(const Tensor& x, int stages = -1) const;
+  // How many stages forward(x) runs in NHWC bfloat16 after the stem (0 to 4), or -1 when
+  // it does not take that path at all.
+  int nhwc_bf16_stages(const Tensor& x) const;
+  // Whether forward(x) runs wholly in NHWC bfloat16 (nhwc_bf16_stages(x) == 4).
   bool runs_nhwc_bf16(const Tensor& x) const;
+  // -1 when the stem's batch norm cannot be folded now, else the number of leading stages
+  // whose batch norms all can.
+  int foldable_stages() const;
   const ResNetSpec& spec() const { return spec_; }
   // layer1..layer4, for partial fine-tuning.
   Stage& stage(int i) { return *stages_.at(i - 1); }

@@ -172,6 +172,34 @@ TEST(CudaModel, NhwcEncoderMatchesCpuTwin) {
   }
 }
 
+// A partly fine-tuned encoder in training mode (from:3: the stem, layer1 and layer2
+// frozen): under autocast the GPU runs that prefix in NHWC bfloat16 and layers 3-4 layer
+// by layer; the CPU twin does the same through forward_nhwc_bf16(x, 2).
+TEST(CudaModel, NhwcPrefixOfAPartlyFineTunedEncoderMatchesCpuTwin) {
+  CAPTION_REQUIRE_CUDA_OR_SKIP();
+  skip_unless_full_float32();
+  Pair p = make_pair(small_config("resnet50", "from:3"), 8);
+  p.cpu->train();
+  p.gpu->train();
+  Generator g(9);
+  const Tensor images = rand_normal({2, 3, 64, 64}, 0, 1, g);
+  const Tensor on_gpu = images.to(Device::cuda(0));
+  const Tensor fp32 = p.cpu->encoder.forward(images).detach();
+  Tensor twin, got;
+  {
+    AutocastGuard autocast;
+    EXPECT_EQ(p.gpu->encoder.nhwc_bf16_stages(on_gpu), 2);
+    twin = p.cpu->encoder.forward_nhwc_bf16(images, 2).detach();
+    got = p.gpu->encoder.forward(on_gpu);
+  }
+  EXPECT_TRUE(got.requires_grad()) << "layers 3 and 4 train";
+  const double bf16_error = rel_error(twin, fp32), device_error = rel_error(got.detach(), twin);
+  std::printf("from:3, NHWC prefix: against float32 %.3g, GPU against its CPU twin %.3g\n",
+              bf16_error, device_error);
+  EXPECT_GT(bf16_error, 0);
+  EXPECT_LT(device_error, 0.5 * bf16_error + 1e-6);
+}
+
 TEST(CudaModel, TrainingModeBatchNormMatchesCpu) {
   CAPTION_REQUIRE_CUDA_OR_SKIP();
   skip_unless_full_float32();

@@ -16,6 +16,8 @@
 
 #include <cmath>
 #include <cstdio>
+#include <utility>
+#include <vector>
 
 #include "engine/autocast.h"
 #include "engine/engine.h"
@@ -105,11 +107,54 @@ TEST(NhwcEncoder, ForwardTakesItOnlyOnAGpuUnderAutocastWithFoldableBatchNorms) {
   const Tensor x = Tensor::zeros({1, 3, 32, 32});
   AutocastGuard autocast;
   EXPECT_FALSE(n.resnet.runs_nhwc_bf16(x)) << "the CPU keeps the NCHW reference path";
+  EXPECT_EQ(n.resnet.nhwc_bf16_stages(x), -1);
+  EXPECT_EQ(n.resnet.foldable_stages(), 4);
   // The pass itself runs anywhere, but refuses what it cannot fold.
   EXPECT_EQ(n.resnet.forward_nhwc_bf16(x).shape(), (Shape{1, 512, 1, 1}));
   n.resnet.set_frozen(false);
   n.resnet.train();
-  EXPECT_ERROR_WITH(n.resnet.forward_nhwc_bf16(x), "every batch norm must be foldable");
+  EXPECT_ERROR_WITH(n.resnet.forward_nhwc_bf16(x), "every batch norm of the stem and of the first 4");
+}
+
+// A partly fine-tuned encoder (stem, layer1 and layer2 frozen; layer3 and layer4 train):
+// the frozen prefix runs in NHWC bfloat16, the rest layer by layer with its gradients,
+// which stay as close to float32 as autocast's own.
+TEST(NhwcEncoder, FrozenPrefixRunsNhwcAndTheTrainedStagesKeepTheirGradients) {
+  Net n(18);
+  n.resnet.train();
+  n.resnet.stage(3).set_frozen(false);
+  n.resnet.stage(4).set_frozen(false);
+  EXPECT_EQ(n.resnet.foldable_stages(), 2);
+  Generator g(12);
+  const Tensor x = rand_normal({2, 3, 64, 64}, 0.0, 1.0, g);
+  const Tensor upstream = rand_normal({2, 512, 2, 2}, 0.0, 1.0, g);
+  // Output and the trained stages' gradients of one pass; `mode`: 0 float32, 1 autocast
+  // layer by layer, 2 autocast with the NHWC prefix.
+  auto pass = [&](int mode) {
+    for (auto& r : n.resnet.named_parameters())
+      if (r.tensor->requires_grad()) r.tensor->zero_grad();
+    AutocastGuard autocast(mode > 0);
+    const Tensor y = mode == 2 ? n.resnet.forward_nhwc_bf16(x, 2) : n.resnet.forward(x);
+    sum(mul(y, upstream)).backward();
+    std::vector<Tensor> grads;
+    for (auto& r : n.resnet.named_parameters()) {
+      const bool trained = r.name.rfind("layer3", 0) == 0 || r.name.rfind("layer4", 0) == 0;
+      EXPECT_EQ(r.tensor->grad().defined(), trained) << r.name;
+      if (trained) grads.push_back(r.tensor->grad().detach().reshape({-1}));
+    }
+    return std::pair{y.detach(), concat(grads, 0)};  // every trained gradient, one vector
+  };
+  const auto [y32, g32] = pass(0);
+  const auto [yamp, gamp] = pass(1);
+  const auto [ynhwc, gnhwc] = pass(2);
+  const double e_amp = rel_l2(yamp, y32), e_nhwc = rel_l2(ynhwc, y32);
+  const double ge_amp = rel_l2(gamp, g32), ge_nhwc = rel_l2(gnhwc, g32);
+  std::printf("prefix of 2 stages: output error %.3g (autocast %.3g), gradient error %.3g "
+              "(autocast %.3g)\n", e_nhwc, e_amp, ge_nhwc, ge_amp);
+  EXPECT_GT(e_amp, 0);
+  EXPECT_LT(e_nhwc, 1.5 * e_amp);
+  EXPECT_LT(ge_nhwc, 1.5 * ge_amp);
+  EXPECT_ERROR_WITH(n.resnet.forward_nhwc_bf16(x, 3), "first 3 stage(s) must be foldable");
 }
 
 TEST(NhwcEncoder, EnvironmentSwitchIsCheckedByName) {
