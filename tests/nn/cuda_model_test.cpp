@@ -131,6 +131,17 @@ TEST(CudaModel, EncoderInferenceMatchesCpu) {
   }
 }
 
+// The GPU's NHWC features against their CPU twin: much closer than bfloat16 is to float32
+// (the devices part only where a float32 sum lies near a bfloat16 rounding boundary).
+void expect_close_to_twin(const std::string& what, const Tensor& got, const Tensor& twin,
+                          const Tensor& fp32) {
+  const double bf16_error = rel_error(twin, fp32), device_error = rel_error(got, twin);
+  std::printf("%s: NHWC bfloat16 against float32 %.3g, GPU against its CPU twin %.3g\n",
+              what.c_str(), bf16_error, device_error);
+  EXPECT_GT(bf16_error, 0) << what;
+  EXPECT_LT(device_error, 0.5 * bf16_error + 1e-6) << what;
+}
+
 // The encoder's NHWC bfloat16 pass (ResNet::forward_nhwc_bf16): forward() takes it on the
 // GPU under autocast in Eval mode, and it agrees with its CPU twin far better than
 // bfloat16 agrees with float32: the two devices round the same float32 products, summed in
@@ -164,11 +175,7 @@ TEST(CudaModel, NhwcEncoderMatchesCpuTwin) {
       p.gpu->encoder.nhwc_bf16 = true;
     }
     EXPECT_FALSE(p.gpu->encoder.runs_nhwc_bf16(on_gpu)) << "autocast is off here";
-    const double bf16_error = rel_error(twin, fp32), device_error = rel_error(got, twin);
-    std::printf("%s: NHWC bfloat16 against float32 %.3g, GPU against its CPU twin %.3g\n",
-                depth, bf16_error, device_error);
-    EXPECT_GT(bf16_error, 0);
-    EXPECT_LT(device_error, 0.5 * bf16_error + 1e-6);
+    expect_close_to_twin(depth, got, twin, fp32);
   }
 }
 
@@ -193,11 +200,7 @@ TEST(CudaModel, NhwcPrefixOfAPartlyFineTunedEncoderMatchesCpuTwin) {
     got = p.gpu->encoder.forward(on_gpu);
   }
   EXPECT_TRUE(got.requires_grad()) << "layers 3 and 4 train";
-  const double bf16_error = rel_error(twin, fp32), device_error = rel_error(got.detach(), twin);
-  std::printf("from:3, NHWC prefix: against float32 %.3g, GPU against its CPU twin %.3g\n",
-              bf16_error, device_error);
-  EXPECT_GT(bf16_error, 0);
-  EXPECT_LT(device_error, 0.5 * bf16_error + 1e-6);
+  expect_close_to_twin("from:3, NHWC prefix", got.detach(), twin, fp32);
 }
 
 TEST(CudaModel, TrainingModeBatchNormMatchesCpu) {
