@@ -295,7 +295,8 @@ void Tensor::zero_() {
 void Tensor::fill_(double value) {
   if (numel() == 0) return;
   if (value == 0.0) return zero_();
-  if (is_contiguous()) {
+  // fill_bytes writes 4- or 8-byte elements; bfloat16 (2 bytes) is filled on the host.
+  if (is_contiguous() && dtype() != DType::BF16) {
     // The value's bit pattern in this dtype, written where the tensor lives: no copy from
     // the host, so a device graph can record it (constants of ops such as mul(x, 2.0)).
     uint64_t bits = 0;
@@ -304,7 +305,7 @@ void Tensor::fill_(double value) {
       case DType::F64: bits = std::bit_cast<uint64_t>(value); break;
       case DType::I32: bits = static_cast<uint32_t>(static_cast<int32_t>(value)); break;
       case DType::I64: bits = static_cast<uint64_t>(static_cast<int64_t>(value)); break;
-      case DType::BF16: bits = kernels::bf16_bits(static_cast<float>(value)); break;
+      case DType::BF16: break;  // not taken (above)
     }
     fill_bytes(raw_data(), device(), numel(), static_cast<int>(dtype_size(dtype())), bits);
     return;

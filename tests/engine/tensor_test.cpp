@@ -75,6 +75,18 @@ TEST(Tensor, CopiesAndConversions) {
   EXPECT_EQ(dst.to_vector<float>(), (std::vector<float>{1, 4, 2, 5, 3, 6}));
 }
 
+// bfloat16 is a storage type (engine/ops/nhwc.h): 2-byte elements, filled and converted
+// through float32 with round-to-nearest-even, read back exactly.
+TEST(Tensor, Bfloat16StorageFillsAndConverts) {
+  const Tensor t = Tensor::full({3, 5}, 1.0 + 1.0 / 256, DType::BF16);  // a tie: rounds to 1
+  EXPECT_EQ(t.nbytes(), 30u);
+  for (float v : t.to_vector<float>()) EXPECT_EQ(v, 1.f);
+  const Tensor f = Tensor::from_vector<float>({0.5f, -3.f, 1.f + 3.f / 256}, {3});
+  EXPECT_EQ(f.to(DType::BF16).to(DType::F32).to_vector<float>(),
+            (std::vector<float>{0.5f, -3.f, 1.f + 1.f / 64}));
+  EXPECT_EQ(t.to(DType::BF16).dtype(), DType::BF16);
+}
+
 TEST(Tensor, BadUseIsRefusedWithAClearMessage) {
   Tensor t = Tensor::zeros({2, 3});
   try {
