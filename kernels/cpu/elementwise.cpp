@@ -197,7 +197,10 @@ void strided_copy_typed(E* dst, const int64_t* ds, const E* src, const int64_t* 
 
 void strided_copy(void* dst, const int64_t* dst_strides, const void* src,
                   const int64_t* src_strides, const int64_t* shape, int rank, int elem_size) {
-  if (elem_size == 4) {
+  if (elem_size == 2) {  // bfloat16
+    strided_copy_typed(static_cast<uint16_t*>(dst), dst_strides,
+                       static_cast<const uint16_t*>(src), src_strides, shape, rank);
+  } else if (elem_size == 4) {
     strided_copy_typed(static_cast<uint32_t*>(dst), dst_strides,
                        static_cast<const uint32_t*>(src), src_strides, shape, rank);
   } else {

@@ -43,7 +43,7 @@ void add_inplace(T* dst, const T* src, int64_t n);
 template <typename T>
 void scale_inplace(T* x, T s, int64_t n);
 
-// Copies a strided view into another (element size 4 or 8 bytes; strides in elements).
+// Copies a strided view into another (element size 2, 4 or 8 bytes; strides in elements).
 void strided_copy(void* dst, const int64_t* dst_strides, const void* src,
                   const int64_t* src_strides, const int64_t* shape, int rank, int elem_size);
 

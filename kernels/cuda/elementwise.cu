@@ -270,7 +270,8 @@ void strided_copy(void* dst, const int64_t* dst_strides, const void* src,
                   const int64_t* src_strides, const int64_t* shape, int rank, int elem_size,
                   cudaStream_t stream) {
   CAPTION_ASSERT(rank >= 0 && rank <= kMaxRank, "strided_copy: rank ", rank);
-  CAPTION_ASSERT(elem_size == 4 || elem_size == 8, "strided_copy: element size ", elem_size);
+  CAPTION_ASSERT(elem_size == 2 || elem_size == 4 || elem_size == 8, "strided_copy: element size ",
+                 elem_size);
   BroadcastLayout raw;
   raw.rank = rank;
   for (int i = 0; i < rank; ++i) {
@@ -281,7 +282,10 @@ void strided_copy(void* dst, const int64_t* dst_strides, const void* src,
   const int64_t n = raw.numel();
   if (n == 0) return;
   const BroadcastLayout l = coalesce(raw);
-  if (elem_size == 4) {
+  if (elem_size == 2) {  // bfloat16
+    strided_copy_kernel<uint16_t><<<grid_for(n), kBlock, 0, stream>>>(
+        static_cast<uint16_t*>(dst), static_cast<const uint16_t*>(src), l, n);
+  } else if (elem_size == 4) {
     strided_copy_kernel<uint32_t><<<grid_for(n), kBlock, 0, stream>>>(
         static_cast<uint32_t*>(dst), static_cast<const uint32_t*>(src), l, n);
   } else {

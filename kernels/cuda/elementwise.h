@@ -31,7 +31,7 @@ void unary_forward(UnaryOp op, const float* x, float* y, int64_t n, cudaStream_t
 void unary_backward(UnaryOp op, const float* y, const float* grad_y, float* grad_x, int64_t n,
                     cudaStream_t stream);
 
-// Copies a strided view into another (element size 4 or 8 bytes; strides in elements;
+// Copies a strided view into another (element size 2, 4 or 8 bytes; strides in elements;
 // rank <= kMaxRank).
 void strided_copy(void* dst, const int64_t* dst_strides, const void* src,
                   const int64_t* src_strides, const int64_t* shape, int rank, int elem_size,

@@ -85,6 +85,9 @@ TEST(Tensor, Bfloat16StorageFillsAndConverts) {
   EXPECT_EQ(f.to(DType::BF16).to(DType::F32).to_vector<float>(),
             (std::vector<float>{0.5f, -3.f, 1.f + 1.f / 64}));
   EXPECT_EQ(t.to(DType::BF16).dtype(), DType::BF16);
+  // A strided copy moves 2-byte elements (a transposed view made contiguous).
+  const Tensor b = Tensor::from_vector<float>({1, 2, 3, 4, 5, 6}, {2, 3}).to(DType::BF16);
+  EXPECT_EQ(b.transpose(0, 1).contiguous().to_vector<float>(), (std::vector<float>{1, 4, 2, 5, 3, 6}));
 }
 
 TEST(Tensor, BadUseIsRefusedWithAClearMessage) {

@@ -315,5 +315,18 @@ TEST(CudaMaxLast, NaNAndTiesAsOnTheCpu) {
   EXPECT_EQ(cpu.indices.to_vector<int64_t>()[3], 0);
 }
 
+// bfloat16 tensors on the device (the NHWC ops' storage): a fill and a strided copy of
+// 2-byte elements (a transposed NHWC map made contiguous).
+TEST(CudaPaths, Bfloat16StorageFillsAndCopies) {
+  CAPTION_REQUIRE_CUDA_OR_SKIP();
+  const Device d = Device::cuda(0);
+  const Tensor t = Tensor::full({3, 5}, -2.5, DType::BF16, d);
+  for (float v : t.to_vector<float>()) EXPECT_EQ(v, -2.5f);
+  const Tensor b = Tensor::from_vector<float>({1, 2, 3, 4, 5, 6}, {2, 3}).to(DType::BF16).to(d);
+  const Tensor c = b.transpose(0, 1).contiguous();
+  EXPECT_TRUE(c.device().is_cuda());
+  EXPECT_EQ(c.to_vector<float>(), (std::vector<float>{1, 4, 2, 5, 3, 6}));
+}
+
 }  // namespace
 }  // namespace caption::testing
