@@ -89,7 +89,7 @@ int64_t conv_output_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad
 }
 
 Conv2dParams conv2d_params(const Shape& x, const Shape& w, Conv2dOptions o, const char* op,
-                           const std::string& input) {
+                           const Tensor& input) {
   CAPTION_CHECK(o.stride.h >= 1 && o.stride.w >= 1, op, ": stride ", size2_string(o.stride),
                 " must be at least 1");
   CAPTION_CHECK(o.dilation.h >= 1 && o.dilation.w >= 1, op, ": dilation ",
@@ -114,7 +114,7 @@ Conv2dParams conv2d_params(const Shape& x, const Shape& w, Conv2dOptions o, cons
   p.out_h = conv_output_size(p.in_h, p.kernel_h, p.stride_h, p.pad_h, p.dilation_h);
   p.out_w = conv_output_size(p.in_w, p.kernel_w, p.stride_w, p.pad_w, p.dilation_w);
   CAPTION_CHECK(p.out_h >= 1 && p.out_w >= 1, op, ": kernel ", p.kernel_h, "x", p.kernel_w,
-                " with dilation ", size2_string(o.dilation), " does not fit input ", input,
+                " with dilation ", size2_string(o.dilation), " does not fit input ", input.describe(),
                 " padded by ", size2_string(o.padding), " (output would be ", p.out_h, "x",
                 p.out_w, ")");
   return p;
@@ -138,7 +138,7 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, Conv2d
                 "conv2d: input ", x_in.describe(), ", weight ", w_in.describe(),
                 b_in.defined() ? str(" and bias ", b_in.describe()) : std::string(),
                 " differ in device or dtype");
-  Conv2dParams p = conv2d_params(x_in.shape(), w_in.shape(), o, "conv2d", x_in.describe());
+  Conv2dParams p = conv2d_params(x_in.shape(), w_in.shape(), o, "conv2d", x_in);
   p.bf16 = autocast_enabled() && x_in.dtype() == DType::F32;
   const Tensor x = x_in.contiguous(), w = w_in.contiguous();
   const Tensor b = b_in.defined() ? b_in.contiguous() : Tensor();

@@ -33,9 +33,9 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor
 
 // Every size of a convolution of x [B, C, H, W] with weight [O, C, kh, kw] (shapes in that
 // logical order whatever the memory layout), the options checked; errors name `op` and
-// describe the input as `input`. bf16 is left false.
+// describe `input` (only when they are raised). bf16 is left false.
 Conv2dParams conv2d_params(const Shape& x, const Shape& w, Conv2dOptions options, const char* op,
-                           const std::string& input);
+                           const Tensor& input);
 
 // "(h, w)", as errors print sizes.
 std::string size2_string(Size2 s);

@@ -168,7 +168,7 @@ Tensor conv_nhwc(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, con
                                     b_in.dtype() == DType::F32),
                 "conv_nhwc: bias ", b_in.describe(), " must be float32 [", ws[0], "]");
   ConvNhwcParams p;
-  p.g = conv2d_params(xs, ws, o.conv, "conv_nhwc", x_in.describe());
+  p.g = conv2d_params(xs, ws, o.conv, "conv_nhwc", x_in);
   p.g.bf16 = true;
   p.g.nhwc = true;
   p.relu = o.relu;
@@ -196,7 +196,7 @@ Tensor max_pool_nhwc(const Tensor& x_in, MaxPool2dOptions o) {
   refuse_grad({x_in}, "max_pool_nhwc");
   const Shape xs = nchw_of(x_in.shape());
   MaxPoolNhwcParams p;
-  p.g = max_pool2d_params(xs, o, "max_pool_nhwc", x_in.describe());
+  p.g = max_pool2d_params(xs, o, "max_pool_nhwc", x_in);
   p.g.planes = xs[0];
   p.channels = xs[1];
   const Tensor x = x_in.contiguous();

@@ -63,7 +63,7 @@ void check_image(const Tensor& x, const char* op) {
 }  // namespace
 
 MaxPool2dParams max_pool2d_params(const Shape& x, MaxPool2dOptions o, const char* op,
-                                  const std::string& input) {
+                                  const Tensor& input) {
   const Size2 k = o.kernel, s = o.stride.value_or(o.kernel), pad = o.padding, d = o.dilation;
   CAPTION_CHECK(k.h >= 1 && k.w >= 1, op, ": kernel ", size2_string(k), " must be at least 1");
   CAPTION_CHECK(s.h >= 1 && s.w >= 1, op, ": stride ", size2_string(s), " must be at least 1");
@@ -86,7 +86,7 @@ MaxPool2dParams max_pool2d_params(const Shape& x, MaxPool2dOptions o, const char
   p.out_h = conv_output_size(p.in_h, k.h, s.h, pad.h, d.h);
   p.out_w = conv_output_size(p.in_w, k.w, s.w, pad.w, d.w);
   CAPTION_CHECK(p.out_h >= 1 && p.out_w >= 1, op, ": window ", size2_string(k),
-                " with dilation ", size2_string(d), " does not fit input ", input,
+                " with dilation ", size2_string(d), " does not fit input ", input.describe(),
                 " padded by ", size2_string(pad), " (output would be ", p.out_h, "x", p.out_w,
                 ")");
   return p;
@@ -94,7 +94,7 @@ MaxPool2dParams max_pool2d_params(const Shape& x, MaxPool2dOptions o, const char
 
 Tensor max_pool2d(const Tensor& x_in, MaxPool2dOptions o) {
   check_image(x_in, "max_pool2d");
-  const MaxPool2dParams p = max_pool2d_params(x_in.shape(), o, "max_pool2d", x_in.describe());
+  const MaxPool2dParams p = max_pool2d_params(x_in.shape(), o, "max_pool2d", x_in);
   const Tensor x = x_in.contiguous();
   const Shape out_shape{x.shape()[0], x.shape()[1], p.out_h, p.out_w};
   Tensor y = Tensor::empty(out_shape, x.dtype(), x.device());

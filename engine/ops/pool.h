@@ -23,9 +23,10 @@ using MaxPool2dParams = kernels::cpu::MaxPool2dParams;
 using AdaptiveAvgPool2dParams = kernels::cpu::AdaptiveAvgPool2dParams;
 
 // Every size of max_pool2d over x [B, C, H, W] (logical order whatever the layout), the
-// options checked; planes = B * C. Errors name `op` and describe the input as `input`.
+// options checked; planes = B * C. Errors name `op` and describe `input`
+// (only when they are raised).
 MaxPool2dParams max_pool2d_params(const Shape& x, MaxPool2dOptions options, const char* op,
-                                  const std::string& input);
+                                  const Tensor& input);
 
 // x [B, C, H, W] -> [B, C, Ho, Wo], Ho = (H + 2*ph - dh*(kh-1) - 1) / sh + 1 (floor).
 Tensor max_pool2d(const Tensor& x, MaxPool2dOptions options);
