@@ -46,6 +46,7 @@ std::array<OpInfo, kOpCount>& table() {
     set(OpId::LstmCell, "lstm_cell", true);
     set(OpId::LstmGates, "lstm_gates", true);
     set(OpId::AdditiveAttention, "additive_attention", true);
+    set(OpId::AttentionStep, "attention_step", true);
     set(OpId::SgdStep, "sgd_step", false);
     set(OpId::AdamStep, "adam_step", false);
     set(OpId::SumOfSquares, "sum_of_squares", false);

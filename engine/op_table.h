@@ -40,7 +40,7 @@ enum class OpId : int {
   // indexing and shaping
   Embedding, Dropout, Concat, Slice, IndexSelect, Gather,
   // the captioning model's fused ops
-  LstmCell, LstmGates, AdditiveAttention,
+  LstmCell, LstmGates, AdditiveAttention, AttentionStep,
   // optimisers (no backward)
   SgdStep, AdamStep, SumOfSquares, Scale, ClipCoefficient,
   // NHWC bfloat16 inference (no backward): layout packing, weight folding, convolution,

@@ -70,12 +70,12 @@ AttentionDecoder::Step AttentionDecoder::attend_and_update(const Tensor& emb,
   const int64_t G = lstm.weight_hh.size(0);
   // One product for everything that reads h: [rows, A | D | 4H].
   const Tensor from_h = linear(s.h, s.h_weight, s.h_bias);
-  const Tensor dec_proj = from_h.narrow(1, 0, A).contiguous();  // decoder_att(h)
-  AttentionResult att = additive_attention(s.enc_proj, dec_proj, full_att.weight.reshape({A}),
-                                           full_att.bias, s.features, attention_options(activation_));
-  const Tensor gate = sigmoid(from_h.narrow(1, A, D).contiguous());  // f_beta(h) -> [rows, D]
-  const Tensor z = mul(gate, att.context);                           // [rows, D]
-  const Tensor x = concat({emb, z}, 1);                              // [rows, E + D]
+  // decoder_att(h) and f_beta(h) are read in place as column blocks of from_h.
+  const AttentionStepResult att =
+      attention_step(s.enc_proj, from_h.narrow(1, 0, A), full_att.weight.reshape({A}),
+                     full_att.bias, s.features, from_h.narrow(1, A, D), {},
+                     attention_options(activation_));
+  const Tensor x = concat({emb, att.z}, 1);  // [rows, E + D]
   // The LSTM cell with its recurrent half already in from_h.
   const Tensor gates = add(linear(x, lstm.weight_ih, lstm.bias_ih), from_h.narrow(1, A + D, G));
   return {lstm_gates(gates, s.c), att.alpha};
@@ -163,10 +163,10 @@ DecoderOutput AttentionDecoder::forward(const Tensor& features, const CaptionBat
       word_gate = word_in(embedding.forward(Tensor::from_vector<int64_t>(words, {bt}).to(device)));
     }
     const std::vector<Tensor> from_h = h_in.split(h, h_blocks);  // [bt, A], [bt, D], [bt, 4H]
-    const AttentionResult att = additive_attention(enc_rows.view(first_rows), from_h[0], full_att_w,
-                                                   full_att.bias, feature_rows.view(first_rows), att_options);
-    const Tensor z = mul(sigmoid(from_h[1]), att.context);  // [bt, D]
-    state = lstm_gates(add(add(word_gate, context_in(z)), from_h[2]), c);
+    const AttentionStepResult att = attention_step(enc_rows.view(first_rows), from_h[0], full_att_w,
+                                                   full_att.bias, feature_rows.view(first_rows),
+                                                   from_h[1], {}, att_options);  // z [bt, D]
+    state = lstm_gates(add(add(word_gate, context_in(att.z)), from_h[2]), c);
     const Tensor h_drop = dropout.forward(state.h, gen);  // [bt, H]
     if (full_tf) {
       hidden.push_back(h_drop);
@@ -253,13 +253,14 @@ LossParts AttentionDecoder::padded_loss(const Tensor& features, const PaddedBatc
   for (int64_t t = 0; t < T; ++t) {
     const Tensor word_gate = word_steps.view([t](const Tensor& x) { return x.select(0, t); });
     const std::vector<Tensor> from_h = h_in.split(state.h, h_blocks);
-    const AttentionResult att = additive_attention(enc_rows.view(all_rows), from_h[0], full_att_w,
-                                                   full_att.bias, feature_rows.view(all_rows), att_options);
-    const Tensor z = mul(sigmoid(from_h[1]), att.context);
-    state = lstm_gates(add(add(word_gate, context_in(z)), from_h[2]), state.c);
+    // The running sum adds alpha times the row's mask (0 once its caption has ended).
+    AttentionRunningSum running{true, alpha_sum, batch.active.select(0, t)};
+    const AttentionStepResult att = attention_step(enc_rows.view(all_rows), from_h[0], full_att_w,
+                                                   full_att.bias, feature_rows.view(all_rows),
+                                                   from_h[1], running, att_options);
+    state = lstm_gates(add(add(word_gate, context_in(att.z)), from_h[2]), state.c);
     hidden.push_back(dropout.forward(state.h, gen));
-    const Tensor alpha = mul(att.alpha, batch.active.select(0, t));  // [B, P], 0 once ended
-    alpha_sum = t == 0 ? alpha : add(alpha_sum, alpha);
+    alpha_sum = att.alpha_sum;  // [B, P]
   }
   const Tensor logits = fc.forward(concat(hidden, 0));  // [T * B, V], time-major
   LossParts parts;

@@ -35,9 +35,68 @@ void attention_cpu_backward(const OpCall& c) {
   });
 }
 
+kc::AttentionStepShape step_shape(const AttentionStepParams& p) {
+  return {p.batch, p.positions, p.att_dim, p.feat_dim, p.dec_ld, p.gate_ld};
+}
+
+// in = {enc_proj, dec_proj, w, bias, features, gate[, sum][, scale]},
+// out = {z, alpha[, sum_out], context}.
+void attention_step_cpu_forward(const OpCall& c) {
+  const auto& p = c.get<AttentionStepParams>();
+  dispatch_floating(c.in[0].dtype(), "attention_step", [&]<typename T>() {
+    kc::AttentionStepForward<T> f;
+    f.enc_proj = c.in[0].data<T>();
+    f.dec_proj = c.in[1].data<T>();
+    f.w = c.in[2].data<T>();
+    f.bias = c.in[3].data<T>();
+    f.features = c.in[4].data<T>();
+    f.gate = c.in[5].data<T>();
+    size_t k = 6;
+    if (p.has_sum) f.sum_in = c.in[k++].data<T>();
+    if (p.has_scale) f.scale = c.in[k++].data<T>();
+    f.z = c.out[0].data<T>();
+    f.alpha = c.out[1].data<T>();
+    if (p.running) f.sum_out = c.out[2].data<T>();
+    f.context = c.out.back().data<T>();
+    kc::attention_step_forward<T>(p.activation, f, step_shape(p));
+  });
+}
+
+void attention_step_cpu_backward(const OpCall& c) {
+  const auto& p = c.get<AttentionStepParams>();
+  dispatch_floating(c.in[0].dtype(), "attention_step backward", [&]<typename T>() {
+    kc::AttentionStepBackward<T> g;
+    g.enc_proj = c.in[0].data<T>();
+    g.dec_proj = c.in[1].data<T>();
+    g.w = c.in[2].data<T>();
+    g.features = c.in[3].data<T>();
+    g.gate = c.in[4].data<T>();
+    g.alpha = c.in[5].data<T>();
+    g.context = c.in[6].data<T>();
+    size_t k = 7;
+    if (p.has_scale) g.scale = c.in[k++].data<T>();
+    g.grad_z = c.in[k++].data<T>();
+    g.grad_alpha = c.in[k++].data<T>();
+    if (p.running) g.grad_sum = c.in[k++].data<T>();
+    auto out = [&](size_t i) { return i < c.out.size() ? data_or_null<T>(c.out[i]) : nullptr; };
+    g.d_enc_proj = out(0);
+    g.d_dec_proj = out(1);
+    g.d_w = out(2);
+    g.d_bias = out(3);
+    g.d_features = out(4);
+    g.d_gate = out(5);
+    size_t o = 6;
+    if (p.has_sum) g.d_sum_in = out(o++);
+    if (p.has_scale) g.d_scale = out(o++);
+    kc::attention_step_backward<T>(p.activation, g, step_shape(p));
+  });
+}
+
 [[maybe_unused]] const bool registered = [] {
   register_kernels(OpId::AdditiveAttention, DeviceType::CPU, attention_cpu_forward,
                    attention_cpu_backward);
+  register_kernels(OpId::AttentionStep, DeviceType::CPU, attention_step_cpu_forward,
+                   attention_step_cpu_backward);
   return true;
 }();
 
@@ -51,6 +110,19 @@ void check_input(const Tensor& t, const Shape& expected, const char* what, const
   CAPTION_CHECK(t.device() == enc.device() && t.dtype() == enc.dtype(),
                 "additive_attention: ", what, " ", t.describe(), " differs from enc_proj ",
                 enc.describe(), " in device or dtype");
+}
+
+// A 2-D input read in place when its columns are contiguous (a column block of a wider
+// row included), otherwise copied; `ld` receives its row stride.
+Tensor row_strided(const Tensor& t, int64_t& ld) {
+  if (t.dim() == 2 && t.size(0) > 0 && (t.strides()[1] == 1 || t.size(1) == 1) &&
+      t.strides()[0] >= t.size(1)) {
+    ld = t.size(0) == 1 ? t.size(1) : t.strides()[0];
+    return t;
+  }
+  Tensor c = t.contiguous();
+  ld = t.dim() == 2 ? t.size(1) : 0;
+  return c;
 }
 
 }  // namespace
@@ -85,6 +157,81 @@ AttentionResult additive_attention(const Tensor& enc_in, const Tensor& dec_in, c
   run_forward(OpId::AdditiveAttention, dev, OpCall{in, outs, &p});
   record_op(OpId::AdditiveAttention, p, in, {in[0], in[1], in[2], in[4], alpha}, outs);
   return {context, alpha};
+}
+
+AttentionStepResult attention_step(const Tensor& enc_in, const Tensor& dec_in, const Tensor& w_in,
+                                   const Tensor& bias_in, const Tensor& feat_in,
+                                   const Tensor& gate_in, const AttentionRunningSum& running,
+                                   AttentionOptions options) {
+  CAPTION_CHECK(enc_in.defined() && enc_in.dim() == 3,
+                "attention_step: enc_proj must be [B, P, A], got ",
+                enc_in.defined() ? enc_in.describe() : std::string("(undefined)"));
+  CAPTION_CHECK(feat_in.defined() && feat_in.dim() == 3,
+                "attention_step: features must be [B, P, D], got ",
+                feat_in.defined() ? feat_in.describe() : std::string("(undefined)"));
+  AttentionStepParams p;
+  p.batch = enc_in.size(0);
+  p.positions = enc_in.size(1);
+  p.att_dim = enc_in.size(2);
+  p.feat_dim = feat_in.size(2);
+  p.activation = options.activation;
+  p.running = running.enabled;
+  p.has_sum = running.enabled && running.sum.defined();
+  p.has_scale = running.enabled && running.scale.defined();
+  CAPTION_CHECK(running.enabled || (!running.sum.defined() && !running.scale.defined()),
+                "attention_step: a running sum or scale was given with the running sum off");
+  const int64_t B = p.batch, P = p.positions, A = p.att_dim, D = p.feat_dim;
+  CAPTION_CHECK(P > 0, "attention_step: softmax over zero positions (enc_proj ",
+                enc_in.describe(), ")");
+  const auto check = [&](const Tensor& t, const Shape& expected, const char* what) {
+    CAPTION_CHECK(t.defined(), "attention_step: ", what, " is undefined (expected ",
+                  shape_string(expected), ")");
+    CAPTION_CHECK(t.shape() == expected, "attention_step: ", what, " is ", t.describe(),
+                  ", expected ", shape_string(expected), " (enc_proj ", enc_in.describe(),
+                  ", features ", feat_in.describe(), ")");
+    CAPTION_CHECK(t.device() == enc_in.device() && t.dtype() == enc_in.dtype(),
+                  "attention_step: ", what, " ", t.describe(), " differs from enc_proj ",
+                  enc_in.describe(), " in device or dtype");
+  };
+  check(dec_in, {B, A}, "dec_proj");
+  check(w_in, {A}, "w (full_att weight, flattened)");
+  check(bias_in, {1}, "bias (full_att bias)");
+  check(feat_in, {B, P, D}, "features");
+  check(gate_in, {B, D}, "gate (f_beta(h), before the sigmoid)");
+  if (p.has_sum) check(running.sum, {B, P}, "running sum");
+  Tensor scale;
+  if (p.has_scale) {
+    CAPTION_CHECK(running.scale.numel() == B && running.scale.dim() >= 1 &&
+                      running.scale.size(0) == B,
+                  "attention_step: the running sum's scale is ", running.scale.describe(),
+                  ", expected ", B, " row weights ([B] or [B, 1])");
+    scale = running.scale.reshape({B});
+    check(scale, {B}, "running sum's scale");
+  }
+
+  std::vector<Tensor> in{enc_in.contiguous(), row_strided(dec_in, p.dec_ld), w_in.contiguous(),
+                         bias_in.contiguous(), feat_in.contiguous(),
+                         row_strided(gate_in, p.gate_ld)};
+  if (p.has_sum) in.push_back(running.sum.contiguous());
+  if (p.has_scale) in.push_back(scale.contiguous());
+  const Device dev = enc_in.device();
+  const DType dt = enc_in.dtype();
+  AttentionStepResult r;
+  r.z = Tensor::empty({B, D}, dt, dev);
+  r.alpha = Tensor::empty({B, P}, dt, dev);
+  const Tensor context = Tensor::empty({B, D}, dt, dev);
+  std::vector<Tensor> outs{r.z, r.alpha};
+  if (p.running) {
+    r.alpha_sum = Tensor::empty({B, P}, dt, dev);
+    outs.push_back(r.alpha_sum);
+  }
+  std::vector<Tensor> kernel_outs = outs;
+  kernel_outs.push_back(context);
+  run_forward(OpId::AttentionStep, dev, OpCall{in, kernel_outs, &p});
+  std::vector<Tensor> saved{in[0], in[1], in[2], in[4], in[5], r.alpha, context};
+  if (p.has_scale) saved.push_back(in.back());
+  record_op(OpId::AttentionStep, p, in, saved, outs);
+  return r;
 }
 
 }  // namespace caption

@@ -37,4 +37,40 @@ AttentionResult additive_attention(const Tensor& enc_proj, const Tensor& dec_pro
                                    const Tensor& bias, const Tensor& features,
                                    AttentionOptions options = {});
 
+// The decoder's whole attention step as one op (kernels/cpu/attention.h): the attention
+// above, the gate z = sigmoid(gate) * context and, when asked, the running sum of the
+// doubly-stochastic term, sum_out = sum + scale[b] * alpha. On a GPU it is two kernels
+// forward (the scores; softmax, weighted sum, gate and sum) where the composition of ops
+// takes seven. Kernel convention:
+//   forward  in  = {enc_proj, dec_proj, w, bias, features, gate[, sum][, scale]}
+//            out = {z, alpha[, sum_out], context}  (context: saved for backward only)
+//   backward in  = {enc_proj, dec_proj, w, features, gate, alpha, context[, scale],
+//                   grad_z, grad_alpha[, grad_sum]}
+//            out = the gradients of the forward's inputs, in their order.
+struct AttentionStepParams {
+  int64_t batch = 0, positions = 0, att_dim = 0, feat_dim = 0;
+  int64_t dec_ld = 0, gate_ld = 0;  // row strides of dec_proj and gate
+  bool running = false, has_sum = false, has_scale = false;
+  AttentionOptions::Activation activation = AttentionOptions::Activation::Tanh;
+};
+
+struct AttentionRunningSum {
+  bool enabled = false;
+  Tensor sum;    // [B, P], the sum so far; undefined: zeros (the first step)
+  Tensor scale;  // B elements ([B] or [B, 1]), a row's weight; undefined: ones
+};
+
+struct AttentionStepResult {
+  Tensor z;          // [B, D]: sigmoid(gate) * context
+  Tensor alpha;      // [B, P]
+  Tensor alpha_sum;  // [B, P] when the running sum is enabled
+};
+
+// dec_proj [B, A] and gate [B, D] may be column blocks of wider rows (any 2-D view whose
+// columns are contiguous): they are read in place.
+AttentionStepResult attention_step(const Tensor& enc_proj, const Tensor& dec_proj, const Tensor& w,
+                                   const Tensor& bias, const Tensor& features, const Tensor& gate,
+                                   const AttentionRunningSum& running = {},
+                                   AttentionOptions options = {});
+
 }  // namespace caption

@@ -15,7 +15,7 @@ constexpr OpId kCudaOps[] = {
     OpId::Sigmoid, OpId::Copy, OpId::Sum,  OpId::Mean,   OpId::Matmul,     OpId::Linear,
     OpId::Softmax, OpId::LogSoftmax, OpId::CrossEntropy,
     OpId::Embedding, OpId::Dropout, OpId::Concat, OpId::Slice, OpId::IndexSelect, OpId::Gather,
-    OpId::LstmCell, OpId::LstmGates, OpId::AdditiveAttention,
+    OpId::LstmCell, OpId::LstmGates, OpId::AdditiveAttention, OpId::AttentionStep,
     OpId::Conv2d, OpId::BatchNorm2d, OpId::MaxPool2d, OpId::AdaptiveAvgPool2d,
 };
 

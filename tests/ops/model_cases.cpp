@@ -64,6 +64,55 @@ OpCase attention_case(std::string name, int64_t B, int64_t P, int64_t A, int64_t
   return c;
 }
 
+// The decoder's attention step. Inputs: enc_proj, h_out, w, bias, features[, sum][,
+// scale]: h_out [B, A + D + 3] holds dec_proj and the gate as column blocks (read in
+// place by the op, as the decoder's one product over h gives them) when `blocks`,
+// otherwise h_out is dec_proj [B, A] and a separate gate [B, D] follows the features.
+enum class Running { Off, FirstStep, Sum, SumScaled };
+OpCase attention_step_case(std::string name, int64_t B, int64_t P, int64_t A, int64_t D,
+                           AttentionOptions::Activation act, Running running, bool blocks,
+                           std::vector<int> no_grad = {}) {
+  OpCase c;
+  c.name = std::move(name);
+  c.op = OpId::AttentionStep;
+  const bool relu = act == AttentionOptions::Activation::Relu;
+  const bool sum = running == Running::Sum || running == Running::SumScaled;
+  const bool scaled = running == Running::FirstStep || running == Running::SumScaled;
+  c.inputs = [=](Generator& g, DType t, Device d) {
+    std::vector<Tensor> v{random_tensor({B, P, A}, g, t, d, -1.0, 1.0, relu ? 0.3 : 0.0)};
+    const int64_t width = blocks ? A + D + 3 : A;
+    v.push_back(relu ? random_tensor({B, width}, g, t, d, -0.1, 0.1)
+                     : random_tensor({B, width}, g, t, d));
+    v.push_back(random_tensor({A}, g, t, d, -2.0, 2.0));
+    v.push_back(random_tensor({1}, g, t, d));
+    v.push_back(random_tensor({B, P, D}, g, t, d));
+    if (!blocks) v.push_back(random_tensor({B, D}, g, t, d, -3.0, 3.0));
+    if (sum) v.push_back(random_tensor({B, P}, g, t, d));
+    if (scaled) v.push_back(random_tensor({B, 1}, g, t, d, 0.0, 1.0));
+    return v;
+  };
+  c.forward = [=](const std::vector<Tensor>& v) {
+    size_t k = 5;
+    Tensor dec = v[1], gate;
+    if (blocks) {
+      dec = v[1].narrow(1, 0, A);
+      gate = v[1].narrow(1, A + 1, D);  // one column between the blocks, two after
+    } else {
+      gate = v[k++];
+    }
+    AttentionRunningSum r;
+    r.enabled = running != Running::Off;
+    if (sum) r.sum = v[k++];
+    if (scaled) r.scale = v[k++];
+    AttentionStepResult out = attention_step(v[0], dec, v[2], v[3], v[4], gate, r, {act});
+    std::vector<Tensor> outs{out.z, out.alpha};
+    if (r.enabled) outs.push_back(out.alpha_sum);
+    return outs;
+  };
+  c.no_grad_inputs = std::move(no_grad);
+  return c;
+}
+
 Tensor fresh_copy(const Tensor& t) { return t.defined() ? t.detach().clone() : t; }
 
 OpCase sgd_case(std::string name, Shape s, SgdOptions o) {
@@ -220,6 +269,21 @@ CAPTION_OP_CASES {
       attention_case("additive_attention/tanh_batch1_prime", 1, 13, 11, 5, Act::Tanh),
       attention_case("additive_attention/relu_away_from_kink", 2, 7, 5, 3, Act::Relu),
       attention_case("additive_attention/features_only", 3, 4, 2, 3, Act::Tanh, {0, 1, 2, 3}),
+      attention_step_case("attention_step/tanh_odd", 2, 5, 3, 7, Act::Tanh, Running::Off, false),
+      attention_step_case("attention_step/column_blocks_of_h", 3, 4, 5, 6, Act::Tanh,
+                          Running::Off, true),
+      attention_step_case("attention_step/first_step_of_a_masked_sum", 3, 5, 2, 4, Act::Tanh,
+                          Running::FirstStep, true),
+      attention_step_case("attention_step/running_sum", 2, 3, 4, 5, Act::Tanh, Running::Sum, false),
+      attention_step_case("attention_step/masked_running_sum_relu", 2, 7, 5, 3, Act::Relu,
+                          Running::SumScaled, true),
+      // More positions than a block's tile (256) and more columns than a block (256).
+      attention_step_case("attention_step/positions_beyond_one_tile", 2, 300, 2, 3, Act::Tanh,
+                          Running::SumScaled, false),
+      attention_step_case("attention_step/columns_beyond_one_block", 2, 3, 2, 300, Act::Tanh,
+                          Running::Off, true),
+      attention_step_case("attention_step/one_position", 3, 1, 4, 2, Act::Tanh, Running::Sum,
+                          false),
       sgd_case("sgd_step/momentum_first_step", {37}, sgd(0.9, 0.1, 0.01, Nesterov::No, 1)),
       sgd_case("sgd_step/momentum_later_step", {3, 5}, sgd(0.9, 0.1, 0.01, Nesterov::No, 4)),
       sgd_case("sgd_step/nesterov", {2, 3, 7}, sgd(0.8, 0.0, 0.0, Nesterov::Yes, 2)),

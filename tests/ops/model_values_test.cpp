@@ -188,6 +188,126 @@ TEST(AdditiveAttention, RefusesBadShapes) {
       "additive_attention: softmax over zero positions");
 }
 
+// ---- the decoder's attention step ------------------------------------------------
+
+// The step is the composition it replaces in the decoder: additive_attention, then
+// sigmoid(gate) * context and sum + scale * alpha. Forward bit for bit (the same CPU
+// arithmetic; the running sum to one rounding, which a fused multiply-add may save),
+// gradients of every input to float32 rounding.
+TEST(AttentionStep, EqualsTheComposedOps) {
+  Generator g(11);
+  const int64_t B = 3, P = 5, A = 4, D = 6;
+  const Device cpu = Device::cpu();
+  auto rnd = [&](const Shape& s, double lo, double hi) {
+    return random_tensor(s, g, DType::F32, cpu, lo, hi);
+  };
+  const Tensor enc = rnd({B, P, A}, -1, 1), features = rnd({B, P, D}, -1, 1);
+  const Tensor h_out = rnd({B, A + D + 2}, -2, 2);  // dec_proj and gate as column blocks
+  const Tensor w = rnd({A}, -2, 2), bias = rnd({1}, -1, 1);
+  const Tensor sum0 = rnd({B, P}, 0, 1);
+  const Tensor scale = t({1.0f, 1.0f, 0.0f}, {B, 1});  // the last row's caption has ended
+  std::vector<Tensor> leaves{enc, features, h_out, w, bias, sum0};
+  auto fresh = [&] {
+    std::vector<Tensor> v;
+    for (const Tensor& x : leaves) {
+      Tensor c = x.clone();
+      c.set_requires_grad(true);
+      v.push_back(c);
+    }
+    return v;
+  };
+  const Tensor gz = rnd({B, D}, -1, 1), ga = rnd({B, P}, -1, 1), gs = rnd({B, P}, -1, 1);
+
+  std::vector<Tensor> a = fresh();
+  AttentionStepResult fused =
+      attention_step(a[0], a[2].narrow(1, 0, A), a[3], a[4], a[1], a[2].narrow(1, A + 1, D),
+                     {true, a[5], scale});
+  std::vector<Tensor> b = fresh();
+  AttentionResult att =
+      additive_attention(b[0], b[2].narrow(1, 0, A).contiguous(), b[3], b[4], b[1]);
+  const Tensor z = mul(sigmoid(b[2].narrow(1, A + 1, D).contiguous()), att.context);
+  const Tensor running = add(b[5], mul(att.alpha, scale));
+
+  EXPECT_TRUE(allclose(fused.z, z, {0.0, 0.0}, "z"));
+  EXPECT_TRUE(allclose(fused.alpha, att.alpha, {0.0, 0.0}, "alpha"));
+  EXPECT_TRUE(allclose(fused.alpha_sum, running, {1e-7, 1e-7}, "alpha_sum"));
+  // The ended row adds nothing to its sum.
+  EXPECT_TRUE(allclose(fused.alpha_sum.narrow(0, 2, 1), sum0.narrow(0, 2, 1), {0.0, 0.0},
+                       "ended row"));
+
+  add(add(sum(mul(fused.z, gz)), sum(mul(fused.alpha, ga))),
+      sum(mul(fused.alpha_sum, gs)))
+      .backward();
+  add(add(sum(mul(z, gz)), sum(mul(att.alpha, ga))), sum(mul(running, gs)))
+      .backward();
+  const char* names[] = {"enc_proj", "features", "h_out", "w", "bias", "sum"};
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_TRUE(a[i].grad().defined()) << names[i];
+    EXPECT_TRUE(allclose(a[i].grad(), b[i].grad(), kFloat, names[i])) << names[i];
+  }
+  // The column between the blocks and the two after them receive nothing.
+  EXPECT_TRUE(allclose(a[2].grad().narrow(1, A, 1), Tensor::zeros({B, 1}), {0.0, 0.0}, "gap"));
+  EXPECT_TRUE(allclose(a[2].grad().narrow(1, A + 1 + D, 1), Tensor::zeros({B, 1}), {0.0, 0.0},
+                       "tail"));
+}
+
+// The first step of a sum (no sum so far) is scale * alpha, and without a scale alpha.
+TEST(AttentionStep, StartsItsRunningSumFromZero) {
+  AttentionInputs in;
+  const Tensor gate = t({0.5f, -1.0f, 2.0f, 0.0f}, {2, 2});
+  AttentionStepResult first = attention_step(in.enc, in.dec, in.w, in.bias, in.features, gate,
+                                             {true, Tensor(), Tensor()});
+  EXPECT_TRUE(allclose(first.alpha_sum, first.alpha, {0.0, 0.0}, "unscaled"));
+  AttentionStepResult masked = attention_step(in.enc, in.dec, in.w, in.bias, in.features, gate,
+                                              {true, Tensor(), t({0.0f, 0.5f}, {2})});
+  EXPECT_TRUE(allclose(masked.alpha_sum,
+                       concat({Tensor::zeros({1, 3}), mul(first.alpha.narrow(0, 1, 1), 0.5)}, 0),
+                       {0.0, 0.0}, "scaled"));
+  AttentionStepResult off = attention_step(in.enc, in.dec, in.w, in.bias, in.features, gate);
+  EXPECT_FALSE(off.alpha_sum.defined());
+  // Against torch: z = sigmoid(gate) * context, the context of TanhMatchesTorch.
+  EXPECT_TRUE(allclose(off.z,
+                       t({0.622459331f * -0.255760426f, 0.268941421f * 0.444239574f,
+                          0.880797078f * 0.110550542f, 0.5f * -0.489449458f},
+                         {2, 2}),
+                       kFloat, "z"));
+}
+
+TEST(AttentionStep, RefusesBadInput) {
+  AttentionInputs in;
+  const Tensor gate = Tensor::zeros({2, 2});
+  expect_error([&] { attention_step(in.enc, in.dec, in.w, in.bias, in.features, Tensor::zeros({2, 3})); },
+               "attention_step: gate (f_beta(h), before the sigmoid) is float32[2, 3] on cpu, "
+               "expected [2, 2]");
+  expect_error([&] { attention_step(in.enc, in.dec, in.w, in.bias, in.features, Tensor()); },
+               "attention_step: gate (f_beta(h), before the sigmoid) is undefined");
+  expect_error(
+      [&] {
+        attention_step(in.enc, in.dec, in.w, in.bias, in.features, gate,
+                       {true, Tensor::zeros({2, 4}), Tensor()});
+      },
+      "attention_step: running sum is float32[2, 4] on cpu, expected [2, 3]");
+  expect_error(
+      [&] {
+        attention_step(in.enc, in.dec, in.w, in.bias, in.features, gate,
+                       {true, Tensor(), Tensor::ones({3})});
+      },
+      "attention_step: the running sum's scale is float32[3] on cpu, expected 2 row weights");
+  expect_error(
+      [&] {
+        attention_step(in.enc, in.dec, in.w, in.bias, in.features, gate,
+                       {false, Tensor::zeros({2, 3}), Tensor()});
+      },
+      "attention_step: a running sum or scale was given with the running sum off");
+  expect_error(
+      [&] {
+        attention_step(in.enc, in.dec, in.w, in.bias, in.features,
+                       Tensor::zeros({2, 2}, DType::F64));
+      },
+      "attention_step: gate (f_beta(h), before the sigmoid) float64[2, 2] on cpu differs from "
+      "enc_proj");
+}
+
 // ---- optimiser ops: bad input -------------------------------------------------------
 
 TEST(OptimiserOps, RefuseBadInput) {
