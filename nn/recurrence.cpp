@@ -1,13 +1,23 @@
 // See recurrence.h.
 #include "nn/recurrence.h"
 
+#include "engine/backend.h"
 #include "engine/op_node.h"
+#include "kernels/cpu/blas.h"
 
 namespace caption::nn {
 
 struct RecurrentLinear::Steps {
   std::vector<Tensor> xs;   // each step's input, in step order (detached)
   std::vector<Tensor> dys;  // each step's output gradient, filled by the backward
+  // Under autocast on a GPU: the weight's bfloat16 copy, made once, which every step's
+  // products read (forward and the backward's input gradient) instead of converting the
+  // weight at each of them (kernels/cpu/blas.h's Bf16Shadow).
+  Tensor weight16;
+  std::vector<kernels::cpu::Bf16Shadow> shadows;
+  const std::vector<kernels::cpu::Bf16Shadow>* shadow_list() const {
+    return shadows.empty() ? nullptr : &shadows;
+  }
 };
 
 RecurrentLinear::RecurrentLinear(const Tensor& weight, const Tensor& bias)
@@ -17,6 +27,13 @@ RecurrentLinear::RecurrentLinear(const Tensor& weight, const Tensor& bias)
       record_(grad_enabled() &&
               (weight.requires_grad() || (bias.defined() && bias.requires_grad()))),
       bf16_(autocast_enabled()) {
+  if (bf16_ && weight_.device().is_cuda() && weight_.dtype() == DType::F32 && weight_.numel() > 0) {
+    steps_->weight16 = Tensor::empty(weight_.shape(), DType::BF16, weight_.device());
+    cuda_bf16_copy(weight_.device().index, weight_.data<float>(), weight_.numel(),
+                   steps_->weight16.data<uint16_t>());
+    steps_->shadows.push_back(
+        {weight_.data<float>(), weight_.numel(), steps_->weight16.data<uint16_t>()});
+  }
   if (!record_) return;
   token_ = Tensor::zeros({1}, weight.dtype(), weight.device());
   std::shared_ptr<Steps> steps = steps_;
@@ -40,6 +57,8 @@ RecurrentLinear::RecurrentLinear(const Tensor& weight, const Tensor& bias)
 
 Tensor RecurrentLinear::operator()(const Tensor& x) { return split(x, {weight_.size(0)})[0]; }
 
+const Tensor& RecurrentLinear::bf16_weight() const { return steps_->weight16; }
+
 std::vector<Tensor> RecurrentLinear::split(const Tensor& x, const std::vector<int64_t>& widths) {
   int64_t total = 0;
   for (int64_t w : widths) {
@@ -57,6 +76,7 @@ std::vector<Tensor> RecurrentLinear::split(const Tensor& x, const std::vector<in
     }
     return blocks;
   };
+  const kernels::cpu::Bf16ShadowScope shadow_scope(steps_->shadow_list());
   // Frozen weights: x's own gradient, if any, through plain ops.
   if (!record_) return blocks_of(linear(x, weight_, bias_));
   std::vector<Tensor> blocks;
@@ -77,6 +97,7 @@ std::vector<Tensor> RecurrentLinear::split(const Tensor& x, const std::vector<in
                   const Tensor dy = g.size() == 1 ? g[0] : concat(g, 1);
                   steps->dys[i] = dy;
                   AutocastGuard autocast(bf16);
+                  const kernels::cpu::Bf16ShadowScope weight16(steps->shadow_list());
                   return std::vector<Tensor>{x_grad ? matmul(dy, w) : Tensor(), Tensor()};
                 });
   return blocks;

@@ -39,6 +39,10 @@ class RecurrentLinear {
   // (several weights that read the same input, concatenated, make one product instead
   // of several, forward and backward).
   std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& widths);
+  // Under autocast on a GPU, the weight's bfloat16 copy [O, I] (DType::BF16), made once
+  // at construction and read by every step's products in place of the weight; undefined
+  // otherwise. Exposed for tests.
+  const Tensor& bf16_weight() const;
 
  private:
   struct Steps;

@@ -28,6 +28,8 @@
 #include "nn/step_graph.h"
 #include "nn/optim.h"
 #include "nn/parameters.h"
+#include "nn/recurrence.h"
+#include "tests/harness/harness.h"
 #include "tests/harness/gpu.h"
 #include "tests/nn/small_decoder.h"
 
@@ -361,6 +363,55 @@ TEST(CudaModel, AutocastTrainingStepMatchesCpuTwin) {
   EXPECT_EQ(f32.size(), 18u);  // the decoder's (the encoder is frozen)
   EXPECT_GT(bf162, 0.0) << "autocast changed no gradient: the comparison would be empty";
   EXPECT_LE(std::sqrt(twin2), 0.5 * std::sqrt(bf162)) << "RMS over " << f32.size() << " parameters";
+}
+
+// Under autocast on a GPU a RecurrentLinear converts its weight to bfloat16 once and
+// every step's products read that copy: the forward and the backward's input gradient
+// (the weight gradient reads no weight). The copy holds the rounding the products would
+// make themselves, so results are the unshadowed ones bit for bit; a copy holding 2w
+// shows that both products read it.
+TEST(CudaRecurrentLinear, AutocastStepsReadOneBfloat16CopyOfTheWeight) {
+  CAPTION_REQUIRE_CUDA_OR_SKIP();
+  const Device d = Device::cuda(0), cpu = Device::cpu();
+  Generator g(5);
+  const Tensor w = caption::testing::random_tensor({40, 48}, g, DType::F32, d, -0.3, 0.3);
+  const Tensor b = caption::testing::random_tensor({40}, g, DType::F32, d);
+  const Tensor x0 = caption::testing::random_tensor({5, 48}, g, DType::F32, d);
+  const Tensor gy = caption::testing::random_tensor({5, 40}, g, DType::F32, d);
+  AutocastGuard autocast;
+  auto run = [&](const Tensor& weight, bool via_recurrent, double copy_scale) {
+    Tensor wl = weight.detach().clone();
+    wl.set_requires_grad(true);
+    Tensor x = x0.detach().clone();
+    x.set_requires_grad(true);
+    Tensor y;
+    if (via_recurrent) {
+      RecurrentLinear r(wl, b);
+      Tensor copy = r.bf16_weight();
+      EXPECT_TRUE(copy.defined() && copy.dtype() == DType::BF16 && copy.shape() == w.shape());
+      EXPECT_TRUE(caption::testing::equal(copy.to(cpu).to(DType::F32), wl.detach().to(cpu).to(DType::BF16).to(DType::F32),
+                        "the copy is the weight's bfloat16 rounding"));
+      if (copy_scale != 1.0)
+        copy.copy_(mul(wl.detach(), copy_scale).to(cpu).to(DType::BF16).to(d));
+      y = r(x);
+      sum(mul(y, gy)).backward();  // runs the step's node and then the weight node
+    } else {
+      y = linear(x, wl, b);
+      sum(mul(y, gy)).backward();
+    }
+    return std::pair<Tensor, Tensor>{y.detach().to(cpu), x.grad().to(cpu)};
+  };
+  const auto [y_plain, dx_plain] = run(w, false, 1.0);
+  const auto [y_copy, dx_copy] = run(w, true, 1.0);
+  EXPECT_TRUE(caption::testing::equal(y_copy, y_plain, "forward"));
+  EXPECT_TRUE(caption::testing::equal(dx_copy, dx_plain, "input gradient"));
+  const auto [y_twice, dx_twice] = run(w, true, 2.0);
+  const auto [y_ref, dx_ref] = run(mul(w, 2.0), false, 1.0);
+  EXPECT_TRUE(caption::testing::allclose(y_twice, y_ref, {1e-5, 1e-5}, "forward reads the copy"));
+  EXPECT_TRUE(caption::testing::allclose(dx_twice, dx_ref, {1e-5, 1e-5}, "input gradient reads the copy"));
+  // Without autocast there is no copy.
+  AutocastGuard off(false);
+  EXPECT_FALSE(RecurrentLinear(w, b).bf16_weight().defined());
 }
 
 // Convolutions under autocast: cuDNN's bfloat16 convolution against the CPU twin. Both
