@@ -76,9 +76,9 @@ AttentionDecoder::Step AttentionDecoder::attend_and_update(const Tensor& emb,
                      full_att.bias, s.features, from_h.narrow(1, A, D), {},
                      attention_options(activation_));
   const Tensor x = concat({emb, att.z}, 1);  // [rows, E + D]
-  // The LSTM cell with its recurrent half already in from_h.
-  const Tensor gates = add(linear(x, lstm.weight_ih, lstm.bias_ih), from_h.narrow(1, A + D, G));
-  return {lstm_gates(gates, s.c), att.alpha};
+  // The LSTM cell with its recurrent half already in from_h (read in place).
+  return {lstm_gates({linear(x, lstm.weight_ih, lstm.bias_ih), from_h.narrow(1, A + D, G)}, s.c),
+          att.alpha};
 }
 
 DecoderOutput AttentionDecoder::forward(const Tensor& features, const CaptionBatch& batch,
@@ -166,7 +166,7 @@ DecoderOutput AttentionDecoder::forward(const Tensor& features, const CaptionBat
     const AttentionStepResult att = attention_step(enc_rows.view(first_rows), from_h[0], full_att_w,
                                                    full_att.bias, feature_rows.view(first_rows),
                                                    from_h[1], {}, att_options);  // z [bt, D]
-    state = lstm_gates(add(add(word_gate, context_in(att.z)), from_h[2]), c);
+    state = lstm_gates({word_gate, context_in(att.z), from_h[2]}, c);
     const Tensor h_drop = dropout.forward(state.h, gen);  // [bt, H]
     if (full_tf) {
       hidden.push_back(h_drop);
@@ -258,7 +258,7 @@ LossParts AttentionDecoder::padded_loss(const Tensor& features, const PaddedBatc
     const AttentionStepResult att = attention_step(enc_rows.view(all_rows), from_h[0], full_att_w,
                                                    full_att.bias, feature_rows.view(all_rows),
                                                    from_h[1], running, att_options);
-    state = lstm_gates(add(add(word_gate, context_in(att.z)), from_h[2]), state.c);
+    state = lstm_gates({word_gate, context_in(att.z), from_h[2]}, state.c);
     hidden.push_back(dropout.forward(state.h, gen));
     alpha_sum = att.alpha_sum;  // [B, P]
   }

@@ -48,30 +48,44 @@ void lstm_cell_cuda_backward(const OpCall& c) {
                           out(6), dgates.data<float>(), p.batch, p.input, p.hidden);
 }
 
-// LstmGates: in = {pre, c}, out = {h', c', gates}.
+// LstmGates: in = {part_0, ..., part_k-1, c}, out = {h', c', gates}.
 void lstm_gates_cuda_forward(const OpCall& c) {
   const auto& p = c.get<LstmGatesParams>();
   for (const Tensor& t : c.in) require_f32(t, "lstm_gates");
-  kcu::lstm_gates_forward(c.in[0].data<float>(), c.in[1].data<float>(), c.out[0].data<float>(),
+  kernels::cpu::GateParts<float> pre;
+  pre.count = p.parts;
+  for (int k = 0; k < p.parts; ++k) {
+    pre.part[k] = c.in[k].data<float>();
+    pre.ld[k] = p.ld[k];
+  }
+  kcu::lstm_gates_forward(pre, c.in[p.parts].data<float>(), c.out[0].data<float>(),
                           c.out[1].data<float>(), c.out[2].data<float>(), p.batch, p.hidden,
                           cuda::stream(c.in[0].device()));
 }
 
-// Backward: in = {c, gates, c', grad_h', grad_c'}, out = {dpre, dc}.
+// Backward: in = {c, gates, c', grad_h', grad_c'}, out = {dpart_0, ..., dpart_k-1, dc}.
 void lstm_gates_cuda_backward(const OpCall& c) {
   const auto& p = c.get<LstmGatesParams>();
   for (const Tensor& t : c.in) require_f32(t, "lstm_gates backward");
   const Device dev = c.in[0].device();
+  auto out = [&](int i) {
+    return i < static_cast<int>(c.out.size()) ? f32_or_null(c.out[i]) : nullptr;
+  };
+  // The kernel writes the first wanted part's gradient (or a scratch) and copies it to
+  // the others.
+  std::vector<float*> wanted;
+  for (int k = 0; k < p.parts; ++k)
+    if (float* d = out(k)) wanted.push_back(d);
   Tensor scratch;
-  float* dpre = f32_or_null(c.out[0]);
-  if (!dpre) {
+  if (wanted.empty()) {
     scratch = Tensor::empty({p.batch, 4 * p.hidden}, DType::F32, dev);
-    dpre = scratch.data<float>();
+    wanted.push_back(scratch.data<float>());
   }
+  float* const more[2] = {wanted.size() > 1 ? wanted[1] : nullptr,
+                          wanted.size() > 2 ? wanted[2] : nullptr};
   kcu::lstm_gates_backward(c.in[0].data<float>(), c.in[1].data<float>(), c.in[2].data<float>(),
-                           c.in[3].data<float>(), c.in[4].data<float>(), dpre,
-                           c.out.size() > 1 ? f32_or_null(c.out[1]) : nullptr, p.batch, p.hidden,
-                           cuda::stream(dev));
+                           c.in[3].data<float>(), c.in[4].data<float>(), wanted[0], more,
+                           out(p.parts), p.batch, p.hidden, cuda::stream(dev));
 }
 
 [[maybe_unused]] const bool registered = [] {

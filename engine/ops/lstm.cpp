@@ -44,27 +44,37 @@ void lstm_cell_cpu_backward(const OpCall& c) {
 void lstm_gates_cpu_forward(const OpCall& c) {
   const auto& p = c.get<LstmGatesParams>();
   dispatch_floating(c.in[0].dtype(), "lstm_gates", [&]<typename T>() {
-    kc::lstm_gates_forward<T>(c.in[0].data<T>(), c.in[1].data<T>(), c.out[0].data<T>(),
+    kc::GateParts<T> pre;
+    pre.count = p.parts;
+    for (int k = 0; k < p.parts; ++k) {
+      pre.part[k] = c.in[k].data<T>();
+      pre.ld[k] = p.ld[k];
+    }
+    kc::lstm_gates_forward<T>(pre, c.in[p.parts].data<T>(), c.out[0].data<T>(),
                               c.out[1].data<T>(), c.out[2].data<T>(), p.batch, p.hidden);
   });
 }
 
-// Backward: in = {c, gates, c', grad_h', grad_c'}, out = {dpre, dc}.
+// Backward: in = {c, gates, c', grad_h', grad_c'}, out = {dpart_0, ..., dc}.
 void lstm_gates_cpu_backward(const OpCall& c) {
   const auto& p = c.get<LstmGatesParams>();
   dispatch_floating(c.in[0].dtype(), "lstm_gates backward", [&]<typename T>() {
-    // dpre is the pre-activation gradient the kernel always forms; a scratch when the
-    // caller does not want it.
+    auto out = [&](size_t i) { return i < c.out.size() ? data_or_null<T>(c.out[i]) : nullptr; };
+    // dpre is the pre-activation gradient the kernel always forms, into the first part's
+    // gradient that is wanted, or a scratch; the other parts get copies.
     Tensor scratch;
-    T* dpre = data_or_null<T>(c.out[0]);
+    int first = 0;
+    while (first < p.parts && !out(first)) ++first;
+    T* dpre = first < p.parts ? out(first) : nullptr;
     if (!dpre) {
       scratch = Tensor::empty({p.batch, 4 * p.hidden}, c.in[0].dtype());
       dpre = scratch.data<T>();
     }
     kc::lstm_gates_backward<T>(c.in[0].data<T>(), c.in[1].data<T>(), c.in[2].data<T>(),
                                c.in[3].data<T>(), c.in[4].data<T>(), dpre,
-                               c.out.size() > 1 ? data_or_null<T>(c.out[1]) : nullptr, p.batch,
-                               p.hidden);
+                               out(static_cast<size_t>(p.parts)), p.batch, p.hidden);
+    for (int k = first + 1; k < p.parts; ++k)
+      if (T* d = out(k)) std::copy_n(dpre, p.batch * 4 * p.hidden, d);
   });
 }
 
@@ -123,24 +133,48 @@ LstmState lstm_cell(const Tensor& x_in, const Tensor& h_in, const Tensor& c_in,
   return {h_out, c_out};
 }
 
-LstmState lstm_gates(const Tensor& pre_in, const Tensor& c_in) {
+LstmState lstm_gates(const Tensor& pre, const Tensor& c) {
+  return lstm_gates(std::vector<Tensor>{pre}, c);
+}
+
+LstmState lstm_gates(const std::vector<Tensor>& parts, const Tensor& c_in) {
+  CAPTION_CHECK(!parts.empty() && parts.size() <= 3, "lstm_gates: 1 to 3 pre-activation parts, got ",
+                parts.size());
+  const Tensor& pre_in = parts[0];
   CAPTION_CHECK(pre_in.defined() && pre_in.dim() == 2 && pre_in.size(1) % 4 == 0,
                 "lstm_gates: pre-activations must be [B, 4H], got ",
                 pre_in.defined() ? pre_in.describe() : "an undefined tensor");
   LstmGatesParams p;
   p.batch = pre_in.size(0);
   p.hidden = pre_in.size(1) / 4;
+  p.parts = static_cast<int>(parts.size());
+  std::vector<Tensor> in;
+  for (size_t k = 0; k < parts.size(); ++k) {
+    const Tensor& t = parts[k];
+    CAPTION_CHECK(t.defined() && t.shape() == pre_in.shape(), "lstm_gates: pre-activation part ",
+                  k, " is ", t.defined() ? t.describe() : std::string("undefined"), ", expected ",
+                  shape_string(pre_in.shape()));
+    CAPTION_CHECK(t.device() == pre_in.device() && t.dtype() == pre_in.dtype(),
+                  "lstm_gates: pre-activation part ", k, " ", t.describe(), " differs from ",
+                  pre_in.describe(), " in device or dtype");
+    // Read in place when its columns are contiguous (a column block of a wider row).
+    const bool in_place = p.batch > 0 && (t.strides()[1] == 1 || t.size(1) == 1) &&
+                          t.strides()[0] >= t.size(1);
+    in.push_back(in_place ? t : t.contiguous());
+    p.ld[k] = in_place && p.batch > 1 ? t.strides()[0] : t.size(1);
+  }
   CAPTION_CHECK(c_in.defined() && c_in.shape() == Shape({p.batch, p.hidden}),
                 "lstm_gates: c must be [", p.batch, ", ", p.hidden, "] for pre-activations ",
                 pre_in.describe(), ", got ", c_in.defined() ? c_in.describe() : "an undefined tensor");
   CAPTION_CHECK(c_in.device() == pre_in.device() && c_in.dtype() == pre_in.dtype(), "lstm_gates: c ",
                 c_in.describe(), " differs from ", pre_in.describe(), " in device or dtype");
-  const Tensor pre = pre_in.contiguous(), c = c_in.contiguous();
-  const Device dev = pre.device();
-  Tensor h_out = Tensor::empty({p.batch, p.hidden}, pre.dtype(), dev);
-  Tensor c_out = Tensor::empty({p.batch, p.hidden}, pre.dtype(), dev);
-  Tensor gates = Tensor::empty(pre.shape(), pre.dtype(), dev);
-  std::vector<Tensor> in{pre, c}, outs{h_out, c_out, gates};
+  const Tensor c = c_in.contiguous();
+  in.push_back(c);
+  const Device dev = pre_in.device();
+  Tensor h_out = Tensor::empty({p.batch, p.hidden}, pre_in.dtype(), dev);
+  Tensor c_out = Tensor::empty({p.batch, p.hidden}, pre_in.dtype(), dev);
+  Tensor gates = Tensor::empty(pre_in.shape(), pre_in.dtype(), dev);
+  std::vector<Tensor> outs{h_out, c_out, gates};
   run_forward(OpId::LstmGates, dev, OpCall{in, outs, &p});
   record_op(OpId::LstmGates, p, in, {c, gates, c_out}, {h_out, c_out});
   return {h_out, c_out};

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <utility>
+#include <vector>
 
 #include "engine/tensor.h"
 #include "kernels/cpu/lstm.h"
@@ -37,9 +38,17 @@ LstmState lstm_cell(const Tensor& x, const Tensor& h, const Tensor& c, const Ten
 // steps): pre [B, 4H] (chunks i, f, g, o), c [B, H] -> {h', c'}, exactly as lstm_cell.
 // Kernel convention: forward in = {pre, c}, out = {h', c', gates (activated)};
 // backward in = {c, gates, c', grad_h', grad_c'}, out = {dpre, dc}.
+// With the pre-activations in parts (up to three [B, 4H] tensors summed left to right,
+// each any 2-D view with contiguous columns: column blocks of wider products are read
+// in place), forward in = {part_0, ..., part_k-1, c} and backward out = {dpart_0, ...,
+// dpart_k-1, dc}: the same gradient for every part. On a GPU that is one kernel where the
+// additions and copies took up to four.
 struct LstmGatesParams {
   int64_t batch = 0, hidden = 0;
+  int parts = 1;
+  int64_t ld[3] = {0, 0, 0};  // row strides of the parts
 };
 LstmState lstm_gates(const Tensor& pre, const Tensor& c);
+LstmState lstm_gates(const std::vector<Tensor>& pre_parts, const Tensor& c);
 
 }  // namespace caption

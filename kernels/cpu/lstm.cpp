@@ -83,9 +83,17 @@ void lstm_cell_forward(const T* x, const T* h, const T* c, const T* w_ih, const 
 }
 
 template <typename T>
-void lstm_gates_forward(const T* pre, const T* c, T* h_out, T* c_out, T* gates, int64_t B,
-                        int64_t H) {
-  std::copy_n(pre, B * 4 * H, gates);
+void lstm_gates_forward(const GateParts<T>& pre, const T* c, T* h_out, T* c_out, T* gates,
+                        int64_t B, int64_t H) {
+  const int64_t G = 4 * H;
+  for (int64_t b = 0; b < B; ++b) {
+    T* gr = gates + b * G;
+    std::copy_n(pre.part[0] + b * pre.ld[0], G, gr);
+    for (int k = 1; k < pre.count; ++k) {
+      const T* src = pre.part[k] + b * pre.ld[k];
+      for (int64_t q = 0; q < G; ++q) gr[q] += src[q];
+    }
+  }
   activate_gates(gates, c, h_out, c_out, B, H);
 }
 
@@ -126,10 +134,10 @@ template void lstm_cell_backward<float>(const float*, const float*, const float*
                                         const float*, const float*, const float*, const float*,
                                         const float*, float*, float*, float*, float*, float*,
                                         float*, float*, float*, int64_t, int64_t, int64_t);
-template void lstm_gates_forward<float>(const float*, const float*, float*, float*, float*,
-                                        int64_t, int64_t);
-template void lstm_gates_forward<double>(const double*, const double*, double*, double*, double*,
-                                         int64_t, int64_t);
+template void lstm_gates_forward<float>(const GateParts<float>&, const float*, float*, float*,
+                                        float*, int64_t, int64_t);
+template void lstm_gates_forward<double>(const GateParts<double>&, const double*, double*, double*,
+                                         double*, int64_t, int64_t);
 template void lstm_gates_backward<float>(const float*, const float*, const float*, const float*,
                                          const float*, float*, float*, int64_t, int64_t);
 template void lstm_gates_backward<double>(const double*, const double*, const double*,

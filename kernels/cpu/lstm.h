@@ -34,9 +34,18 @@ void lstm_cell_backward(const T* x, const T* h, const T* c, const T* w_ih, const
 // The pointwise half of the cell alone, for callers that form the gate pre-activations
 // [B, 4H] themselves (the decoder, whose products are batched over steps; biases
 // included): h_out, c_out and the activated gates, exactly as lstm_cell_forward.
+// The pre-activations may come as up to three parts [B, 4H] summed left to right (row b
+// of part k at part[k] + b * ld[k]: column blocks of wider products are read in place),
+// so that the decoder's word, context and recurrent halves need no additions of their own.
 template <typename T>
-void lstm_gates_forward(const T* pre, const T* c, T* h_out, T* c_out, T* gates, int64_t B,
-                        int64_t H);
+struct GateParts {
+  const T* part[3] = {nullptr, nullptr, nullptr};
+  int64_t ld[3] = {0, 0, 0};
+  int count = 0;
+};
+template <typename T>
+void lstm_gates_forward(const GateParts<T>& pre, const T* c, T* h_out, T* c_out, T* gates,
+                        int64_t B, int64_t H);
 
 // Its backward: the pre-activation gradients dpre [B, 4H] (=) and dc [B, H] (may be null),
 // from the saved c, activated gates and c_out.

@@ -43,10 +43,39 @@ __global__ void lstm_pointwise_forward_kernel(const float* pre, const float* b_i
   }
 }
 
+// The LstmGates form with its pre-activations in parts: each gate's value is the parts'
+// sum, left to right, as add(add(p0, p1), p2) forms it.
+__global__ void lstm_parts_forward_kernel(cpu::GateParts<float> pre, const float* c, float* gates,
+                                          float* h_out, float* c_out, int64_t H, int64_t n) {
+  for (int64_t k = global_thread(); k < n; k += grid_threads()) {
+    const int64_t b = k / H, j = k - b * H;
+    float* gr = gates + b * 4 * H;
+    auto sum = [&](int64_t q) {
+      float v = pre.part[0][b * pre.ld[0] + q];
+      for (int p = 1; p < pre.count; ++p) v += pre.part[p][b * pre.ld[p] + q];
+      return v;
+    };
+    const float i = sigmoidf(sum(j));
+    const float f = sigmoidf(sum(H + j));
+    const float g = tanhf(sum(2 * H + j));
+    const float o = sigmoidf(sum(3 * H + j));
+    gr[j] = i;
+    gr[H + j] = f;
+    gr[2 * H + j] = g;
+    gr[3 * H + j] = o;
+    const float cn = f * c[k] + i * g;
+    c_out[k] = cn;
+    h_out[k] = o * tanhf(cn);
+  }
+}
+
+// dgates2 and dgates3 (may be null) receive copies of dgates: the gradients of the
+// parts of a summed pre-activation.
 __global__ void lstm_pointwise_backward_kernel(const float* gates, const float* c,
                                                const float* c_out, const float* grad_h,
                                                const float* grad_c, float* dgates, float* dc,
-                                               int64_t H, int64_t n) {
+                                               int64_t H, int64_t n, float* dgates2,
+                                               float* dgates3) {
   for (int64_t k = global_thread(); k < n; k += grid_threads()) {
     const int64_t b = k / H, j = k - b * H;
     const float* gr = gates + b * 4 * H;
@@ -55,10 +84,22 @@ __global__ void lstm_pointwise_backward_kernel(const float* gates, const float* 
     const float tc = tanhf(c_out[k]);
     // c' feeds h' and is an output itself: its total gradient is the sum of both.
     const float dcn = grad_c[k] + grad_h[k] * o * (1.f - tc * tc);
-    dg[j] = dcn * g * i * (1.f - i);
-    dg[H + j] = dcn * c[k] * f * (1.f - f);
-    dg[2 * H + j] = dcn * i * (1.f - g * g);
-    dg[3 * H + j] = grad_h[k] * tc * o * (1.f - o);
+    const float di = dcn * g * i * (1.f - i), df = dcn * c[k] * f * (1.f - f);
+    const float dgg = dcn * i * (1.f - g * g), d_o = grad_h[k] * tc * o * (1.f - o);
+    dg[j] = di;
+    dg[H + j] = df;
+    dg[2 * H + j] = dgg;
+    dg[3 * H + j] = d_o;
+    auto copy_to = [&](float* more) {
+      if (!more) return;
+      float* m = more + b * 4 * H;
+      m[j] = di;
+      m[H + j] = df;
+      m[2 * H + j] = dgg;
+      m[3 * H + j] = d_o;
+    };
+    copy_to(dgates2);
+    copy_to(dgates3);
     if (dc) dc[k] = dcn * f;
   }
 }
@@ -94,8 +135,8 @@ void lstm_cell_backward(cublasHandle_t handle, const float* x, const float* h, c
   cudaStream_t stream = stream_of(handle);
   const int64_t n = B * H;
   if (n > 0) {
-    lstm_pointwise_backward_kernel<<<grid_for(n), kBlock, 0, stream>>>(gates, c, c_out, grad_h,
-                                                                       grad_c, dgates, dc, H, n);
+    lstm_pointwise_backward_kernel<<<grid_for(n), kBlock, 0, stream>>>(
+        gates, c, c_out, grad_h, grad_c, dgates, dc, H, n, nullptr, nullptr);
     CAPTION_CUDA_LAUNCH_CHECK("lstm_pointwise_backward_kernel");
   }
   if (dx) gemm(handle, Trans::No, Trans::No, B, I, G, 1.f, dgates, G, w_ih, I, 0.f, dx, I);
@@ -112,22 +153,22 @@ void lstm_cell_backward(cublasHandle_t handle, const float* x, const float* h, c
   }
 }
 
-void lstm_gates_forward(const float* pre, const float* c, float* h_out, float* c_out,
-                        float* gates, int64_t B, int64_t H, cudaStream_t stream) {
+void lstm_gates_forward(const cpu::GateParts<float>& pre, const float* c, float* h_out,
+                        float* c_out, float* gates, int64_t B, int64_t H, cudaStream_t stream) {
   const int64_t n = B * H;
   if (n == 0) return;
-  lstm_pointwise_forward_kernel<<<grid_for(n), kBlock, 0, stream>>>(pre, nullptr, nullptr, c, gates,
-                                                                    h_out, c_out, H, n);
-  CAPTION_CUDA_LAUNCH_CHECK("lstm_pointwise_forward_kernel (gates)");
+  lstm_parts_forward_kernel<<<grid_for(n), kBlock, 0, stream>>>(pre, c, gates, h_out, c_out, H, n);
+  CAPTION_CUDA_LAUNCH_CHECK("lstm_parts_forward_kernel");
 }
 
 void lstm_gates_backward(const float* c, const float* gates, const float* c_out,
-                         const float* grad_h, const float* grad_c, float* dpre, float* dc,
-                         int64_t B, int64_t H, cudaStream_t stream) {
+                         const float* grad_h, const float* grad_c, float* dpre,
+                         float* const dpre_more[2], float* dc, int64_t B, int64_t H,
+                         cudaStream_t stream) {
   const int64_t n = B * H;
   if (n == 0) return;
-  lstm_pointwise_backward_kernel<<<grid_for(n), kBlock, 0, stream>>>(gates, c, c_out, grad_h,
-                                                                     grad_c, dpre, dc, H, n);
+  lstm_pointwise_backward_kernel<<<grid_for(n), kBlock, 0, stream>>>(
+      gates, c, c_out, grad_h, grad_c, dpre, dc, H, n, dpre_more[0], dpre_more[1]);
   CAPTION_CUDA_LAUNCH_CHECK("lstm_pointwise_backward_kernel (gates)");
 }
 

@@ -12,6 +12,8 @@
 
 #include <cstdint>
 
+#include "kernels/cpu/lstm.h"
+
 namespace caption::kernels::cuda {
 
 // x [B, I], h [B, H], c [B, H], w_ih [4H, I], w_hh [4H, H], b_ih [4H], b_hh [4H] ->
@@ -28,12 +30,15 @@ void lstm_cell_backward(cublasHandle_t handle, const float* x, const float* h, c
                         float* dh, float* dc, float* dw_ih, float* dw_hh, float* db_ih,
                         float* db_hh, float* dgates, int64_t B, int64_t I, int64_t H);
 
-// The pointwise half alone (OpId::LstmGates): pre [B, 4H] (biases included) -> h_out,
-// c_out, gates (activated); and its backward dpre [B, 4H] (=), dc [B, H] (may be null).
-void lstm_gates_forward(const float* pre, const float* c, float* h_out, float* c_out,
-                        float* gates, int64_t B, int64_t H, cudaStream_t stream);
+// The pointwise half alone (OpId::LstmGates): the pre-activations [B, 4H] (biases
+// included; up to three parts summed left to right, kernels/cpu/lstm.h) -> h_out, c_out,
+// gates (activated); and its backward dpre [B, 4H] (=), written also to dpre_more[0..1]
+// where not null (each part's gradient is the sum's), dc [B, H] (may be null).
+void lstm_gates_forward(const cpu::GateParts<float>& pre, const float* c, float* h_out,
+                        float* c_out, float* gates, int64_t B, int64_t H, cudaStream_t stream);
 void lstm_gates_backward(const float* c, const float* gates, const float* c_out,
-                         const float* grad_h, const float* grad_c, float* dpre, float* dc,
-                         int64_t B, int64_t H, cudaStream_t stream);
+                         const float* grad_h, const float* grad_c, float* dpre,
+                         float* const dpre_more[2], float* dc, int64_t B, int64_t H,
+                         cudaStream_t stream);
 
 }  // namespace caption::kernels::cuda

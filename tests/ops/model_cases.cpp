@@ -41,6 +41,29 @@ OpCase lstm_gates_case(std::string name, int64_t B, int64_t H) {
   return c;
 }
 
+// The pre-activations in parts: the first a column block of a wider tensor (read in
+// place), then `more` plain ones, summed by the op.
+OpCase lstm_gates_parts_case(std::string name, int64_t B, int64_t H, int more,
+                             std::vector<int> no_grad = {}) {
+  OpCase c;
+  c.name = std::move(name);
+  c.op = OpId::LstmGates;
+  c.inputs = [=](Generator& g, DType t, Device d) {
+    std::vector<Tensor> v{random_tensor({B, 4 * H + 5}, g, t, d, -2.0, 2.0)};
+    for (int k = 0; k < more; ++k) v.push_back(random_tensor({B, 4 * H}, g, t, d, -1.0, 1.0));
+    v.push_back(random_tensor({B, H}, g, t, d));
+    return v;
+  };
+  c.forward = [=](const std::vector<Tensor>& v) {
+    std::vector<Tensor> parts{v[0].narrow(1, 2, 4 * H)};
+    for (int k = 0; k < more; ++k) parts.push_back(v[1 + k]);
+    LstmState s = lstm_gates(parts, v[1 + more]);
+    return std::vector<Tensor>{s.h, s.c};
+  };
+  c.no_grad_inputs = std::move(no_grad);
+  return c;
+}
+
 // Relu cases keep enc_proj + dec_proj at least 0.2 away from the kink: |enc| >= 0.3 and
 // |dec| <= 0.1, so finite differences (eps 1e-6) never cross it.
 OpCase attention_case(std::string name, int64_t B, int64_t P, int64_t A, int64_t D,
@@ -264,6 +287,10 @@ CAPTION_OP_CASES {
       lstm_case("lstm_cell/no_weight_grads", 5, 4, 3, {3, 4, 5, 6}),
       lstm_gates_case("lstm_gates/batch1_odd", 1, 5),
       lstm_gates_case("lstm_gates/prime_sizes", 3, 7),
+      lstm_gates_parts_case("lstm_gates/column_block_plus_one_part", 3, 5, 1),
+      lstm_gates_parts_case("lstm_gates/three_parts", 2, 3, 2),
+      lstm_gates_parts_case("lstm_gates/three_parts_middle_no_grad", 4, 2, 2, {1}),
+      lstm_gates_parts_case("lstm_gates/one_row_column_block", 1, 4, 0),
       attention_case("additive_attention/tanh_odd", 2, 5, 3, 7, Act::Tanh),
       attention_case("additive_attention/tanh_one_position", 3, 1, 4, 2, Act::Tanh),
       attention_case("additive_attention/tanh_batch1_prime", 1, 13, 11, 5, Act::Tanh),

@@ -188,6 +188,41 @@ TEST(AdditiveAttention, RefusesBadShapes) {
       "additive_attention: softmax over zero positions");
 }
 
+// ---- LSTM gates in parts ---------------------------------------------------------
+
+// Parts summed by the op are the gates of their sum, left to right, bit for bit; every
+// part receives the sum's gradient.
+TEST(LstmGates, PartsAreTheirSumsGates) {
+  Generator g(4);
+  const Device cpu = Device::cpu();
+  const int64_t B = 3, H = 4;
+  const Tensor wide = random_tensor({B, 4 * H + 3}, g, DType::F32, cpu, -2, 2);
+  const Tensor p1 = random_tensor({B, 4 * H}, g, DType::F32, cpu, -1, 1);
+  const Tensor p2 = random_tensor({B, 4 * H}, g, DType::F32, cpu, -1, 1);
+  const Tensor c = random_tensor({B, H}, g, DType::F32, cpu);
+  auto leaf = [](const Tensor& x) {
+    Tensor l = x.clone();
+    l.set_requires_grad(true);
+    return l;
+  };
+  Tensor wa = leaf(wide), a1 = leaf(p1), a2 = leaf(p2);
+  Tensor wb = leaf(wide), b1 = leaf(p1), b2 = leaf(p2);
+  const LstmState fused = lstm_gates({wa.narrow(1, 1, 4 * H), a1, a2}, c);
+  const LstmState composed = lstm_gates(add(add(wb.narrow(1, 1, 4 * H), b1), b2), c);
+  EXPECT_TRUE(allclose(fused.h, composed.h, {0.0, 0.0}, "h"));
+  EXPECT_TRUE(allclose(fused.c, composed.c, {0.0, 0.0}, "c"));
+  const Tensor gh = random_tensor({B, H}, g, DType::F32, cpu), gc = random_tensor({B, H}, g, DType::F32, cpu);
+  add(sum(mul(fused.h, gh)), sum(mul(fused.c, gc))).backward();
+  add(sum(mul(composed.h, gh)), sum(mul(composed.c, gc))).backward();
+  EXPECT_TRUE(allclose(wa.grad(), wb.grad(), {0.0, 0.0}, "column block"));
+  EXPECT_TRUE(allclose(a1.grad(), b1.grad(), {0.0, 0.0}, "part 1"));
+  EXPECT_TRUE(allclose(a2.grad(), b2.grad(), {0.0, 0.0}, "part 2"));
+  expect_error([&] { lstm_gates({p1, p2.narrow(1, 0, 4)}, c); },
+               "lstm_gates: pre-activation part 1 is float32[3, 4] on cpu, expected [3, 16]");
+  expect_error([&] { lstm_gates(std::vector<Tensor>{}, c); },
+               "lstm_gates: 1 to 3 pre-activation parts, got 0");
+}
+
 // ---- the decoder's attention step ------------------------------------------------
 
 // The step is the composition it replaces in the decoder: additive_attention, then
