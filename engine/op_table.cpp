@@ -30,6 +30,7 @@ std::array<OpInfo, kOpCount>& table() {
     set(OpId::Sigmoid, "sigmoid", true);
     set(OpId::Copy, "copy", true);
     set(OpId::MaxLast, "max_last", false);
+    set(OpId::TopExtensions, "top_extensions", false);
     set(OpId::Softmax, "softmax", true);
     set(OpId::LogSoftmax, "log_softmax", true);
     set(OpId::CrossEntropy, "cross_entropy", true);

@@ -32,7 +32,7 @@ enum class OpId : int {
   // products
   Matmul, Linear,
   // elementwise and reductions
-  Add, Sub, Mul, Div, Sum, Mean, MaxLast, Relu, Tanh, Sigmoid, Copy,
+  Add, Sub, Mul, Div, Sum, Mean, MaxLast, TopExtensions, Relu, Tanh, Sigmoid, Copy,
   // normalised exponentials and losses
   Softmax, LogSoftmax, CrossEntropy,
   // images

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "kernels/cpu/reduce.h"
 #include "nn/caption_model.h"
 #include "nn/step_graph.h"
 
@@ -125,17 +126,13 @@ std::vector<int64_t> best_extensions(const std::vector<double>& scores, const st
                 "beam search: ", log_probs.size(), " log-probabilities for ", K, " hypotheses of ", V,
                 " words");
   take = std::min(take, K * V);
-  // A partial sort of all K * V candidates: with a heap of `take` elements most
-  // comparisons fail at once (~45 us for 3 x 10,000 on the 2-core CPU here; a pass per
-  // hypothesis keeping its own best was slower, 53 us).
-  std::vector<int64_t> order(static_cast<size_t>(K * V));
-  std::iota(order.begin(), order.end(), 0);
-  auto score = [&](int64_t i) { return scores[i / V] + static_cast<double>(log_probs[i]); };
-  std::partial_sort(order.begin(), order.begin() + take, order.end(), [&](int64_t a, int64_t b) {
-    const double sa = score(a), sb = score(b);
-    return sa != sb ? sa > sb : a < b;
-  });
-  order.resize(static_cast<size_t>(take));
+  // A partial sort of all K * V candidates (kernels/cpu/reduce.h): with a heap of `take`
+  // elements most comparisons fail at once (~45 us for 3 x 10,000 on the 2-core CPU here;
+  // a pass per hypothesis keeping its own best was slower, 53 us).
+  std::vector<int64_t> order(static_cast<size_t>(take));
+  std::vector<float> chosen(static_cast<size_t>(take));
+  kernels::cpu::top_extensions<float>(log_probs.data(), scores.data(), K, V, take, order.data(),
+                                      chosen.data());
   return order;
 }
 
@@ -148,39 +145,59 @@ DecodedCaption beam_search(const AttentionDecoder& decoder, const Tensor& featur
   CAPTION_CHECK(features.dim() == 3 && features.size(0) == 1,
                 "beam search: expected one image's features [1, P, D], got ", features.describe());
   const int k = options.beam;
+  const Device device = features.device();
   DecoderState state = decoder.init_state(features);
-  std::vector<DecodedCaption> live(1);
+  // A hypothesis, and for each of its words the row of its attention in the
+  // concatenation of the steps' alphas, which stay where the step left them until the
+  // end: a step reads back only its choice (top_extensions: 2 x (k - finished) numbers)
+  // instead of the K x V log-probabilities and K x P alphas.
+  struct Hypothesis {
+    DecodedCaption caption;
+    std::vector<int64_t> alpha_rows;
+  };
+  std::vector<Hypothesis> live(1);
   std::vector<int64_t> tokens{kSosId};
-  std::vector<DecodedCaption> finished;
-  StepRunnerLease lease(decoder, features.device());
+  std::vector<Hypothesis> finished;
+  std::vector<Tensor> step_alphas;  // [K, P] per step
+  int64_t rows_so_far = 0;
+  StepRunnerLease lease(decoder, device);
   StepRunner& runner = lease.runner();
   for (int step = 0; step < options.max_len && !live.empty() &&
                      static_cast<int>(finished.size()) < k; ++step) {
     const int64_t K = static_cast<int64_t>(live.size());
     StepOutput out = runner.step(tokens, state);
-    const std::vector<float> lp = out.log_probs.to_vector<float>();
-    const std::vector<float> alpha = out.alpha.to_vector<float>();
-    const int64_t V = out.log_probs.size(1), P = out.alpha.size(1);
-    const AttentionGrid grid = AttentionGrid::of(P, decoder.encoder_size());
+    const int64_t V = out.log_probs.size(1);
+    step_alphas.push_back(runner.graphs() ? out.alpha.clone() : out.alpha);  // a graph rewrites its own
+    const int64_t first_row = rows_so_far;
+    rows_so_far += K;
     // The (k - finished) best one-token extensions of all live hypotheses, by the sum
     // of log-probabilities; ties broken by hypothesis, then token id (so that k = 1 is
     // exactly greedy's lowest-id rule).
     const int64_t want = k - static_cast<int64_t>(finished.size());
     std::vector<double> scores(static_cast<size_t>(K));
-    for (int64_t h = 0; h < K; ++h) scores[h] = live[h].score;
-    const std::vector<int64_t> order = best_extensions(scores, lp, V, want);
-    const int64_t take = static_cast<int64_t>(order.size());
-    std::vector<DecodedCaption> next;
+    for (int64_t h = 0; h < K; ++h) scores[h] = live[h].caption.score;
+    const TopExtensions top =
+        top_extensions(out.log_probs, Tensor::from_vector<double>(scores, {K}).to(device), want);
+    const std::vector<int64_t> order = top.indices.to_vector<int64_t>();
+    const std::vector<float> chosen_lp = top.log_probs.to_vector<float>();
+    std::vector<Hypothesis> next;
     std::vector<int64_t> rows, next_tokens;
-    for (int64_t j = 0; j < take; ++j) {
+    for (size_t j = 0; j < order.size(); ++j) {
       const int64_t hyp = order[j] / V, token = order[j] % V;
-      DecodedCaption c = live[hyp];
-      append_token(c, token, lp[order[j]], alpha.data() + hyp * P, grid);
+      Hypothesis h = live[hyp];
+      DecodedCaption& c = h.caption;
+      c.score += chosen_lp[j];
+      ++c.steps;
+      if (!is_special(token)) {
+        c.tokens.push_back(token);
+        c.log_probs.push_back(chosen_lp[j]);
+        h.alpha_rows.push_back(first_row + hyp);
+      }
       if (token == kEosId) {
         c.finished = true;
-        finished.push_back(std::move(c));
+        finished.push_back(std::move(h));
       } else {
-        next.push_back(std::move(c));
+        next.push_back(std::move(h));
         rows.push_back(hyp);
         next_tokens.push_back(token);
       }
@@ -189,23 +206,33 @@ DecodedCaption beam_search(const AttentionDecoder& decoder, const Tensor& featur
     live = std::move(next);
     tokens = std::move(next_tokens);
   }
+  // The result: the best finished hypothesis by its length-normalised score, or, when
+  // none finished within max_len, the live one with the best raw score.
+  const Hypothesis* best = nullptr;
   if (finished.empty()) {
-    // Nothing finished within max_len: the live hypothesis with the best raw score.
     CAPTION_ASSERT(!live.empty());
-    return *std::max_element(live.begin(), live.end(), [](const auto& a, const auto& b) {
-      return a.score < b.score;
+    best = &*std::max_element(live.begin(), live.end(), [](const auto& a, const auto& b) {
+      return a.caption.score < b.caption.score;
     });
+  } else {
+    // Length normalisation: L counts every decoded token, the final <eos> included.
+    auto normalised = [&](const DecodedCaption& c) {
+      if (options.length_penalty == 0) return c.score;
+      const double L = static_cast<double>(c.steps);
+      return c.score / std::pow(L, options.length_penalty);
+    };
+    best = &finished[0];
+    for (size_t i = 1; i < finished.size(); ++i)
+      if (normalised(finished[i].caption) > normalised(best->caption)) best = &finished[i];
   }
-  // Length normalisation: L counts every decoded token, the final <eos> included.
-  auto normalised = [&](const DecodedCaption& c) {
-    if (options.length_penalty == 0) return c.score;
-    const double L = static_cast<double>(c.steps);
-    return c.score / std::pow(L, options.length_penalty);
-  };
-  size_t best = 0;
-  for (size_t i = 1; i < finished.size(); ++i)
-    if (normalised(finished[i]) > normalised(finished[best])) best = i;
-  return finished[best];
+  DecodedCaption result = best->caption;
+  if (!best->alpha_rows.empty()) {
+    const int64_t P = step_alphas[0].size(1);
+    const AttentionGrid grid = AttentionGrid::of(P, decoder.encoder_size());
+    const std::vector<float> alphas = concat(step_alphas, 0).to_vector<float>();
+    for (int64_t row : best->alpha_rows) result.attention.push_back(grid.expand(alphas.data() + row * P));
+  }
+  return result;
 }
 
 std::vector<DecodedCaption> decode(const AttentionDecoder& decoder, const Tensor& features,

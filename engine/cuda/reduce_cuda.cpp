@@ -30,6 +30,15 @@ void reduce_cuda_backward(const OpCall& c) {
                                      cuda::stream(c.in[0].device()));
 }
 
+// in = {log_probs, base}, out = {indices, log_probs}.
+void top_extensions_cuda_forward(const OpCall& c) {
+  const auto& p = c.get<TopExtensionsParams>();
+  require_f32(c.in[0], "top_extensions");
+  kernels::cuda::top_extensions(c.in[0].data<float>(), c.in[1].data<double>(), p.hyps, p.vocab,
+                                p.take, c.out[0].data<int64_t>(), c.out[1].data<float>(),
+                                cuda::stream(c.in[0].device()));
+}
+
 void max_last_cuda_forward(const OpCall& c) {
   const auto& p = c.get<MaxLastParams>();
   require_f32(c.in[0], "max_last");
@@ -39,6 +48,7 @@ void max_last_cuda_forward(const OpCall& c) {
 
 [[maybe_unused]] const bool registered = [] {
   register_kernels(OpId::MaxLast, DeviceType::CUDA, max_last_cuda_forward, nullptr);
+  register_kernels(OpId::TopExtensions, DeviceType::CUDA, top_extensions_cuda_forward, nullptr);
   register_kernels(OpId::Sum, DeviceType::CUDA, reduce_cuda_forward, reduce_cuda_backward);
   register_kernels(OpId::Mean, DeviceType::CUDA, reduce_cuda_forward, reduce_cuda_backward);
   return true;

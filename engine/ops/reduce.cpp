@@ -30,6 +30,15 @@ void reduce_cpu_backward(const OpCall& c) {
   });
 }
 
+// in = {log_probs, base}, out = {indices, log_probs}.
+void top_extensions_cpu_forward(const OpCall& c) {
+  const auto& p = c.get<TopExtensionsParams>();
+  dispatch_floating(c.in[0].dtype(), "top_extensions", [&]<typename T>() {
+    kernels::cpu::top_extensions<T>(c.in[0].data<T>(), c.in[1].data<double>(), p.hyps, p.vocab,
+                                    p.take, c.out[0].data<int64_t>(), c.out[1].data<T>());
+  });
+}
+
 void max_last_cpu_forward(const OpCall& c) {
   const auto& p = c.get<MaxLastParams>();
   dispatch_floating(c.in[0].dtype(), "max_last", [&]<typename T>() {
@@ -40,6 +49,7 @@ void max_last_cpu_forward(const OpCall& c) {
 
 [[maybe_unused]] const bool registered = [] {
   register_kernels(OpId::MaxLast, DeviceType::CPU, max_last_cpu_forward, nullptr);
+  register_kernels(OpId::TopExtensions, DeviceType::CPU, top_extensions_cpu_forward, nullptr);
   register_kernels(OpId::Sum, DeviceType::CPU, reduce_cpu_forward, reduce_cpu_backward);
   register_kernels(OpId::Mean, DeviceType::CPU, reduce_cpu_forward, reduce_cpu_backward);
   return true;
@@ -107,6 +117,30 @@ MaxResult max_last(const Tensor& x_in) {
   if (p.rows == 0) return r;
   std::vector<Tensor> in{x}, outs{r.values, r.indices};
   run_forward(OpId::MaxLast, x.device(), OpCall{in, outs, &p});
+  return r;
+}
+
+TopExtensions top_extensions(const Tensor& lp_in, const Tensor& base_in, int64_t take) {
+  CAPTION_CHECK(lp_in.defined() && lp_in.dim() == 2 && is_floating(lp_in.dtype()),
+                "top_extensions: log-probabilities must be floating [K, V], got ",
+                lp_in.defined() ? lp_in.describe() : std::string("an undefined tensor"));
+  const int64_t K = lp_in.size(0), V = lp_in.size(1);
+  CAPTION_CHECK(base_in.defined() && base_in.dtype() == DType::F64 && base_in.dim() == 1 &&
+                    base_in.size(0) == K && base_in.device() == lp_in.device(),
+                "top_extensions: the hypotheses' scores must be float64 [", K, "] on ",
+                lp_in.device().to_string(), ", got ",
+                base_in.defined() ? base_in.describe() : std::string("an undefined tensor"));
+  CAPTION_CHECK(take >= 0, "top_extensions: take must be non-negative, got ", take);
+  TopExtensionsParams p;
+  p.hyps = K;
+  p.vocab = V;
+  p.take = std::min(take, K * V);
+  TopExtensions r{Tensor::empty({p.take}, DType::I64, lp_in.device()),
+                  Tensor::empty({p.take}, lp_in.dtype(), lp_in.device())};
+  if (p.take == 0) return r;
+  std::vector<Tensor> in{lp_in.detach().contiguous(), base_in.detach().contiguous()},
+      outs{r.indices, r.log_probs};
+  run_forward(OpId::TopExtensions, lp_in.device(), OpCall{in, outs, &p});
   return r;
 }
 

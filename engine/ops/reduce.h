@@ -29,6 +29,20 @@ struct MaxResult {
 };
 MaxResult max_last(const Tensor& x);
 
+// Beam search's choice on the device that holds the log-probabilities: the `take` best
+// one-token extensions of K hypotheses (kernels/cpu/reduce.h's top_extensions), scored
+// base[k] + log_probs[k, v] in double. log_probs [K, V] floating, base [K] float64 on the
+// same device; take is clamped to K * V. Returns flat indices k * V + v (int64 [take])
+// and the chosen log-probabilities (log_probs' dtype), best first. Not differentiable.
+// Beam search reads back these 2 x take numbers per step instead of K x V.
+struct TopExtensionsParams {
+  int64_t hyps = 0, vocab = 0, take = 0;
+};
+struct TopExtensions {
+  Tensor indices, log_probs;
+};
+TopExtensions top_extensions(const Tensor& log_probs, const Tensor& base, int64_t take);
+
 // Reduces over `axes` (all axes when empty).
 Tensor sum(const Tensor& x, const std::vector<int64_t>& axes = {}, KeepDim keep = KeepDim::No);
 Tensor mean(const Tensor& x, const std::vector<int64_t>& axes = {}, KeepDim keep = KeepDim::No);

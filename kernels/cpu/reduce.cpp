@@ -2,6 +2,12 @@
 // results are reproducible run to run.
 #include "kernels/cpu/reduce.h"
 
+#include <vector>
+
+#include <numeric>
+
+#include <algorithm>
+
 #include <cstring>
 
 namespace caption::kernels::cpu {
@@ -48,6 +54,26 @@ void max_last(const T* x, T* values, int64_t* indices, int64_t rows, int64_t col
   }
 }
 
+template <typename T>
+void top_extensions(const T* log_probs, const double* base, int64_t K, int64_t V, int64_t take,
+                    int64_t* indices, T* values) {
+  const int64_t n = K * V;
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  std::iota(order.begin(), order.end(), 0);
+  auto score = [&](int64_t i) { return base[i / V] + static_cast<double>(log_probs[i]); };
+  std::partial_sort(order.begin(), order.begin() + take, order.end(), [&](int64_t a, int64_t b) {
+    return extension_before(score(a), a, score(b), b);
+  });
+  for (int64_t j = 0; j < take; ++j) {
+    indices[j] = order[j];
+    values[j] = log_probs[order[j]];
+  }
+}
+
+template void top_extensions<float>(const float*, const double*, int64_t, int64_t, int64_t,
+                                    int64_t*, float*);
+template void top_extensions<double>(const double*, const double*, int64_t, int64_t, int64_t,
+                                     int64_t*, double*);
 template void max_last<float>(const float*, float*, int64_t*, int64_t, int64_t);
 template void max_last<double>(const double*, double*, int64_t*, int64_t, int64_t);
 template void reduce_sum<float>(const float*, float*, int64_t, int64_t, int64_t, float);

@@ -182,7 +182,81 @@ __global__ void max_last_kernel(const float* x, float* values, int64_t* indices,
   }
 }
 
+// kernels/cpu/reduce.h's extension_before.
+__device__ __forceinline__ bool extension_before(double a, int64_t ia, double b, int64_t ib) {
+  const bool na = a != a, nb = b != b;
+  if (na || nb) return na && (!nb || ia < ib);
+  return a > b || (a == b && ia < ib);
+}
+
+// One block. Round r: every thread finds its best candidate among those ranked after the
+// previous choice (index -1: none yet), the warps and then thread 0 combine them in a
+// fixed order, and thread 0 writes the choice.
+__global__ void top_extensions_kernel(const float* __restrict__ log_probs,
+                                      const double* __restrict__ base, int64_t K, int64_t V,
+                                      int64_t take, int64_t* indices, float* values) {
+  __shared__ double warp_v[kBlock / 32];
+  __shared__ int64_t warp_i[kBlock / 32];
+  __shared__ double last_v;
+  __shared__ int64_t last_i;
+  const int64_t n = K * V;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (threadIdx.x == 0) {
+    last_v = 0.0;
+    last_i = -1;
+  }
+  __syncthreads();
+  for (int64_t r = 0; r < take; ++r) {
+    const double lv = last_v;
+    const int64_t li = last_i;
+    double v = 0.0;
+    int64_t i = -1;  // none
+    for (int64_t c = threadIdx.x; c < n; c += blockDim.x) {
+      const double s = base[c / V] + static_cast<double>(log_probs[c]);
+      if (li >= 0 && !extension_before(lv, li, s, c)) continue;  // chosen already
+      if (i < 0 || extension_before(s, c, v, i)) {
+        v = s;
+        i = c;
+      }
+    }
+    for (int offset = 16; offset > 0; offset >>= 1) {
+      const double ov = __shfl_down_sync(0xffffffffu, v, offset);
+      const int64_t oi = __shfl_down_sync(0xffffffffu, i, offset);
+      if (oi >= 0 && (i < 0 || extension_before(ov, oi, v, i))) {
+        v = ov;
+        i = oi;
+      }
+    }
+    if (lane == 0) {
+      warp_v[warp] = v;
+      warp_i[warp] = i;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      double bv = warp_v[0];
+      int64_t bi = warp_i[0];
+      for (int w = 1; w < static_cast<int>(blockDim.x >> 5); ++w)
+        if (warp_i[w] >= 0 && (bi < 0 || extension_before(warp_v[w], warp_i[w], bv, bi))) {
+          bv = warp_v[w];
+          bi = warp_i[w];
+        }
+      indices[r] = bi;
+      values[r] = log_probs[bi];
+      last_v = bv;
+      last_i = bi;
+    }
+    __syncthreads();
+  }
+}
+
 }  // namespace
+
+void top_extensions(const float* log_probs, const double* base, int64_t K, int64_t V,
+                    int64_t take, int64_t* indices, float* values, cudaStream_t stream) {
+  if (take == 0) return;
+  top_extensions_kernel<<<1, kBlock, 0, stream>>>(log_probs, base, K, V, take, indices, values);
+  CAPTION_CUDA_LAUNCH_CHECK("top_extensions_kernel");
+}
 
 void max_last(const float* x, float* values, int64_t* indices, int64_t rows, int64_t cols,
               cudaStream_t stream) {

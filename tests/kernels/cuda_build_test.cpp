@@ -19,9 +19,12 @@ constexpr OpId kCudaOps[] = {
     OpId::Conv2d, OpId::BatchNorm2d, OpId::MaxPool2d, OpId::AdaptiveAvgPool2d,
 };
 
-// Ops without a backward (the optimisers, engine/cuda/optim_cuda.cpp): a CUDA forward only.
+// Ops without a backward (the optimisers, engine/cuda/optim_cuda.cpp; decoding's arg-max
+// and beam choice; the NHWC inference ops): a CUDA forward only.
 constexpr OpId kCudaForwardOnlyOps[] = {
-    OpId::SgdStep, OpId::AdamStep, OpId::SumOfSquares, OpId::Scale, OpId::ClipCoefficient,
+    OpId::SgdStep,  OpId::AdamStep,      OpId::SumOfSquares, OpId::Scale,
+    OpId::ClipCoefficient, OpId::MaxLast, OpId::TopExtensions, OpId::NhwcPack,
+    OpId::NhwcUnpack, OpId::FoldPackNhwc, OpId::ConvNhwc,   OpId::MaxPoolNhwc,
 };
 
 TEST(CudaBuild, FoundationOpsHaveCudaForwardAndBackward) {
