@@ -204,11 +204,15 @@ struct DecodeOptions {
   int max_len = 50;           // decode steps, the <eos> step included
   int beam = 1;               // 1 = greedy
   double length_penalty = 0;  // finished scores divided by L^length_penalty
+  // Greedy decoding with CUDA graphs: steps queued before their words are read back
+  // (one synchronisation per `lookahead` words; at most lookahead - 1 steps computed
+  // past the last caption's end). Results do not depend on it.
+  int lookahead = 4;
 };
 
 // Greedy decoding of a batch of images' features [B, P, D].
 std::vector<DecodedCaption> greedy_decode(const AttentionDecoder& decoder, const Tensor& features,
-                                          int max_len);
+                                          int max_len, int lookahead = 4);
 // Shrinking-beam search for one image's features [1, P, D] (or [P, D]).
 DecodedCaption beam_search(const AttentionDecoder& decoder, const Tensor& features,
                            const DecodeOptions& options);

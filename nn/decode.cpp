@@ -43,8 +43,9 @@ void select_rows(DecoderState& s, const std::vector<int64_t>& rows) {
 }  // namespace
 
 std::vector<DecodedCaption> greedy_decode(const AttentionDecoder& decoder, const Tensor& features,
-                                          int max_len) {
+                                          int max_len, int lookahead) {
   CAPTION_CHECK(max_len > 0, "greedy decoding: max_len must be positive, got ", max_len);
+  CAPTION_CHECK(lookahead >= 1, "greedy decoding: lookahead must be at least 1, got ", lookahead);
   NoGradGuard no_grad;
   const int64_t B = features.size(0);
   DecoderState state = decoder.init_state(features);
@@ -69,42 +70,59 @@ std::vector<DecodedCaption> greedy_decode(const AttentionDecoder& decoder, const
   std::vector<Tensor> step_log_probs, step_alphas;  // [K], [K, P] per step
   std::vector<int64_t> step_offset;                 // first row of each step in their concatenation
   int64_t rows_so_far = 0;
-  for (int step = 0; step < max_len && !live.empty(); ++step) {
+  // With fixed rows and the tokens on the device, steps need nothing from the host: up to
+  // `lookahead` of them are queued back to back and their ids read back at once, one
+  // synchronisation per chunk instead of per word. Steps past the point where every row
+  // has ended are computed and ignored (at most lookahead - 1 of them).
+  bool done = false;
+  for (int step = 0; step < max_len && !live.empty() && !done;) {
     const int64_t K = static_cast<int64_t>(live.size());
-    StepOutput out = device_tokens.defined() ? runner.step(device_tokens, state) : runner.step(tokens, state);
-    // Arg-max on the device: K ids come back, not the rows' V log-probs (on a GPU at
-    // batch 64, 2.5 MB per word). Exact ties go to the lowest id.
-    const MaxResult best_of = max_last(out.log_probs);
-    const std::vector<int64_t> best_id = best_of.indices.to_vector<int64_t>();
-    step_log_probs.push_back(best_of.values);
-    step_alphas.push_back(fixed_rows ? out.alpha.clone() : out.alpha);  // a graph rewrites its own
-    step_offset.push_back(rows_so_far);
-    rows_so_far += K;
-    std::vector<int64_t> keep, next_tokens, next_live;
-    bool any_decoding = false;
-    for (int64_t k = 0; k < K; ++k) {
-      DecodedCaption& r = results[live[k]];
-      if (r.finished) {  // only with fixed rows
-        keep.push_back(k);
-        next_tokens.push_back(kEosId);
-        next_live.push_back(live[k]);
-        continue;
-      }
-      const int64_t best = best_id[k];
-      chosen.push_back({live[k], step, k, best});
-      if (best == kEosId) r.finished = true;
-      if (!r.finished || fixed_rows) {
-        keep.push_back(k);
-        next_tokens.push_back(r.finished ? kEosId : best);
-        next_live.push_back(live[k]);
-      }
-      any_decoding |= !r.finished;
+    const int chunk = device_tokens.defined() ? std::min(lookahead, max_len - step) : 1;
+    std::vector<Tensor> ids;
+    for (int s = 0; s < chunk; ++s) {
+      StepOutput out = device_tokens.defined() ? runner.step(device_tokens, state) : runner.step(tokens, state);
+      // Arg-max on the device: K ids come back, not the rows' V log-probs (on a GPU at
+      // batch 64, 2.5 MB per word). Exact ties go to the lowest id.
+      const MaxResult best_of = max_last(out.log_probs);
+      ids.push_back(best_of.indices);
+      step_log_probs.push_back(best_of.values);
+      step_alphas.push_back(fixed_rows ? out.alpha.clone() : out.alpha);  // a graph rewrites its own
+      step_offset.push_back(rows_so_far);
+      rows_so_far += K;
+      if (fixed_rows) device_tokens = best_of.indices;
     }
-    if (!any_decoding) break;
-    if (next_live.size() != live.size() && !next_live.empty()) select_rows(state, keep);
-    live = std::move(next_live);
-    tokens = std::move(next_tokens);
-    if (fixed_rows) device_tokens = best_of.indices;
+    const std::vector<int64_t> chunk_ids = (chunk == 1 ? ids[0] : concat(ids, 0)).to_vector<int64_t>();
+    for (int s = 0; s < chunk && !done; ++s, ++step) {
+      const int64_t* best_id = chunk_ids.data() + s * K;
+      std::vector<int64_t> keep, next_tokens, next_live;
+      bool any_decoding = false;
+      for (int64_t k = 0; k < K; ++k) {
+        DecodedCaption& r = results[live[k]];
+        if (r.finished) {  // only with fixed rows
+          keep.push_back(k);
+          next_tokens.push_back(kEosId);
+          next_live.push_back(live[k]);
+          continue;
+        }
+        const int64_t best = best_id[k];
+        chosen.push_back({live[k], step, k, best});
+        if (best == kEosId) r.finished = true;
+        if (!r.finished || fixed_rows) {
+          keep.push_back(k);
+          next_tokens.push_back(r.finished ? kEosId : best);
+          next_live.push_back(live[k]);
+        }
+        any_decoding |= !r.finished;
+      }
+      if (!any_decoding) {
+        done = true;
+        break;
+      }
+      // Without fixed rows a chunk is one step, so the state is still this step's.
+      if (next_live.size() != live.size() && !next_live.empty()) select_rows(state, keep);
+      live = std::move(next_live);
+      tokens = std::move(next_tokens);
+    }
   }
   if (chosen.empty()) return results;
   // The chosen tokens' log-probabilities and attention, read back once.
@@ -237,7 +255,7 @@ DecodedCaption beam_search(const AttentionDecoder& decoder, const Tensor& featur
 
 std::vector<DecodedCaption> decode(const AttentionDecoder& decoder, const Tensor& features,
                                    const DecodeOptions& options) {
-  if (options.beam == 1) return greedy_decode(decoder, features, options.max_len);
+  if (options.beam == 1) return greedy_decode(decoder, features, options.max_len, options.lookahead);
   std::vector<DecodedCaption> out;
   for (int64_t b = 0; b < features.size(0); ++b)
     out.push_back(beam_search(decoder, features.narrow(0, b, 1), options));

@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <set>
 
 #include "engine/allocator.h"
 #include "engine/autocast.h"
@@ -507,6 +508,59 @@ TEST(CudaGraphs, DecodingWithGraphsIsDecodingWithout) {
       EXPECT_EQ(graphed[i].score, eager[i].score);
     }
   }
+}
+
+// Greedy decoding with graphs queues steps in chunks and reads their ids back at once:
+// rows that end at different steps inside a chunk, and a max_len that is no multiple of
+// the chunk, give bit for bit what reading back every word (lookahead 1) gives, and the
+// words that decoding without graphs gives (which drops finished rows, so its products
+// run over fewer rows and may round differently in the last bits). The small model's
+// output and embedding weights are scaled up so that its words change from step to step,
+// and the <eos> bias is raised until the captions end at three or more lengths, some
+// before max_len.
+TEST(CudaGraphs, GreedyChunksEndWhereSingleStepsEnd) {
+  CAPTION_REQUIRE_CUDA_OR_SKIP();
+  GpuDecoding m(21, 8);
+  AttentionDecoder& decoder = m.p.gpu->decoder;
+  NoGradGuard ng;
+  decoder.fc.weight.copy_(mul(decoder.fc.weight, 40.0));
+  decoder.embedding.weight.copy_(mul(decoder.embedding.weight, 10.0));
+  const std::vector<float> bias = decoder.fc.bias.to(Device::cpu()).to_vector<float>();
+  bool varied = false;
+  for (float raise = 0.0f; raise <= 20.0f && !varied; raise += 0.25f) {
+    std::vector<float> b = bias;
+    b[kEosId] += raise;
+    decoder.fc.bias.copy_(Tensor::from_vector<float>(b, decoder.fc.bias.shape()).to(decoder.fc.bias.device()));
+    for (int max_len : {7, 11}) {
+      DeviceGraph::set_enabled(false);
+      const auto eager = greedy_decode(decoder, m.features, max_len);
+      DeviceGraph::set_enabled(true);
+      const auto single = greedy_decode(decoder, m.features, max_len, 1);
+      const auto chunked = greedy_decode(decoder, m.features, max_len, 4);
+      ASSERT_EQ(chunked.size(), single.size());
+      std::set<int> lengths;
+      bool early = false, mixed = false;
+      for (size_t i = 0; i < single.size(); ++i) {
+        SCOPED_TRACE(str("raise ", raise, " max_len ", max_len, " image ", i));
+        EXPECT_EQ(chunked[i].tokens, single[i].tokens);
+        EXPECT_EQ(chunked[i].log_probs, single[i].log_probs);
+        EXPECT_EQ(chunked[i].attention, single[i].attention);
+        EXPECT_EQ(chunked[i].steps, single[i].steps);
+        EXPECT_EQ(chunked[i].finished, single[i].finished);
+        EXPECT_EQ(chunked[i].tokens, eager[i].tokens);
+        EXPECT_EQ(chunked[i].steps, eager[i].steps);
+        lengths.insert(single[i].steps);
+        early |= single[i].finished && single[i].steps < max_len;
+        // Words that change inside a chunk (steps 1-4), so reading a chunk's ids for the
+        // wrong step would show.
+        const auto& w = single[i].tokens;
+        for (size_t j = 2; j < w.size() && j < 5; ++j) mixed |= w[j] != w[j - 1];
+      }
+      varied |= lengths.size() >= 3 && early && mixed;
+    }
+  }
+  EXPECT_TRUE(varied) << "no <eos> bias made the captions end at three or more lengths with words "
+                         "that change inside a chunk: the test would show little";
 }
 
 // The runner really replays: first step eager, second captured, later ones replayed, with
