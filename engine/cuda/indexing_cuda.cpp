@@ -91,19 +91,33 @@ int64_t total_of(const ConcatParams& p) {
   return total;
 }
 
-// Forward: in = the tensors, out = {out}: one copy kernel per input.
+// The parts' addresses (null where not wanted), lengths and offsets along the axis.
+struct ConcatLayout {
+  std::vector<void*> parts;
+  std::vector<int64_t> len, offset;
+};
+template <typename PartOf>
+ConcatLayout concat_layout(const ConcatParams& p, PartOf part_of) {
+  ConcatLayout l;
+  int64_t offset = 0;
+  for (size_t k = 0; k < p.sizes.size(); ++k) {
+    l.parts.push_back(part_of(k));
+    l.len.push_back(p.sizes[k]);
+    l.offset.push_back(offset);
+    offset += p.sizes[k];
+  }
+  return l;
+}
+
+// Forward: in = the tensors, out = {out}: one copy kernel per 16 inputs.
 void concat_cuda_forward(const OpCall& c) {
   const auto& p = c.get<ConcatParams>();
   const Tensor& out = c.out[0];
   const int elem = movable_elem_size(out, "concat");
-  const int64_t total = total_of(p);
-  cudaStream_t stream = cuda::stream(out.device());
-  int64_t offset = 0;
-  for (size_t k = 0; k < p.sizes.size(); ++k) {
-    kcu::concat_copy(kcu::ConcatCopy::IntoWhole, c.in[k].raw_data(), out.raw_data(), p.outer,
-                     p.sizes[k], total, offset, p.inner, elem, stream);
-    offset += p.sizes[k];
-  }
+  const ConcatLayout l = concat_layout(p, [&](size_t k) { return c.in[k].raw_data(); });
+  kcu::concat_copy_parts(kcu::ConcatCopy::IntoWhole, l.parts.data(), l.len.data(),
+                         l.offset.data(), static_cast<int>(l.parts.size()), out.raw_data(),
+                         p.outer, total_of(p), p.inner, elem, cuda::stream(out.device()));
 }
 
 // Backward: in = {grad_out}, out = one gradient per input (undefined: not needed).
@@ -111,15 +125,12 @@ void concat_cuda_backward(const OpCall& c) {
   const auto& p = c.get<ConcatParams>();
   const Tensor& g = c.in[0];
   require_f32(g, "concat backward");
-  const int64_t total = total_of(p);
-  cudaStream_t stream = cuda::stream(g.device());
-  int64_t offset = 0;
-  for (size_t k = 0; k < p.sizes.size(); ++k) {
-    if (k < c.out.size() && c.out[k].defined())
-      kcu::concat_copy(kcu::ConcatCopy::FromWhole, c.out[k].raw_data(), g.raw_data(), p.outer,
-                       p.sizes[k], total, offset, p.inner, 4, stream);
-    offset += p.sizes[k];
-  }
+  const ConcatLayout l = concat_layout(p, [&](size_t k) -> void* {
+    return k < c.out.size() && c.out[k].defined() ? c.out[k].raw_data() : nullptr;
+  });
+  kcu::concat_copy_parts(kcu::ConcatCopy::FromWhole, l.parts.data(), l.len.data(),
+                         l.offset.data(), static_cast<int>(l.parts.size()), g.raw_data(), p.outer,
+                         total_of(p), p.inner, 4, cuda::stream(g.device()));
 }
 
 // Forward: in = {x}, out = {y}.

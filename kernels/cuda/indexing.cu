@@ -169,6 +169,32 @@ __global__ void concat_copy_kernel(ConcatCopy direction, E* part, E* whole, int6
   }
 }
 
+// Up to kConcatBatch parts, found by a linear search over their first flat index.
+struct ConcatTable {
+  void* part[kConcatBatch];
+  int64_t len[kConcatBatch], offset[kConcatBatch];
+  int64_t first[kConcatBatch + 1];  // first flat index of each part, then the end
+  int count;
+};
+
+template <typename E>
+__global__ void concat_parts_kernel(ConcatCopy direction, ConcatTable t, E* whole, int64_t total,
+                                    int64_t inner, int64_t n) {
+  for (int64_t idx = global_thread(); idx < n; idx += grid_threads()) {
+    int k = 0;
+    while (k + 1 < t.count && idx >= t.first[k + 1]) ++k;
+    const int64_t local = idx - t.first[k];
+    const int64_t run = t.len[k] * inner;
+    const int64_t o = local / run, r = local - o * run;
+    const int64_t w = o * total * inner + t.offset[k] * inner + r;
+    E* part = static_cast<E*>(t.part[k]);
+    if (direction == ConcatCopy::IntoWhole)
+      whole[w] = part[local];
+    else
+      part[local] = whole[w];
+  }
+}
+
 template <typename E>
 __global__ void slice_forward_kernel(const E* x, E* y, int64_t in_len, int64_t out_len,
                                      int64_t inner, int64_t start, int64_t step, int64_t n) {
@@ -284,6 +310,33 @@ void concat_copy(ConcatCopy direction, void* part, void* whole, int64_t outer, i
         direction, static_cast<E*>(part), static_cast<E*>(whole), len, total, offset, inner, n);
     CAPTION_CUDA_LAUNCH_CHECK("concat_copy_kernel");
   });
+}
+
+void concat_copy_parts(ConcatCopy direction, void* const* parts, const int64_t* len,
+                       const int64_t* offset, int count, void* whole, int64_t outer,
+                       int64_t total, int64_t inner, int elem_size, cudaStream_t stream) {
+  int k = 0;
+  while (k < count) {
+    ConcatTable t{};
+    int64_t n = 0;
+    for (; k < count && t.count < kConcatBatch; ++k) {
+      const int64_t elems = outer * len[k] * inner;
+      if (parts[k] == nullptr || elems == 0) continue;
+      t.part[t.count] = parts[k];
+      t.len[t.count] = len[k];
+      t.offset[t.count] = offset[k];
+      t.first[t.count] = n;
+      n += elems;
+      ++t.count;
+    }
+    if (t.count == 0) continue;
+    t.first[t.count] = n;
+    by_elem_size(elem_size, "concat", [&]<typename E>() {
+      concat_parts_kernel<E><<<grid_for(n), kBlock, 0, stream>>>(direction, t, static_cast<E*>(whole),
+                                                                 total, inner, n);
+      CAPTION_CUDA_LAUNCH_CHECK("concat_parts_kernel");
+    });
+  }
 }
 
 void slice_forward(const void* x, void* y, int64_t outer, int64_t in_len, int64_t out_len,

@@ -48,6 +48,15 @@ enum class ConcatCopy { IntoWhole, FromWhole };
 void concat_copy(ConcatCopy direction, void* part, void* whole, int64_t outer, int64_t len,
                  int64_t total, int64_t offset, int64_t inner, int elem_size, cudaStream_t stream);
 
+// The same for many parts at once: one kernel per kConcatBatch parts (the decoder's
+// backward concatenates 20 steps' gradients and inputs, and a step's gradient blocks,
+// where a kernel per part made launches the cost). parts[k] null: skipped (a gradient
+// nobody wants); len[k] and offset[k] along the axis.
+inline constexpr int kConcatBatch = 16;
+void concat_copy_parts(ConcatCopy direction, void* const* parts, const int64_t* len,
+                       const int64_t* offset, int count, void* whole, int64_t outer,
+                       int64_t total, int64_t inner, int elem_size, cudaStream_t stream);
+
 // ---- slice ----------------------------------------------------------------------------
 // x [outer, in_len, inner] -> y [outer, out_len, inner], y[o, j] = x[o, start + j * step].
 void slice_forward(const void* x, void* y, int64_t outer, int64_t in_len, int64_t out_len,

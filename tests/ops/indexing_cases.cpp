@@ -74,8 +74,10 @@ OpCase dropout_counter_case(std::string name, Shape s, double p, uint64_t skip, 
   return c;
 }
 
-OpCase concat_case(std::string name, std::vector<Shape> shapes, int64_t axis) {
+OpCase concat_case(std::string name, std::vector<Shape> shapes, int64_t axis,
+                   std::vector<int> no_grad = {}) {
   OpCase c;
+  c.no_grad_inputs = std::move(no_grad);
   c.name = std::move(name);
   c.op = OpId::Concat;
   c.inputs = [shapes](Generator& g, DType t, Device d) {
@@ -147,6 +149,15 @@ CAPTION_OP_CASES {
       concat_case("concat/last_axis", {{2, 3, 1}, {2, 3, 4}}, -1),
       concat_case("concat/middle_axis_empty_piece", {{2, 2, 3}, {2, 0, 3}, {2, 5, 3}}, 1),
       concat_case("concat/single_tensor", {{3, 4}}, 1),
+      // More parts than one kernel takes (16), of different lengths, one of them empty.
+      concat_case("concat/twenty_parts", {{3, 2}, {1, 2}, {4, 2}, {2, 2}, {1, 2}, {3, 2}, {2, 2},
+                                          {1, 2}, {0, 2}, {2, 2}, {5, 2}, {1, 2}, {2, 2}, {3, 2},
+                                          {1, 2}, {2, 2}, {4, 2}, {1, 2}, {2, 2}, {3, 2}}, 0,
+                  {1, 5, 16, 17}),  // gradients not wanted for some parts, in both batches
+      concat_case("concat/eighteen_parts_last_axis",
+                  {{2, 3, 1}, {2, 3, 2}, {2, 3, 1}, {2, 3, 3}, {2, 3, 1}, {2, 3, 2}, {2, 3, 1},
+                   {2, 3, 1}, {2, 3, 2}, {2, 3, 1}, {2, 3, 1}, {2, 3, 4}, {2, 3, 1}, {2, 3, 1},
+                   {2, 3, 2}, {2, 3, 1}, {2, 3, 1}, {2, 3, 2}}, -1),
       slice_case("slice/middle_axis", {4, 9, 3}, 1, 2, 7, 1),
       slice_case("slice/negative_start_to_end", {5, 6}, 0, -3, kSliceToEnd, 1),
       slice_case("slice/step3", {3, 10}, 1, 1, 10, 3),
