@@ -71,7 +71,7 @@ std::vector<Tensor> RecurrentLinear::split(const Tensor& x, const std::vector<in
     std::vector<Tensor> blocks;
     int64_t offset = 0;
     for (int64_t w : widths) {
-      blocks.push_back(y.narrow(1, offset, w).contiguous());
+      blocks.push_back(widths.size() == 1 ? y : y.narrow(1, offset, w));
       offset += w;
     }
     return blocks;

@@ -34,10 +34,11 @@ class RecurrentLinear {
   // One step: x [rows, I] -> [rows, O].
   Tensor operator()(const Tensor& x);
   // One step whose output is used as column blocks of the given widths (summing to O):
-  // x [rows, I] -> one contiguous [rows, width] tensor per block. Their gradients are
-  // gathered into one [rows, O] gradient, so the step's backward is still one product
-  // (several weights that read the same input, concatenated, make one product instead
-  // of several, forward and backward).
+  // x [rows, I] -> one [rows, width] view per block, columns of the step's one output
+  // (row stride O: the decoder's attention_step and lstm_gates read such blocks in place;
+  // other ops copy them). Their gradients are gathered into one [rows, O] gradient, so
+  // the step's backward is still one product (several weights that read the same input,
+  // concatenated, make one product instead of several, forward and backward).
   std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& widths);
   // Under autocast on a GPU, the weight's bfloat16 copy [O, I] (DType::BF16), made once
   // at construction and read by every step's products in place of the weight; undefined
