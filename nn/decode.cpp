@@ -31,13 +31,15 @@ void append_token(DecodedCaption& c, int64_t token, float log_prob, const float*
 
 // The state's rows in a new order (a beam's surviving hypotheses, greedy's live rows):
 // one index tensor, copied to the device once, for the four tensors.
-void select_rows(DecoderState& s, const std::vector<int64_t>& rows) {
-  const Tensor index =
-      Tensor::from_vector<int64_t>(rows, {static_cast<int64_t>(rows.size())}).to(s.h.device());
+void select_rows(DecoderState& s, const Tensor& index) {
   s.h = index_select(s.h, 0, index);
   s.c = index_select(s.c, 0, index);
   s.features = index_select(s.features, 0, index);
   s.enc_proj = index_select(s.enc_proj, 0, index);
+}
+
+void select_rows(DecoderState& s, const std::vector<int64_t>& rows) {
+  select_rows(s, Tensor::from_vector<int64_t>(rows, {static_cast<int64_t>(rows.size())}).to(s.h.device()));
 }
 
 }  // namespace
@@ -174,16 +176,22 @@ DecodedCaption beam_search(const AttentionDecoder& decoder, const Tensor& featur
     std::vector<int64_t> alpha_rows;
   };
   std::vector<Hypothesis> live(1);
-  std::vector<int64_t> tokens{kSosId};
   std::vector<Hypothesis> finished;
   std::vector<Tensor> step_alphas;  // [K, P] per step
   int64_t rows_so_far = 0;
+  // What the next step needs stays on the device: the live hypotheses' scores (the
+  // chosen extensions' scores, gathered) and their tokens. After reading back a step's
+  // choice, one copy to the device carries the rows to keep, their tokens and which
+  // choices they are: two synchronisations a step, the second with the device idle.
+  Tensor base = Tensor::zeros({1}, DType::F64, device);
+  Tensor device_tokens;  // undefined at the first step (<sos> from the host)
   StepRunnerLease lease(decoder, device);
   StepRunner& runner = lease.runner();
   for (int step = 0; step < options.max_len && !live.empty() &&
                      static_cast<int>(finished.size()) < k; ++step) {
     const int64_t K = static_cast<int64_t>(live.size());
-    StepOutput out = runner.step(tokens, state);
+    StepOutput out = device_tokens.defined() ? runner.step(device_tokens, state)
+                                             : runner.step(std::vector<int64_t>{kSosId}, state);
     const int64_t V = out.log_probs.size(1);
     step_alphas.push_back(runner.graphs() ? out.alpha.clone() : out.alpha);  // a graph rewrites its own
     const int64_t first_row = rows_so_far;
@@ -192,14 +200,11 @@ DecodedCaption beam_search(const AttentionDecoder& decoder, const Tensor& featur
     // of log-probabilities; ties broken by hypothesis, then token id (so that k = 1 is
     // exactly greedy's lowest-id rule).
     const int64_t want = k - static_cast<int64_t>(finished.size());
-    std::vector<double> scores(static_cast<size_t>(K));
-    for (int64_t h = 0; h < K; ++h) scores[h] = live[h].caption.score;
-    const TopExtensions top =
-        top_extensions(out.log_probs, Tensor::from_vector<double>(scores, {K}).to(device), want);
+    const TopExtensions top = top_extensions(out.log_probs, base, want);
     const std::vector<int64_t> order = top.indices.to_vector<int64_t>();
     const std::vector<float> chosen_lp = top.log_probs.to_vector<float>();
     std::vector<Hypothesis> next;
-    std::vector<int64_t> rows, next_tokens;
+    std::vector<int64_t> rows, next_tokens, kept;
     for (size_t j = 0; j < order.size(); ++j) {
       const int64_t hyp = order[j] / V, token = order[j] % V;
       Hypothesis h = live[hyp];
@@ -218,11 +223,23 @@ DecodedCaption beam_search(const AttentionDecoder& decoder, const Tensor& featur
         next.push_back(std::move(h));
         rows.push_back(hyp);
         next_tokens.push_back(token);
+        kept.push_back(static_cast<int64_t>(j));
       }
     }
-    if (!next.empty()) select_rows(state, rows);
+    if (!next.empty()) {
+      const int64_t n = static_cast<int64_t>(next.size());
+      std::vector<int64_t> packed = rows;
+      packed.insert(packed.end(), next_tokens.begin(), next_tokens.end());
+      packed.insert(packed.end(), kept.begin(), kept.end());
+      const Tensor carried = Tensor::from_vector<int64_t>(packed, {3, n}).to(device);
+      select_rows(state, carried.select(0, 0));
+      // Ids the search chose from the step's own V columns: in the vocabulary.
+      device_tokens = carried.select(0, 1);
+      // The kept choices' scores: each equals the host's caption.score (the same double
+      // additions), so the search's order is the host's.
+      base = index_select(top.scores, 0, carried.select(0, 2));
+    }
     live = std::move(next);
-    tokens = std::move(next_tokens);
   }
   // The result: the best finished hypothesis by its length-normalised score, or, when
   // none finished within max_len, the live one with the best raw score.

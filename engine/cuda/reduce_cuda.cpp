@@ -30,13 +30,13 @@ void reduce_cuda_backward(const OpCall& c) {
                                      cuda::stream(c.in[0].device()));
 }
 
-// in = {log_probs, base}, out = {indices, log_probs}.
+// in = {log_probs, base}, out = {indices, log_probs, scores}.
 void top_extensions_cuda_forward(const OpCall& c) {
   const auto& p = c.get<TopExtensionsParams>();
   require_f32(c.in[0], "top_extensions");
   kernels::cuda::top_extensions(c.in[0].data<float>(), c.in[1].data<double>(), p.hyps, p.vocab,
                                 p.take, c.out[0].data<int64_t>(), c.out[1].data<float>(),
-                                cuda::stream(c.in[0].device()));
+                                c.out[2].data<double>(), cuda::stream(c.in[0].device()));
 }
 
 void max_last_cuda_forward(const OpCall& c) {

@@ -30,12 +30,13 @@ void reduce_cpu_backward(const OpCall& c) {
   });
 }
 
-// in = {log_probs, base}, out = {indices, log_probs}.
+// in = {log_probs, base}, out = {indices, log_probs, scores}.
 void top_extensions_cpu_forward(const OpCall& c) {
   const auto& p = c.get<TopExtensionsParams>();
   dispatch_floating(c.in[0].dtype(), "top_extensions", [&]<typename T>() {
     kernels::cpu::top_extensions<T>(c.in[0].data<T>(), c.in[1].data<double>(), p.hyps, p.vocab,
-                                    p.take, c.out[0].data<int64_t>(), c.out[1].data<T>());
+                                    p.take, c.out[0].data<int64_t>(), c.out[1].data<T>(),
+                                    c.out[2].data<double>());
   });
 }
 
@@ -136,10 +137,11 @@ TopExtensions top_extensions(const Tensor& lp_in, const Tensor& base_in, int64_t
   p.vocab = V;
   p.take = std::min(take, K * V);
   TopExtensions r{Tensor::empty({p.take}, DType::I64, lp_in.device()),
-                  Tensor::empty({p.take}, lp_in.dtype(), lp_in.device())};
+                  Tensor::empty({p.take}, lp_in.dtype(), lp_in.device()),
+                  Tensor::empty({p.take}, DType::F64, lp_in.device())};
   if (p.take == 0) return r;
   std::vector<Tensor> in{lp_in.detach().contiguous(), base_in.detach().contiguous()},
-      outs{r.indices, r.log_probs};
+      outs{r.indices, r.log_probs, r.scores};
   run_forward(OpId::TopExtensions, lp_in.device(), OpCall{in, outs, &p});
   return r;
 }

@@ -32,14 +32,15 @@ MaxResult max_last(const Tensor& x);
 // Beam search's choice on the device that holds the log-probabilities: the `take` best
 // one-token extensions of K hypotheses (kernels/cpu/reduce.h's top_extensions), scored
 // base[k] + log_probs[k, v] in double. log_probs [K, V] floating, base [K] float64 on the
-// same device; take is clamped to K * V. Returns flat indices k * V + v (int64 [take])
-// and the chosen log-probabilities (log_probs' dtype), best first. Not differentiable.
-// Beam search reads back these 2 x take numbers per step instead of K x V.
+// same device; take is clamped to K * V. Returns flat indices k * V + v (int64 [take]),
+// the chosen log-probabilities (log_probs' dtype) and their scores (float64: the next
+// step's base), best first. Not differentiable. Beam search reads back the first two
+// (2 x take numbers per step instead of K x V) and keeps the scores on the device.
 struct TopExtensionsParams {
   int64_t hyps = 0, vocab = 0, take = 0;
 };
 struct TopExtensions {
-  Tensor indices, log_probs;
+  Tensor indices, log_probs, scores;
 };
 TopExtensions top_extensions(const Tensor& log_probs, const Tensor& base, int64_t take);
 

@@ -56,7 +56,7 @@ void max_last(const T* x, T* values, int64_t* indices, int64_t rows, int64_t col
 
 template <typename T>
 void top_extensions(const T* log_probs, const double* base, int64_t K, int64_t V, int64_t take,
-                    int64_t* indices, T* values) {
+                    int64_t* indices, T* values, double* scores) {
   const int64_t n = K * V;
   std::vector<int64_t> order(static_cast<size_t>(n));
   std::iota(order.begin(), order.end(), 0);
@@ -67,13 +67,14 @@ void top_extensions(const T* log_probs, const double* base, int64_t K, int64_t V
   for (int64_t j = 0; j < take; ++j) {
     indices[j] = order[j];
     values[j] = log_probs[order[j]];
+    if (scores) scores[j] = score(order[j]);
   }
 }
 
 template void top_extensions<float>(const float*, const double*, int64_t, int64_t, int64_t,
-                                    int64_t*, float*);
+                                    int64_t*, float*, double*);
 template void top_extensions<double>(const double*, const double*, int64_t, int64_t, int64_t,
-                                     int64_t*, double*);
+                                     int64_t*, double*, double*);
 template void max_last<float>(const float*, float*, int64_t*, int64_t, int64_t);
 template void max_last<double>(const double*, double*, int64_t*, int64_t, int64_t);
 template void reduce_sum<float>(const float*, float*, int64_t, int64_t, int64_t, float);

@@ -22,11 +22,12 @@ void max_last(const T* x, T* values, int64_t* indices, int64_t rows, int64_t col
 // Beam search's choice: the `take` best of the K x V one-token extensions, scored
 // base[k] + log_probs[k, v] in double, best first; equal scores by the lower flat index
 // k * V + v, and a NaN score counts as the best (the first NaN), as max_last: with one
-// hypothesis and take 1 this is greedy's choice. Writes indices[take] (flat) and
-// values[take] (the chosen log-probabilities). take <= K * V.
+// hypothesis and take 1 this is greedy's choice. Writes indices[take] (flat), values[take]
+// (the chosen log-probabilities) and, when not null, scores[take] (their double scores,
+// the next step's base). take <= K * V.
 template <typename T>
 void top_extensions(const T* log_probs, const double* base, int64_t K, int64_t V, int64_t take,
-                    int64_t* indices, T* values);
+                    int64_t* indices, T* values, double* scores = nullptr);
 
 // The order top_extensions ranks by: whether score a at flat index ia comes before b.
 inline bool extension_before(double a, int64_t ia, double b, int64_t ib) {

@@ -194,7 +194,8 @@ __device__ __forceinline__ bool extension_before(double a, int64_t ia, double b,
 // fixed order, and thread 0 writes the choice.
 __global__ void top_extensions_kernel(const float* __restrict__ log_probs,
                                       const double* __restrict__ base, int64_t K, int64_t V,
-                                      int64_t take, int64_t* indices, float* values) {
+                                      int64_t take, int64_t* indices, float* values,
+                                      double* scores) {
   __shared__ double warp_v[kBlock / 32];
   __shared__ int64_t warp_i[kBlock / 32];
   __shared__ double last_v;
@@ -242,6 +243,7 @@ __global__ void top_extensions_kernel(const float* __restrict__ log_probs,
         }
       indices[r] = bi;
       values[r] = log_probs[bi];
+      if (scores) scores[r] = bv;
       last_v = bv;
       last_i = bi;
     }
@@ -252,9 +254,11 @@ __global__ void top_extensions_kernel(const float* __restrict__ log_probs,
 }  // namespace
 
 void top_extensions(const float* log_probs, const double* base, int64_t K, int64_t V,
-                    int64_t take, int64_t* indices, float* values, cudaStream_t stream) {
+                    int64_t take, int64_t* indices, float* values, double* scores,
+                    cudaStream_t stream) {
   if (take == 0) return;
-  top_extensions_kernel<<<1, kBlock, 0, stream>>>(log_probs, base, K, V, take, indices, values);
+  top_extensions_kernel<<<1, kBlock, 0, stream>>>(log_probs, base, K, V, take, indices, values,
+                                                  scores);
   CAPTION_CUDA_LAUNCH_CHECK("top_extensions_kernel");
 }
 

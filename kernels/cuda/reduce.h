@@ -26,6 +26,7 @@ void max_last(const float* x, float* values, int64_t* indices, int64_t rows, int
 // candidate ranked after the previous round's choice (so no candidate list is kept and
 // any take works); the same double scores and order as the CPU, so the same choice.
 void top_extensions(const float* log_probs, const double* base, int64_t K, int64_t V,
-                    int64_t take, int64_t* indices, float* values, cudaStream_t stream);
+                    int64_t take, int64_t* indices, float* values, double* scores,
+                    cudaStream_t stream);
 
 }  // namespace caption::kernels::cuda

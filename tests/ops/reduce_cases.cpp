@@ -59,7 +59,7 @@ OpCase top_extensions_case(std::string name, int64_t K, int64_t V, int64_t take,
   c.no_grad_inputs = {0, 1};
   c.forward = [take](const std::vector<Tensor>& x) {
     TopExtensions r = top_extensions(x[0], x[1].to(DType::F64), take);
-    return std::vector<Tensor>{r.log_probs, r.indices};
+    return std::vector<Tensor>{r.log_probs, r.indices, r.scores};
   };
   return c;
 }
