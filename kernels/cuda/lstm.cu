@@ -19,6 +19,24 @@ namespace {
 
 __device__ __forceinline__ float sigmoidf(float v) { return 1.f / (1.f + expf(-v)); }
 
+// One (b, j): the four gates from their pre-activations pre(q) (q = j, H + j, ...),
+// stored activated in the row's gates gr, then c' and h'.
+template <typename Pre>
+__device__ __forceinline__ void activate_cell(Pre pre, const float* c, float* gr, float* h_out,
+                                              float* c_out, int64_t H, int64_t j, int64_t k) {
+  const float i = sigmoidf(pre(j));
+  const float f = sigmoidf(pre(H + j));
+  const float g = tanhf(pre(2 * H + j));
+  const float o = sigmoidf(pre(3 * H + j));
+  gr[j] = i;
+  gr[H + j] = f;
+  gr[2 * H + j] = g;
+  gr[3 * H + j] = o;
+  const float cn = f * c[k] + i * g;
+  c_out[k] = cn;
+  h_out[k] = o * tanhf(cn);
+}
+
 // pre: the pre-activations (null: gates holds them), b_ih/b_hh: biases to add (null:
 // none, the LstmGates form).
 __global__ void lstm_pointwise_forward_kernel(const float* pre, const float* b_ih,
@@ -29,17 +47,7 @@ __global__ void lstm_pointwise_forward_kernel(const float* pre, const float* b_i
     float* gr = gates + b * 4 * H;
     const float* src = pre ? pre + b * 4 * H : gr;
     auto bias = [&](int64_t q) { return b_ih ? b_ih[q] + b_hh[q] : 0.f; };
-    const float i = sigmoidf(src[j] + bias(j));
-    const float f = sigmoidf(src[H + j] + bias(H + j));
-    const float g = tanhf(src[2 * H + j] + bias(2 * H + j));
-    const float o = sigmoidf(src[3 * H + j] + bias(3 * H + j));
-    gr[j] = i;
-    gr[H + j] = f;
-    gr[2 * H + j] = g;
-    gr[3 * H + j] = o;
-    const float cn = f * c[k] + i * g;
-    c_out[k] = cn;
-    h_out[k] = o * tanhf(cn);
+    activate_cell([&](int64_t q) { return src[q] + bias(q); }, c, gr, h_out, c_out, H, j, k);
   }
 }
 
@@ -55,17 +63,7 @@ __global__ void lstm_parts_forward_kernel(cpu::GateParts<float> pre, const float
       for (int p = 1; p < pre.count; ++p) v += pre.part[p][b * pre.ld[p] + q];
       return v;
     };
-    const float i = sigmoidf(sum(j));
-    const float f = sigmoidf(sum(H + j));
-    const float g = tanhf(sum(2 * H + j));
-    const float o = sigmoidf(sum(3 * H + j));
-    gr[j] = i;
-    gr[H + j] = f;
-    gr[2 * H + j] = g;
-    gr[3 * H + j] = o;
-    const float cn = f * c[k] + i * g;
-    c_out[k] = cn;
-    h_out[k] = o * tanhf(cn);
+    activate_cell(sum, c, gr, h_out, c_out, H, j, k);
   }
 }
 
