@@ -51,33 +51,15 @@ void attention_cuda_backward(const OpCall& c) {
       f32_or_null(dw_partial), p.batch, p.positions, p.att_dim, p.feat_dim, cuda::stream(dev));
 }
 
-kernels::cpu::AttentionStepShape step_shape(const AttentionStepParams& p) {
-  return {p.batch, p.positions, p.att_dim, p.feat_dim, p.dec_ld, p.gate_ld};
-}
-
 // Forward: in = {enc_proj, dec_proj, w, bias, features, gate[, sum][, scale]},
 // out = {z, alpha[, sum_out], context}; the scores go to a workspace.
 void attention_step_cuda_forward(const OpCall& c) {
   const auto& p = c.get<AttentionStepParams>();
   for (const Tensor& t : c.in) require_f32(t, "attention_step");
   const Device dev = c.in[0].device();
-  kernels::cpu::AttentionStepForward<float> f;
-  f.enc_proj = c.in[0].data<float>();
-  f.dec_proj = c.in[1].data<float>();
-  f.w = c.in[2].data<float>();
-  f.bias = c.in[3].data<float>();
-  f.features = c.in[4].data<float>();
-  f.gate = c.in[5].data<float>();
-  size_t k = 6;
-  if (p.has_sum) f.sum_in = c.in[k++].data<float>();
-  if (p.has_scale) f.scale = c.in[k++].data<float>();
-  f.z = c.out[0].data<float>();
-  f.alpha = c.out[1].data<float>();
-  if (p.running) f.sum_out = c.out[2].data<float>();
-  f.context = c.out.back().data<float>();
   Tensor scores = Tensor::empty({p.batch, p.positions}, DType::F32, dev);
-  kcu::attention_step_forward(p.activation, f, step_shape(p), scores.data<float>(),
-                              cuda::stream(dev));
+  kcu::attention_step_forward(p.activation, attention_step_forward_args<float>(c),
+                              attention_step_shape(p), scores.data<float>(), cuda::stream(dev));
 }
 
 // Backward: in = {enc_proj, dec_proj, w, features, gate, alpha, context[, scale], grad_z,
@@ -86,30 +68,7 @@ void attention_step_cuda_backward(const OpCall& c) {
   const auto& p = c.get<AttentionStepParams>();
   for (const Tensor& t : c.in) require_f32(t, "attention_step backward");
   const Device dev = c.in[0].device();
-  kernels::cpu::AttentionStepBackward<float> g;
-  g.enc_proj = c.in[0].data<float>();
-  g.dec_proj = c.in[1].data<float>();
-  g.w = c.in[2].data<float>();
-  g.features = c.in[3].data<float>();
-  g.gate = c.in[4].data<float>();
-  g.alpha = c.in[5].data<float>();
-  g.context = c.in[6].data<float>();
-  size_t k = 7;
-  if (p.has_scale) g.scale = c.in[k++].data<float>();
-  g.grad_z = c.in[k++].data<float>();
-  g.grad_alpha = c.in[k++].data<float>();
-  if (p.running) g.grad_sum = c.in[k++].data<float>();
-  auto out = [&](size_t i) { return i < c.out.size() ? f32_or_null(c.out[i]) : nullptr; };
-  g.d_enc_proj = out(0);
-  g.d_dec_proj = out(1);
-  g.d_w = out(2);
-  g.d_bias = out(3);
-  g.d_features = out(4);
-  g.d_gate = out(5);
-  size_t o = 6;
-  if (p.has_sum) g.d_sum_in = out(o++);
-  if (p.has_scale) g.d_scale = out(o++);
-
+  const kernels::cpu::AttentionStepBackward<float> g = attention_step_backward_args<float>(c);
   const int64_t chunks = kcu::attention_backward_chunks(p.batch, p.positions, p.att_dim);
   const Shape partial_shape{chunks, p.batch, p.att_dim};
   Tensor d_context = Tensor::empty({p.batch, p.feat_dim}, DType::F32, dev);
@@ -123,7 +82,7 @@ void attention_step_cuda_backward(const OpCall& c) {
   ws.alpha_grad = f32_or_null(alpha_grad);
   ws.dd_partial = f32_or_null(dd_partial);
   ws.dw_partial = f32_or_null(dw_partial);
-  kcu::attention_step_backward(p.activation, g, step_shape(p), ws, cuda::stream(dev));
+  kcu::attention_step_backward(p.activation, g, attention_step_shape(p), ws, cuda::stream(dev));
 }
 
 [[maybe_unused]] const bool registered = [] {

@@ -35,60 +35,21 @@ void attention_cpu_backward(const OpCall& c) {
   });
 }
 
-kc::AttentionStepShape step_shape(const AttentionStepParams& p) {
-  return {p.batch, p.positions, p.att_dim, p.feat_dim, p.dec_ld, p.gate_ld};
-}
-
 // in = {enc_proj, dec_proj, w, bias, features, gate[, sum][, scale]},
 // out = {z, alpha[, sum_out], context}.
 void attention_step_cpu_forward(const OpCall& c) {
   const auto& p = c.get<AttentionStepParams>();
   dispatch_floating(c.in[0].dtype(), "attention_step", [&]<typename T>() {
-    kc::AttentionStepForward<T> f;
-    f.enc_proj = c.in[0].data<T>();
-    f.dec_proj = c.in[1].data<T>();
-    f.w = c.in[2].data<T>();
-    f.bias = c.in[3].data<T>();
-    f.features = c.in[4].data<T>();
-    f.gate = c.in[5].data<T>();
-    size_t k = 6;
-    if (p.has_sum) f.sum_in = c.in[k++].data<T>();
-    if (p.has_scale) f.scale = c.in[k++].data<T>();
-    f.z = c.out[0].data<T>();
-    f.alpha = c.out[1].data<T>();
-    if (p.running) f.sum_out = c.out[2].data<T>();
-    f.context = c.out.back().data<T>();
-    kc::attention_step_forward<T>(p.activation, f, step_shape(p));
+    kc::attention_step_forward<T>(p.activation, attention_step_forward_args<T>(c),
+                                  attention_step_shape(p));
   });
 }
 
 void attention_step_cpu_backward(const OpCall& c) {
   const auto& p = c.get<AttentionStepParams>();
   dispatch_floating(c.in[0].dtype(), "attention_step backward", [&]<typename T>() {
-    kc::AttentionStepBackward<T> g;
-    g.enc_proj = c.in[0].data<T>();
-    g.dec_proj = c.in[1].data<T>();
-    g.w = c.in[2].data<T>();
-    g.features = c.in[3].data<T>();
-    g.gate = c.in[4].data<T>();
-    g.alpha = c.in[5].data<T>();
-    g.context = c.in[6].data<T>();
-    size_t k = 7;
-    if (p.has_scale) g.scale = c.in[k++].data<T>();
-    g.grad_z = c.in[k++].data<T>();
-    g.grad_alpha = c.in[k++].data<T>();
-    if (p.running) g.grad_sum = c.in[k++].data<T>();
-    auto out = [&](size_t i) { return i < c.out.size() ? data_or_null<T>(c.out[i]) : nullptr; };
-    g.d_enc_proj = out(0);
-    g.d_dec_proj = out(1);
-    g.d_w = out(2);
-    g.d_bias = out(3);
-    g.d_features = out(4);
-    g.d_gate = out(5);
-    size_t o = 6;
-    if (p.has_sum) g.d_sum_in = out(o++);
-    if (p.has_scale) g.d_scale = out(o++);
-    kc::attention_step_backward<T>(p.activation, g, step_shape(p));
+    kc::attention_step_backward<T>(p.activation, attention_step_backward_args<T>(c),
+                                   attention_step_shape(p));
   });
 }
 

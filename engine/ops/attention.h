@@ -12,6 +12,7 @@
 // (see kernels/cpu/attention.h for the memory arithmetic).
 #pragma once
 
+#include "engine/op_table.h"
 #include "engine/tensor.h"
 #include "kernels/cpu/attention.h"
 
@@ -65,6 +66,60 @@ struct AttentionStepResult {
   Tensor alpha;      // [B, P]
   Tensor alpha_sum;  // [B, P] when the running sum is enabled
 };
+
+// The kernel arguments of an attention_step call, shared by the CPU and CUDA adapters.
+inline kernels::cpu::AttentionStepShape attention_step_shape(const AttentionStepParams& p) {
+  return {p.batch, p.positions, p.att_dim, p.feat_dim, p.dec_ld, p.gate_ld};
+}
+template <typename T>
+kernels::cpu::AttentionStepForward<T> attention_step_forward_args(const OpCall& c) {
+  const auto& p = c.get<AttentionStepParams>();
+  kernels::cpu::AttentionStepForward<T> f;
+  f.enc_proj = c.in[0].data<T>();
+  f.dec_proj = c.in[1].data<T>();
+  f.w = c.in[2].data<T>();
+  f.bias = c.in[3].data<T>();
+  f.features = c.in[4].data<T>();
+  f.gate = c.in[5].data<T>();
+  size_t k = 6;
+  if (p.has_sum) f.sum_in = c.in[k++].data<T>();
+  if (p.has_scale) f.scale = c.in[k++].data<T>();
+  f.z = c.out[0].data<T>();
+  f.alpha = c.out[1].data<T>();
+  if (p.running) f.sum_out = c.out[2].data<T>();
+  f.context = c.out.back().data<T>();
+  return f;
+}
+template <typename T>
+kernels::cpu::AttentionStepBackward<T> attention_step_backward_args(const OpCall& c) {
+  const auto& p = c.get<AttentionStepParams>();
+  kernels::cpu::AttentionStepBackward<T> g;
+  g.enc_proj = c.in[0].data<T>();
+  g.dec_proj = c.in[1].data<T>();
+  g.w = c.in[2].data<T>();
+  g.features = c.in[3].data<T>();
+  g.gate = c.in[4].data<T>();
+  g.alpha = c.in[5].data<T>();
+  g.context = c.in[6].data<T>();
+  size_t k = 7;
+  if (p.has_scale) g.scale = c.in[k++].data<T>();
+  g.grad_z = c.in[k++].data<T>();
+  g.grad_alpha = c.in[k++].data<T>();
+  if (p.running) g.grad_sum = c.in[k++].data<T>();
+  auto out = [&](size_t i) -> T* {
+    return i < c.out.size() && c.out[i].defined() ? c.out[i].template data<T>() : nullptr;
+  };
+  g.d_enc_proj = out(0);
+  g.d_dec_proj = out(1);
+  g.d_w = out(2);
+  g.d_bias = out(3);
+  g.d_features = out(4);
+  g.d_gate = out(5);
+  size_t o = 6;
+  if (p.has_sum) g.d_sum_in = out(o++);
+  if (p.has_scale) g.d_scale = out(o++);
+  return g;
+}
 
 // dec_proj [B, A] and gate [B, D] may be column blocks of wider rows (any 2-D view whose
 // columns are contiguous): they are read in place.
