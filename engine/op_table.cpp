@@ -56,8 +56,9 @@ std::array<OpInfo, kOpCount>& table() {
     set(OpId::NhwcPack, "nhwc_pack", false);
     set(OpId::NhwcUnpack, "nhwc_unpack", false);
     set(OpId::FoldPackNhwc, "fold_pack_nhwc", false);
-    set(OpId::ConvNhwc, "conv_nhwc", false);
+    set(OpId::ConvNhwc, "conv_nhwc", true);
     set(OpId::MaxPoolNhwc, "max_pool_nhwc", false);
+    set(OpId::BatchNormNhwc, "batch_norm_nhwc", true);
     return init;
   }();
   return t;

@@ -43,9 +43,9 @@ enum class OpId : int {
   LstmCell, LstmGates, AdditiveAttention, AttentionStep,
   // optimisers (no backward)
   SgdStep, AdamStep, SumOfSquares, Scale, ClipCoefficient,
-  // NHWC bfloat16 inference (no backward): layout packing, weight folding, convolution,
-  // max pooling
-  NhwcPack, NhwcUnpack, FoldPackNhwc, ConvNhwc, MaxPoolNhwc,
+  // NHWC bfloat16: layout packing, weight folding (no backward), convolution, max pooling
+  // (no backward), training-mode batch norm with residual and ReLU
+  NhwcPack, NhwcUnpack, FoldPackNhwc, ConvNhwc, MaxPoolNhwc, BatchNormNhwc,
   Count
 };
 inline constexpr int kOpCount = static_cast<int>(OpId::Count);

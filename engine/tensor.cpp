@@ -120,9 +120,15 @@ bool Tensor::is_contiguous() const {
 
 std::string Tensor::describe() const {
   if (!defined()) return "undefined tensor";
-  const char* names[] = {"float32", "float64", "int32", "int64"};
-  return str(names[static_cast<int>(dtype())], shape_string(shape()), " on ",
-             device().to_string());
+  const char* name = "?";
+  switch (dtype()) {
+    case DType::F32: name = "float32"; break;
+    case DType::F64: name = "float64"; break;
+    case DType::I32: name = "int32"; break;
+    case DType::I64: name = "int64"; break;
+    case DType::BF16: name = "bfloat16"; break;  // was read past the end of a 4-name table
+  }
+  return str(name, shape_string(shape()), " on ", device().to_string());
 }
 
 void* Tensor::raw_data() const {

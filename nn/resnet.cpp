@@ -48,6 +48,19 @@ Tensor conv_bn_nhwc(const Conv2d& conv, const BatchNorm2d& bn, const Tensor& x,
                                       bn.running_var, bn.eps, kChannelMultiple);
   return conv_nhwc(x, k.weight, k.bias, residual, {conv.options(), relu});
 }
+// conv + batch norm in training on NHWC bfloat16 x: the convolution on a bfloat16 copy of
+// the weight (its gradient reaches the float32 weight), the batch norm with batch
+// statistics, then the residual and ReLU, in one pass.
+Tensor conv_bn_train_nhwc(const Conv2d& conv, const BatchNorm2d& bn, const Tensor& x,
+                          const Tensor& residual, bool relu) {
+  const Tensor y = conv_nhwc(x, nhwc_pack(conv.weight), Tensor(), Tensor(), {conv.options(), false});
+  return batch_norm_nhwc(y, bn.weight, bn.bias, bn.running_mean, bn.running_var, residual,
+                         {bn.momentum, bn.eps, relu});
+}
+
+bool trains_nhwc(const Conv2d& conv, const BatchNorm2d& bn) {
+  return !bn.uses_running_stats() && !conv.bias.defined();
+}
 }  // namespace
 
 ResidualBlock::Downsample::Downsample(int64_t in, int64_t out, int64_t stride, Generator& gen)
@@ -110,6 +123,23 @@ Tensor ResidualBlock::forward_nhwc_bf16(const Tensor& x) const {
   return conv_bn_nhwc(*conv2_, *bn2_, y, identity, true);
 }
 
+Tensor ResidualBlock::forward_nhwc_train(const Tensor& x) const {
+  const Tensor identity =
+      downsample_ ? conv_bn_train_nhwc(downsample_->conv, downsample_->bn, x, Tensor(), false) : x;
+  Tensor y = conv_bn_train_nhwc(*conv1_, *bn1_, x, Tensor(), true);
+  if (kind_ == BlockKind::Bottleneck) {
+    y = conv_bn_train_nhwc(*conv2_, *bn2_, y, Tensor(), true);
+    return conv_bn_train_nhwc(*conv3_, *bn3_, y, identity, true);
+  }
+  return conv_bn_train_nhwc(*conv2_, *bn2_, y, identity, true);
+}
+
+bool ResidualBlock::trains_nhwc() const {
+  return nn::trains_nhwc(*conv1_, *bn1_) && nn::trains_nhwc(*conv2_, *bn2_) &&
+         (!conv3_ || nn::trains_nhwc(*conv3_, *bn3_)) &&
+         (!downsample_ || nn::trains_nhwc(downsample_->conv, downsample_->bn));
+}
+
 bool ResidualBlock::foldable() const {
   return can_fold_batch_norm(*conv1_, *bn1_) && can_fold_batch_norm(*conv2_, *bn2_) &&
          (!conv3_ || can_fold_batch_norm(*conv3_, *bn3_)) &&
@@ -134,6 +164,18 @@ Tensor Stage::forward_nhwc_bf16(const Tensor& x) const {
   Tensor y = x;
   for (const auto& b : blocks_) y = b->forward_nhwc_bf16(y);
   return y;
+}
+
+Tensor Stage::forward_nhwc_train(const Tensor& x) const {
+  Tensor y = x;
+  for (const auto& b : blocks_) y = b->forward_nhwc_train(y);
+  return y;
+}
+
+bool Stage::trains_nhwc() const {
+  for (const auto& b : blocks_)
+    if (!b->trains_nhwc()) return false;
+  return true;
 }
 
 bool Stage::foldable() const {
@@ -190,7 +232,15 @@ bool ResNet::runs_nhwc_bf16(const Tensor& x) const {
   return nhwc_bf16_stages(x) == static_cast<int>(stages_.size());
 }
 
-Tensor ResNet::forward_nhwc_bf16(const Tensor& x, int stages) const {
+int ResNet::nhwc_train_stages(const Tensor& x) const {
+  const int k = nhwc_bf16_stages(x);
+  if (k < 0) return 0;
+  int t = 0;
+  while (k + t < static_cast<int>(stages_.size()) && stages_[k + t]->trains_nhwc()) ++t;
+  return t;
+}
+
+Tensor ResNet::forward_nhwc_bf16(const Tensor& x, int stages, bool train_nhwc) const {
   check_images(x);
   const int n = static_cast<int>(stages_.size());
   if (stages < 0) stages = n;
@@ -201,16 +251,19 @@ Tensor ResNet::forward_nhwc_bf16(const Tensor& x, int stages) const {
                 "gradient)");
   Tensor y = max_pool_nhwc(conv_bn_nhwc(*conv1_, *bn1_, nhwc_pack(x, kChannelMultiple), Tensor(), true),
                            stem_pool());
-  for (int s = 0; s < stages; ++s) y = stages_[s]->forward_nhwc_bf16(y);
+  int s = 0;
+  for (; s < stages; ++s) y = stages_[s]->forward_nhwc_bf16(y);
+  // The stages that train with batch statistics, in NHWC too when asked.
+  for (; train_nhwc && s < n && stages_[s]->trains_nhwc(); ++s) y = stages_[s]->forward_nhwc_train(y);
   Tensor out = nhwc_unpack(y);
-  // The stages that train (or are not foldable) run layer by layer.
-  for (int s = stages; s < n; ++s) out = stages_[s]->forward(out, batch_norm_folding);
+  // The others run layer by layer.
+  for (; s < n; ++s) out = stages_[s]->forward(out, batch_norm_folding);
   return out;
 }
 
 Tensor ResNet::forward(const Tensor& x) const {
   check_images(x);
-  if (const int k = nhwc_bf16_stages(x); k >= 0) return forward_nhwc_bf16(x, k);
+  if (const int k = nhwc_bf16_stages(x); k >= 0) return forward_nhwc_bf16(x, k, true);
   Tensor y = max_pool2d(relu(conv_batch_norm(*conv1_, *bn1_, x, batch_norm_folding)), stem_pool());
   for (const auto& s : stages_) y = s->forward(y, batch_norm_folding);
   return y;

@@ -32,8 +32,16 @@ class ResidualBlock : public Module {
   Tensor forward(const Tensor& x, BatchNormFolding folding) const;
   // The block on NHWC bfloat16 activations, every batch norm folded (ResNet::forward_nhwc_bf16).
   Tensor forward_nhwc_bf16(const Tensor& x) const;
+  // The block training on NHWC bfloat16 activations: each convolution on a bfloat16 copy of
+  // its float32 weight, each batch norm with batch statistics (running statistics updated),
+  // the residual add and ReLU fused into the last one; gradients reach the float32
+  // parameters (ResNet::forward_nhwc_bf16 with train_nhwc).
+  Tensor forward_nhwc_train(const Tensor& x) const;
   // Whether every conv + batch norm pair of the block can be folded now.
   bool foldable() const;
+  // Whether forward_nhwc_train computes the block's function: every batch norm normalises
+  // with batch statistics (Train mode, not frozen) and no convolution has a bias.
+  bool trains_nhwc() const;
 
  private:
   BlockKind kind_;
@@ -53,7 +61,9 @@ class Stage : public Module {
   Stage(BlockKind kind, int64_t& in, int64_t planes, int blocks, int64_t stride, Generator& gen);
   Tensor forward(const Tensor& x, BatchNormFolding folding) const;
   Tensor forward_nhwc_bf16(const Tensor& x) const;
+  Tensor forward_nhwc_train(const Tensor& x) const;
   bool foldable() const;
+  bool trains_nhwc() const;
 
  private:
   std::vector<std::unique_ptr<ResidualBlock>> blocks_;
@@ -72,15 +82,25 @@ class Stage : public Module {
 // gradient and the stem's batch norm foldable (Eval mode or frozen), unless
 // CAPTION_ENCODER_NHWC=0 (or nhwc_bf16 = false). When only the first stages fold (a
 // partly fine-tuned encoder: --fine-tune from:N freezes the stem and layers 1..N-1), those
-// run in NHWC and the rest layer by layer, with their gradients as before.
+// run folded in NHWC, and the stages that train stay in NHWC bfloat16 too
+// (forward_nhwc_train: bfloat16 copies of the weights for cuDNN's NHWC convolutions and
+// their gradients, batch norm with batch statistics fused with the residual and ReLU);
+// only the encoder's output is converted back. A stage that neither folds nor trains
+// with batch statistics (Eval mode while differentiated) and the stages after it run
+// layer by layer. With the stem trained (--fine-tune all) the whole pass is layer by layer.
 class ResNet : public Module {
  public:
   ResNet(const ResNetSpec& spec, Generator& gen);
   Tensor forward(const Tensor& x) const;
-  // The stem and the first `stages` stages (-1: all) in NHWC bfloat16, then the other
-  // stages layer by layer (any device; the CPU runs the reference kernels). Refuses when
-  // a batch norm of that prefix cannot be folded now, or an input requiring grad.
-  Tensor forward_nhwc_bf16(const Tensor& x, int stages = -1) const;
+  // The stem and the first `stages` stages (-1: all) folded in NHWC bfloat16, then, with
+  // train_nhwc, the following stages whose blocks all train_nhwc() in NHWC bfloat16 too,
+  // then the other stages layer by layer (any device; the CPU runs the reference
+  // kernels). Refuses when a batch norm of that prefix cannot be folded now, or an input
+  // requiring grad.
+  Tensor forward_nhwc_bf16(const Tensor& x, int stages = -1, bool train_nhwc = false) const;
+  // How many stages after the folded prefix of nhwc_bf16_stages(x) forward(x) trains in
+  // NHWC bfloat16 (0 when it takes the layer-by-layer path).
+  int nhwc_train_stages(const Tensor& x) const;
   // How many stages forward(x) runs in NHWC bfloat16 after the stem (0 to 4), or -1 when
   // it does not take that path at all.
   int nhwc_bf16_stages(const Tensor& x) const;

@@ -365,6 +365,30 @@ void conv2d_cuda_forward(const OpCall& c) {
   }
 }
 
+// cuDNN's backward-data and backward-filter calls on operands already in the plan's type
+// and layout (dx = conv^T(w, dy), dw = conv^T(x, dy)), choosing the algorithm at first use.
+void backward_data(Plan& plan, const Conv2dParams& p, cudnnHandle_t h, Device dev, const void* w,
+                   const void* gy, void* dx) {
+  const float one = 1.f, zero = 0.f;
+  if (!plan.backward_data.chosen) choose_backward_data(plan, p, h);
+  CAPTION_CUDNN_CHECK(cudnnSetConvolutionMathType(plan.conv, plan.backward_data.math));
+  const Tensor ws = workspace(plan.backward_data.bytes, dev);
+  CAPTION_CUDNN_CHECK(cudnnConvolutionBackwardData(h, &one, plan.w, w, plan.y, gy, plan.conv,
+                                                   plan.backward_data.algo, ptr_or_null(ws),
+                                                   plan.backward_data.bytes, &zero, plan.x, dx));
+}
+
+void backward_filter(Plan& plan, const Conv2dParams& p, cudnnHandle_t h, Device dev,
+                     const void* x, const void* gy, void* dw) {
+  const float one = 1.f, zero = 0.f;
+  if (!plan.backward_filter.chosen) choose_backward_filter(plan, p, h);
+  CAPTION_CUDNN_CHECK(cudnnSetConvolutionMathType(plan.conv, plan.backward_filter.math));
+  const Tensor ws = workspace(plan.backward_filter.bytes, dev);
+  CAPTION_CUDNN_CHECK(cudnnConvolutionBackwardFilter(h, &one, plan.x, x, plan.y, gy, plan.conv,
+                                                     plan.backward_filter.algo, ptr_or_null(ws),
+                                                     plan.backward_filter.bytes, &zero, plan.w, dw));
+}
+
 // Backward: in = {x, weight, grad_y}, out = {grad_x, grad_weight, grad_bias}.
 void conv2d_cuda_backward(const OpCall& c) {
   const auto& p = c.get<Conv2dParams>();
@@ -372,7 +396,6 @@ void conv2d_cuda_backward(const OpCall& c) {
   const Device dev = c.in[2].device();
   cudnnHandle_t h = cuda::context(dev).cudnn;
   Plan& plan = plan_for(p, dev);
-  const float one = 1.f, zero = 0.f;
   const float* gy = c.in[2].data<float>();
   const bool want_dx = c.out[0].defined(), want_dw = c.out.size() > 1 && c.out[1].defined();
   // Under autocast: bfloat16 copies of the operands, results widened afterwards.
@@ -380,27 +403,17 @@ void conv2d_cuda_backward(const OpCall& c) {
   const Tensor gy16 = p.bf16 && (want_dx || want_dw) ? to_bf16(c.in[2], l) : Tensor();
   const void* gy_op = p.bf16 ? gy16.raw_data() : static_cast<const void*>(gy);
   if (want_dx) {
-    if (!plan.backward_data.chosen) choose_backward_data(plan, p, h);
-    CAPTION_CUDNN_CHECK(cudnnSetConvolutionMathType(plan.conv, plan.backward_data.math));
-    const Tensor ws = workspace(plan.backward_data.bytes, dev);
     const Tensor w16 = p.bf16 ? to_bf16(c.in[1], l) : Tensor();
     const Tensor dx16 = p.bf16 ? bf16_buffer(c.out[0].numel(), dev) : Tensor();
-    CAPTION_CUDNN_CHECK(cudnnConvolutionBackwardData(
-        h, &one, plan.w, p.bf16 ? w16.raw_data() : c.in[1].raw_data(), plan.y, gy_op, plan.conv,
-        plan.backward_data.algo, ptr_or_null(ws), plan.backward_data.bytes, &zero, plan.x,
-        p.bf16 ? dx16.raw_data() : c.out[0].raw_data()));
+    backward_data(plan, p, h, dev, p.bf16 ? w16.raw_data() : c.in[1].raw_data(), gy_op,
+                  p.bf16 ? dx16.raw_data() : c.out[0].raw_data());
     if (p.bf16) widen(dx16, c.out[0], l);
   }
   if (want_dw) {
-    if (!plan.backward_filter.chosen) choose_backward_filter(plan, p, h);
-    CAPTION_CUDNN_CHECK(cudnnSetConvolutionMathType(plan.conv, plan.backward_filter.math));
-    const Tensor ws = workspace(plan.backward_filter.bytes, dev);
     const Tensor x16 = p.bf16 ? to_bf16(c.in[0], l) : Tensor();
     const Tensor dw16 = p.bf16 ? bf16_buffer(c.out[1].numel(), dev) : Tensor();
-    CAPTION_CUDNN_CHECK(cudnnConvolutionBackwardFilter(
-        h, &one, plan.x, p.bf16 ? x16.raw_data() : c.in[0].raw_data(), plan.y, gy_op, plan.conv,
-        plan.backward_filter.algo, ptr_or_null(ws), plan.backward_filter.bytes, &zero, plan.w,
-        p.bf16 ? dw16.raw_data() : c.out[1].raw_data()));
+    backward_filter(plan, p, h, dev, p.bf16 ? x16.raw_data() : c.in[0].raw_data(), gy_op,
+                    p.bf16 ? dw16.raw_data() : c.out[1].raw_data());
     if (p.bf16) widen(dw16, c.out[1], l);
   }
   if (c.out.size() > 2 && c.out[2].defined()) {
@@ -437,9 +450,24 @@ void conv_nhwc_cuda_forward(const OpCall& c) {
       p.out_channels, op.relu, cuda::stream(dev));
 }
 
+// Backward of the NHWC op (recorded only without an epilogue): in = {x, w, grad_y}, all
+// bfloat16 NHWC as the plan describes them, out = {grad_x, grad_w, grad_bias,
+// grad_residual} (the last two undefined), written by cuDNN in bfloat16 directly.
+void conv_nhwc_cuda_backward(const OpCall& c) {
+  const Conv2dParams& p = c.get<ConvNhwcParams>().g;
+  CAPTION_CHECK(p.nhwc && p.bf16, "conv_nhwc on CUDA: geometry not marked NHWC bfloat16");
+  const Device dev = c.in[2].device();
+  cudnnHandle_t h = cuda::context(dev).cudnn;
+  Plan& plan = plan_for(p, dev);
+  if (c.out[0].defined())
+    backward_data(plan, p, h, dev, c.in[1].raw_data(), c.in[2].raw_data(), c.out[0].raw_data());
+  if (c.out[1].defined())
+    backward_filter(plan, p, h, dev, c.in[0].raw_data(), c.in[2].raw_data(), c.out[1].raw_data());
+}
+
 [[maybe_unused]] const bool registered = [] {
   register_kernels(OpId::Conv2d, DeviceType::CUDA, conv2d_cuda_forward, conv2d_cuda_backward);
-  register_kernels(OpId::ConvNhwc, DeviceType::CUDA, conv_nhwc_cuda_forward, nullptr);
+  register_kernels(OpId::ConvNhwc, DeviceType::CUDA, conv_nhwc_cuda_forward, conv_nhwc_cuda_backward);
   return true;
 }();
 

@@ -1,8 +1,9 @@
 // CUDA adapters and table registration of the elementwise ops (add, sub, mul, div,
 // relu, tanh, sigmoid, copy): the same params and OpCall contract as the CPU side
 // (engine/ops/elementwise.cpp), arithmetic in kernels/cuda/elementwise.cu, every launch
-// on the device's stream. Arithmetic is float32 only; Copy moves 4- or 8-byte elements
-// of any dtype, since Tensor::contiguous() and strided copy_ go through it.
+// on the device's stream. Arithmetic is float32, and bfloat16 for add of equal shapes (the
+// gradients of NHWC activations); Copy moves elements of any dtype, since
+// Tensor::contiguous() and strided copy_ go through it.
 #include <algorithm>
 
 #include "engine/cuda/adapter.h"
@@ -11,6 +12,7 @@
 #include "engine/ops/elementwise.h"
 #include "kernels/broadcast.h"
 #include "kernels/cuda/elementwise.h"
+#include "kernels/cuda/nhwc.h"
 
 namespace caption {
 
@@ -32,6 +34,11 @@ kernels::BroadcastLayout layout_of(const Shape& a, const Shape& b, const Shape& 
 
 void binary_cuda_forward(const OpCall& c) {
   const auto& p = c.get<BinaryParams>();
+  if (c.in[0].dtype() == DType::BF16) {  // add of equal shapes only (binary() checks)
+    kcu::add_bf16(c.in[0].data<uint16_t>(), c.in[1].data<uint16_t>(), c.out[0].data<uint16_t>(),
+                  c.out[0].numel(), cuda::stream(c.out[0].device()));
+    return;
+  }
   require_f32(c.in[0], "binary op");
   require_f32(c.in[1], "binary op");
   const Tensor& out = c.out[0];
@@ -44,6 +51,14 @@ void binary_cuda_forward(const OpCall& c) {
 void binary_cuda_backward(const OpCall& c) {
   const auto& p = c.get<BinaryParams>();
   const Tensor& g = c.in[2];
+  if (g.dtype() == DType::BF16) {  // add of equal shapes: both gradients are g
+    for (const Tensor& out : c.out)
+      if (out.defined()) {
+        Tensor dst = out;
+        strided_copy(dst, g);
+      }
+    return;
+  }
   require_f32(g, "binary op backward");
   kcu::binary_backward(p.op, f32_or_null(c.in[0]), f32_or_null(c.in[1]), g.data<float>(),
                        f32_or_null(c.out[0]), shape_numel(p.a_shape), f32_or_null(c.out[1]),

@@ -1,9 +1,12 @@
 // Elementwise ops: tensor-level functions, their CPU adapters and table registration.
 #include "engine/ops/elementwise.h"
 
+#include <cstring>
+
 #include "engine/dispatch.h"
 #include "engine/op_node.h"
 #include "engine/op_table.h"
+#include "kernels/cpu/nhwc.h"
 
 namespace caption {
 
@@ -42,6 +45,11 @@ kc::BroadcastLayout make_layout(const Shape& a, const Shape& b, const Shape& out
 
 void binary_cpu_forward(const OpCall& c) {
   const auto& p = c.get<BinaryParams>();
+  if (c.in[0].dtype() == DType::BF16) {  // add of equal shapes only (binary() checks)
+    kc::add_bf16(c.in[0].data<uint16_t>(), c.in[1].data<uint16_t>(), c.out[0].data<uint16_t>(),
+                 c.out[0].numel());
+    return;
+  }
   const kc::BroadcastLayout l = make_layout(p.a_shape, p.b_shape, c.out[0].shape());
   dispatch_floating(c.in[0].dtype(), "binary op", [&]<typename T>() {
     kc::binary_forward<T>(p.op, c.in[0].data<T>(), c.in[1].data<T>(), c.out[0].data<T>(), l);
@@ -52,6 +60,11 @@ void binary_cpu_forward(const OpCall& c) {
 void binary_cpu_backward(const OpCall& c) {
   const auto& p = c.get<BinaryParams>();
   const Tensor& g = c.in[2];
+  if (g.dtype() == DType::BF16) {  // add of equal shapes: both gradients are g
+    for (const Tensor& out : c.out)
+      if (out.defined()) std::memcpy(out.raw_data(), g.raw_data(), g.nbytes());
+    return;
+  }
   const kc::BroadcastLayout l = make_layout(p.a_shape, p.b_shape, g.shape());
   dispatch_floating(g.dtype(), "binary op backward", [&]<typename T>() {
     kc::binary_backward<T>(p.op, data_or_null<T>(c.in[0]), data_or_null<T>(c.in[1]),
@@ -115,6 +128,11 @@ void check_same_device_dtype(const Tensor& a, const Tensor& b, std::string_view 
 Tensor binary(kc::BinaryOp op, const Tensor& a_in, const Tensor& b_in) {
   const OpId id = binary_op_id(op);
   check_same_device_dtype(a_in, b_in, op_name(id));
+  // bfloat16 (NHWC activations and their gradients, which autograd sums where an
+  // activation feeds two layers): addition of equal shapes, float32 sum, one rounding.
+  CAPTION_CHECK(a_in.dtype() != DType::BF16 || (op == kc::BinaryOp::Add && a_in.shape() == b_in.shape()),
+                op_name(id), ": bfloat16 operands support only add of equal shapes, got ",
+                a_in.describe(), " and ", b_in.describe());
   const Tensor a = a_in.contiguous(), b = b_in.contiguous();
   BinaryParams p{op, a.shape(), b.shape()};
   Tensor out = Tensor::empty(broadcast_shapes(a.shape(), b.shape(), op_name(id).data()),

@@ -1,10 +1,12 @@
 // NHWC bfloat16 inference ops: validation, the CPU adapters and table registration.
 #include "engine/ops/nhwc.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "engine/autograd.h"
 #include "engine/dispatch.h"
+#include "engine/op_node.h"
 #include "engine/op_table.h"
 #include "kernels/bf16.h"
 
@@ -69,6 +71,68 @@ void conv_nhwc_cpu(const OpCall& c) {
                          g.batch * g.out_plane(), g.out_channels, p.relu);
 }
 
+// Backward: in = {x, w, grad_y}, out = {grad_x, grad_w, grad_bias, grad_residual} (the last
+// two always undefined: the op records itself only without an epilogue). The gradients are
+// float32 NCHW convolution gradients of the widened operands, rounded to bfloat16 (as
+// cuDNN's bfloat16 backward convolutions store them).
+void conv_nhwc_cpu_backward(const OpCall& c) {
+  const auto& p = c.get<ConvNhwcParams>();
+  kc::Conv2dGeometry g = p.g;
+  g.nhwc = false;
+  g.bf16 = false;
+  const bool want_dx = c.out[0].defined(), want_dw = c.out[1].defined();
+  if (!want_dx && !want_dw) return;
+  const Tensor x = Tensor::empty({g.batch, g.in_channels, g.in_h, g.in_w});
+  const Tensor w = Tensor::empty({g.out_channels, g.in_channels, g.kernel_h, g.kernel_w});
+  const Tensor gy = Tensor::empty({g.batch, g.out_channels, g.out_h, g.out_w});
+  kc::nhwc_bf16_to_nchw({g.batch, g.in_channels, g.in_h * g.in_w}, c.in[0].data<uint16_t>(),
+                        x.data<float>());
+  kc::nhwc_bf16_to_nchw({g.out_channels, g.in_channels, g.kernel_h * g.kernel_w},
+                        c.in[1].data<uint16_t>(), w.data<float>());
+  kc::nhwc_bf16_to_nchw({g.batch, g.out_channels, g.out_plane()}, c.in[2].data<uint16_t>(),
+                        gy.data<float>());
+  const Tensor dx = want_dx ? Tensor::empty(x.shape()) : Tensor();
+  const Tensor dw = want_dw ? Tensor::empty(w.shape()) : Tensor();
+  const int64_t ws_elems = kc::conv2d_workspace_elems(g);
+  const Tensor ws = ws_elems > 0 ? Tensor::empty({ws_elems}) : Tensor();
+  kc::conv2d_backward<float>(g, x.data<float>(), w.data<float>(), gy.data<float>(),
+                             data_or_null<float>(dx), data_or_null<float>(dw), nullptr,
+                             data_or_null<float>(ws));
+  if (want_dx)
+    kc::nchw_to_nhwc_bf16({g.batch, g.in_channels, g.in_h * g.in_w}, dx.data<float>(),
+                          c.out[0].data<uint16_t>());
+  if (want_dw)
+    kc::nchw_to_nhwc_bf16({g.out_channels, g.in_channels, g.kernel_h * g.kernel_w},
+                          dw.data<float>(), c.out[1].data<uint16_t>());
+}
+
+// in = {x, weight, bias, residual, running_mean, running_var} (all but x may be
+// undefined), out = {y, save_mean, save_invstd}.
+void batch_norm_nhwc_cpu(const OpCall& c) {
+  const auto& p = c.get<BatchNormNhwcParams>();
+  const Tensor coef = Tensor::empty({2 * p.channels});
+  kc::batch_norm_nhwc_forward(p, c.in[0].data<uint16_t>(), data_or_null<float>(c.in[1]),
+                              data_or_null<float>(c.in[2]),
+                              c.in[3].defined() ? c.in[3].data<uint16_t>() : nullptr,
+                              data_or_null<float>(c.in[4]), data_or_null<float>(c.in[5]),
+                              c.out[0].data<uint16_t>(), c.out[1].data<float>(),
+                              c.out[2].data<float>(), coef.data<float>());
+}
+
+// Backward: in = {x, weight, save_mean, save_invstd, y, grad_y}, out = {grad_x,
+// grad_weight, grad_bias, grad_residual}, each may be undefined.
+void batch_norm_nhwc_cpu_backward(const OpCall& c) {
+  const auto& p = c.get<BatchNormNhwcParams>();
+  const Tensor coef = Tensor::empty({3 * p.channels});
+  auto bf16_or_null = [](const Tensor& t) { return t.defined() ? t.data<uint16_t>() : nullptr; };
+  kc::batch_norm_nhwc_backward(p, c.in[0].data<uint16_t>(), c.in[4].data<uint16_t>(),
+                               data_or_null<float>(c.in[1]), c.in[2].data<float>(),
+                               c.in[3].data<float>(), c.in[5].data<uint16_t>(),
+                               bf16_or_null(c.out[0]), data_or_null<float>(c.out[1]),
+                               data_or_null<float>(c.out[2]), bf16_or_null(c.out[3]),
+                               coef.data<float>());
+}
+
 void max_pool_nhwc_cpu(const OpCall& c) {
   kc::max_pool_nhwc_bf16(c.get<MaxPoolNhwcParams>(), c.in[0].data<uint16_t>(),
                          c.out[0].data<uint16_t>());
@@ -78,7 +142,9 @@ void max_pool_nhwc_cpu(const OpCall& c) {
   register_kernels(OpId::NhwcPack, DeviceType::CPU, nhwc_pack_cpu, nullptr);
   register_kernels(OpId::NhwcUnpack, DeviceType::CPU, nhwc_unpack_cpu, nullptr);
   register_kernels(OpId::FoldPackNhwc, DeviceType::CPU, fold_pack_nhwc_cpu, nullptr);
-  register_kernels(OpId::ConvNhwc, DeviceType::CPU, conv_nhwc_cpu, nullptr);
+  register_kernels(OpId::ConvNhwc, DeviceType::CPU, conv_nhwc_cpu, conv_nhwc_cpu_backward);
+  register_kernels(OpId::BatchNormNhwc, DeviceType::CPU, batch_norm_nhwc_cpu,
+                   batch_norm_nhwc_cpu_backward);
   register_kernels(OpId::MaxPoolNhwc, DeviceType::CPU, max_pool_nhwc_cpu, nullptr);
   return true;
 }();
@@ -95,14 +161,19 @@ Tensor nhwc_pack(const Tensor& x_in, int64_t channel_multiple) {
   CAPTION_CHECK(x_in.defined() && x_in.dim() == 4 && x_in.dtype() == DType::F32,
                 "nhwc_pack: input must be a 4-d float32 tensor [B, C, H, W], got ",
                 x_in.defined() ? x_in.describe() : "an undefined tensor");
-  refuse_grad({x_in}, "nhwc_pack");
   const Tensor x = x_in.contiguous();
   const Shape& s = x.shape();
   const int64_t cp = padded_channels(s[1], channel_multiple, "nhwc_pack");
+  CAPTION_CHECK(cp == s[1] || !any_requires_grad({x_in}), "nhwc_pack: ", x_in.describe(),
+                " requires grad; only packing without padded channels is differentiable");
   NhwcPackParams p{s[0], s[1], s[2] * s[3], cp};
   Tensor y = Tensor::empty({s[0], s[2], s[3], cp}, DType::BF16, x.device());
   std::vector<Tensor> in{x}, out{y};
   run_forward(OpId::NhwcPack, x.device(), OpCall{in, out, &p});
+  // The gradient of a packing is the unpacking of the gradient (exact).
+  record_lambda("nhwc_pack_backward", {x}, {y}, [](const std::vector<Tensor>& g) {
+    return std::vector<Tensor>{nhwc_unpack(g[0])};
+  });
   return y;
 }
 
@@ -146,13 +217,17 @@ PackedConv fold_pack_nhwc(const Tensor& w_in, const Tensor& conv_bias, const Ten
 
 Tensor nhwc_unpack(const Tensor& x_in) {
   require_bf16(x_in, "nhwc_unpack", "input");
-  refuse_grad({x_in}, "nhwc_unpack");
   const Tensor x = x_in.contiguous();
   const Shape& s = x.shape();
   NhwcPackParams p{s[0], s[3], s[1] * s[2], s[3]};
   Tensor y = Tensor::empty(nchw_of(s), DType::F32, x.device());
   std::vector<Tensor> in{x}, out{y};
   run_forward(OpId::NhwcUnpack, x.device(), OpCall{in, out, &p});
+  // The gradient of an unpacking is the packing of the gradient, rounded to bfloat16 (as
+  // autocast rounds the gradients that reach its bfloat16 values).
+  record_lambda("nhwc_unpack_backward", {x}, {y}, [](const std::vector<Tensor>& g) {
+    return std::vector<Tensor>{nhwc_pack(g[0])};
+  });
   return y;
 }
 
@@ -160,7 +235,10 @@ Tensor conv_nhwc(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, con
                  ConvNhwcOptions o) {
   require_bf16(x_in, "conv_nhwc", "input");
   require_bf16(w_in, "conv_nhwc", "weight");
-  refuse_grad({x_in, w_in, b_in, r_in}, "conv_nhwc");
+  const bool differentiate = any_requires_grad({x_in, w_in, b_in, r_in});
+  CAPTION_CHECK(!differentiate || (!b_in.defined() && !r_in.defined() && !o.relu),
+                "conv_nhwc: an input requires grad; only the plain convolution (no bias, "
+                "residual or ReLU, which batch_norm_nhwc applies in training) is differentiable");
   const Shape xs = nchw_of(x_in.shape()), ws = nchw_of(w_in.shape());
   CAPTION_CHECK(xs[1] == ws[1], "conv_nhwc: input ", x_in.describe(), " has ", xs[1],
                 " channels but weight ", w_in.describe(), " expects ", ws[1]);
@@ -188,6 +266,57 @@ Tensor conv_nhwc(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, con
   Tensor y = Tensor::empty(out_shape, DType::BF16, x.device());
   std::vector<Tensor> in{x, w, b, r}, out{y};
   run_forward(OpId::ConvNhwc, x.device(), OpCall{in, out, &p});
+  record_op(OpId::ConvNhwc, p, in, {x, w}, out);
+  return y;
+}
+
+Tensor batch_norm_nhwc(const Tensor& x_in, const Tensor& weight, const Tensor& bias,
+                       const Tensor& running_mean, const Tensor& running_var,
+                       const Tensor& residual, BatchNormNhwcOptions o) {
+  require_bf16(x_in, "batch_norm_nhwc", "input");
+  const int64_t C = x_in.size(3);
+  const Tensor* vectors[] = {&weight, &bias, &running_mean, &running_var};
+  const char* names[] = {"weight", "bias", "running_mean", "running_var"};
+  for (int i = 0; i < 4; ++i) {
+    const Tensor& t = *vectors[i];
+    CAPTION_CHECK(!t.defined() || (t.dim() == 1 && t.size(0) == C && t.dtype() == DType::F32 &&
+                                   t.device() == x_in.device()),
+                  "batch_norm_nhwc: ", names[i], " must be float32 [", C, "] on ",
+                  x_in.device().to_string(), " for input ", x_in.describe(), ", got ",
+                  t.describe());
+    CAPTION_CHECK(i < 2 || !t.defined() || t.is_contiguous(), "batch_norm_nhwc: ", names[i],
+                  " must be contiguous (it is updated in place)");
+  }
+  CAPTION_CHECK(!any_requires_grad({running_mean, running_var}),
+                "batch_norm_nhwc: the running statistics must not require grad");
+  if (residual.defined()) {
+    require_bf16(residual, "batch_norm_nhwc", "residual");
+    CAPTION_CHECK(residual.shape() == x_in.shape() && residual.device() == x_in.device(),
+                  "batch_norm_nhwc: residual ", residual.describe(), " does not match input ",
+                  x_in.describe());
+  }
+  BatchNormNhwcParams p;
+  p.rows = x_in.numel() / std::max<int64_t>(C, 1);
+  p.channels = C;
+  p.momentum = o.momentum;
+  p.eps = o.eps;
+  p.relu = o.relu;
+  CAPTION_CHECK(p.rows > 1, "batch_norm_nhwc: training mode needs more than one value per "
+                "channel, got input ", x_in.describe());
+  CAPTION_CHECK(o.eps > 0, "batch_norm_nhwc: eps must be positive, got ", o.eps);
+  auto contiguous = [](const Tensor& t) { return t.defined() ? t.contiguous() : Tensor(); };
+  const Tensor x = x_in.contiguous(), w = contiguous(weight), b = contiguous(bias),
+               r = contiguous(residual);
+  Tensor y = Tensor::empty(x.shape(), DType::BF16, x.device());
+  Tensor save_mean = Tensor::empty({C}, DType::F32, x.device());
+  Tensor save_invstd = Tensor::empty({C}, DType::F32, x.device());
+  {
+    std::vector<Tensor> in{x, w, b, r, contiguous(running_mean).detach(),
+                          contiguous(running_var).detach()};
+    std::vector<Tensor> out{y, save_mean, save_invstd};
+    run_forward(OpId::BatchNormNhwc, x.device(), OpCall{in, out, &p});
+  }
+  record_op(OpId::BatchNormNhwc, p, {x, w, b, r}, {x, w, save_mean, save_invstd, y}, {y});
   return y;
 }
 

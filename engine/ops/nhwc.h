@@ -1,13 +1,16 @@
-// NHWC bfloat16 inference ops: what a frozen convolutional encoder needs to run with its
-// activations in bfloat16, channels innermost, from its first convolution to its last
-// (nn/resnet.h, ResNet::forward_nhwc_bf16). cuDNN's tensor-core convolutions want that
-// layout and type; keeping activations in it between layers avoids converting and
-// transposing every convolution's input and output (what autocast's NCHW conv2d does)
-// and halves the bytes that ReLU, residual adds and pooling move.
+// NHWC bfloat16 ops: what a convolutional encoder needs to run with its activations in
+// bfloat16, channels innermost (nn/resnet.h, ResNet::forward_nhwc_bf16): a frozen one
+// from its first convolution to its last, and the stages that train. cuDNN's
+// tensor-core convolutions want that layout and type; keeping activations in it between
+// layers avoids converting and transposing every convolution's input and output (what
+// autocast's NCHW conv2d does) and halves the bytes that batch norm, ReLU, residual adds
+// and pooling move.
 //
-// The ops have no backward (inference only): an input that requires grad while grad mode
-// is on is refused. Tensors in NHWC are ordinary BF16 tensors whose logical shape is
-// [B, H, W, C]; filters are [O, kh, kw, C].
+// Differentiable: nhwc_pack (without padded channels), nhwc_unpack, conv_nhwc without its
+// epilogue, batch_norm_nhwc; their gradients are bfloat16 where their inputs are (as
+// autocast's). fold_pack_nhwc and max_pool_nhwc are inference only: an input that requires
+// grad while grad mode is on is refused. Tensors in NHWC are ordinary BF16 tensors whose
+// logical shape is [B, H, W, C]; filters are [O, kh, kw, C].
 //
 // Arithmetic (the CPU kernels are the reference, kernels/cpu/nhwc.h): conv_nhwc computes
 // the product of bfloat16 operands in float32, rounds it to bfloat16 (as cuDNN stores it),
@@ -26,6 +29,7 @@ using NhwcPackParams = kernels::cpu::NhwcPackParams;
 using FoldPackParams = kernels::cpu::FoldPackParams;
 using ConvNhwcParams = kernels::cpu::ConvNhwcParams;
 using MaxPoolNhwcParams = kernels::cpu::MaxPoolNhwcParams;
+using BatchNormNhwcParams = kernels::cpu::BatchNormNhwcParams;
 
 // x [B, C, H, W] float32 -> [B, H, W, C'] bfloat16, rounded to nearest even, with C'
 // the channel count rounded up to a multiple of `channel_multiple` and the added channels
@@ -58,9 +62,26 @@ struct ConvNhwcOptions {
 
 // y [B, Ho, Wo, O] = relu?(conv(x, w) + bias + residual): x [B, H, W, C] and w [O, kh, kw, C]
 // bfloat16, bias [O] float32 (may be undefined), residual [B, Ho, Wo, O] bfloat16 (may be
-// undefined).
+// undefined). Differentiable in x and w when there is no bias, residual or ReLU: the
+// gradients are the float32 convolution gradients rounded to bfloat16.
 Tensor conv_nhwc(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& residual,
                  ConvNhwcOptions options);
+
+struct BatchNormNhwcOptions {
+  double momentum = 0.1;  // running = (1 - momentum) * running + momentum * batch statistic
+  double eps = 1e-5;
+  bool relu = false;
+};
+
+// Batch norm in training mode over x [B, H, W, C] bfloat16, with the residual add and ReLU
+// of a ResNet block fused: y = bf16(relu?((x - mean) * invstd * weight + bias + residual)),
+// float32 arithmetic and one rounding, batch statistics summed in double (biased variance;
+// the running statistics, updated in place when defined, take the unbiased one, as
+// batch_norm2d's Train mode). weight, bias [C] float32 may be undefined (1 and 0), residual
+// [B, H, W, C] bfloat16 may be undefined. Differentiable in x, weight, bias and residual.
+Tensor batch_norm_nhwc(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                       const Tensor& running_mean, const Tensor& running_var,
+                       const Tensor& residual, BatchNormNhwcOptions options);
 
 // x [B, H, W, C] bfloat16 -> [B, Ho, Wo, C]: max_pool2d's values in NHWC.
 Tensor max_pool_nhwc(const Tensor& x, MaxPool2dOptions options);

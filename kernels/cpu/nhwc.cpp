@@ -1,6 +1,8 @@
 // CPU kernels of the NHWC bfloat16 inference ops (see nhwc.h).
 #include "kernels/cpu/nhwc.h"
 
+#include <vector>
+
 #include "kernels/bf16.h"
 #include "kernels/pool_math.h"
 
@@ -73,6 +75,65 @@ void max_pool_nhwc_bf16(const MaxPoolNhwcParams& p, const uint16_t* x, uint16_t*
       }
     }
   }
+}
+
+void batch_norm_nhwc_forward(const BatchNormNhwcParams& p, const uint16_t* x, const float* weight,
+                             const float* bias, const uint16_t* residual, float* running_mean,
+                             float* running_var, uint16_t* y, float* save_mean,
+                             float* save_invstd, float* coef) {
+  const int64_t C = p.channels;
+  std::vector<double> sum(static_cast<size_t>(C), 0.0), sumsq(static_cast<size_t>(C), 0.0);
+  for (int64_t r = 0; r < p.rows; ++r)
+    for (int64_t c = 0; c < C; ++c) {
+      const double v = bf16_to_float(x[r * C + c]);
+      sum[static_cast<size_t>(c)] += v;
+      sumsq[static_cast<size_t>(c)] += v * v;
+    }
+  for (int64_t c = 0; c < C; ++c)
+    bn_nhwc_finish_stats(p, c, sum[static_cast<size_t>(c)], sumsq[static_cast<size_t>(c)], weight,
+                         bias, running_mean, running_var, save_mean, save_invstd, coef);
+  for (int64_t r = 0; r < p.rows; ++r)
+    for (int64_t c = 0; c < C; ++c) {
+      const int64_t i = r * C + c;
+      y[i] = bf16_bits(bn_nhwc_value(bf16_to_float(x[i]), coef[c], coef[C + c],
+                                     residual ? residual + i : nullptr, p.relu));
+    }
+}
+
+void batch_norm_nhwc_backward(const BatchNormNhwcParams& p, const uint16_t* x, const uint16_t* y,
+                              const float* weight, const float* save_mean,
+                              const float* save_invstd, const uint16_t* grad_y, uint16_t* grad_x,
+                              float* grad_weight, float* grad_bias, uint16_t* grad_residual,
+                              float* coef) {
+  const int64_t C = p.channels;
+  if (grad_residual)
+    for (int64_t i = 0; i < p.rows * C; ++i)
+      grad_residual[i] = bf16_bits(bn_nhwc_dz(y[i], grad_y[i], p.relu));
+  if (!grad_x && !grad_weight && !grad_bias) return;
+  std::vector<double> sum(static_cast<size_t>(C), 0.0), sum_xc(static_cast<size_t>(C), 0.0);
+  for (int64_t r = 0; r < p.rows; ++r)
+    for (int64_t c = 0; c < C; ++c) {
+      const int64_t i = r * C + c;
+      const double dz = bn_nhwc_dz(y[i], grad_y[i], p.relu);
+      sum[static_cast<size_t>(c)] += dz;
+      sum_xc[static_cast<size_t>(c)] +=
+          dz * (static_cast<double>(bf16_to_float(x[i])) - static_cast<double>(save_mean[c]));
+    }
+  for (int64_t c = 0; c < C; ++c)
+    bn_nhwc_finish_grads(p, c, sum[static_cast<size_t>(c)], sum_xc[static_cast<size_t>(c)], weight,
+                         save_invstd, grad_weight, grad_bias, coef);
+  if (!grad_x) return;
+  for (int64_t r = 0; r < p.rows; ++r)
+    for (int64_t c = 0; c < C; ++c) {
+      const int64_t i = r * C + c;
+      grad_x[i] = bf16_bits(bn_nhwc_grad_x(bn_nhwc_dz(y[i], grad_y[i], p.relu),
+                                           bf16_to_float(x[i]), save_mean[c], coef[c],
+                                           coef[C + c], coef[2 * C + c]));
+    }
+}
+
+void add_bf16(const uint16_t* a, const uint16_t* b, uint16_t* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = bf16_bits(bf16_to_float(a[i]) + bf16_to_float(b[i]));
 }
 
 }  // namespace caption::kernels::cpu

@@ -163,3 +163,21 @@ TEST(Random, StreamsDependOnlyOnSeedAndOffset) {
 
 }  // namespace
 }  // namespace caption
+
+namespace caption {
+namespace {
+
+// Error messages describe tensors by dtype, shape and device; bfloat16 included (its name
+// used to be read past the end of the dtype names).
+TEST(Tensor, DescribeNamesEveryDtype) {
+  const Tensor x = Tensor::zeros({2, 3});
+  EXPECT_EQ(x.describe(), "float32[2, 3] on cpu");
+  EXPECT_EQ(x.to(DType::F64).describe(), "float64[2, 3] on cpu");
+  EXPECT_EQ(x.to(DType::I32).describe(), "int32[2, 3] on cpu");
+  EXPECT_EQ(x.to(DType::I64).describe(), "int64[2, 3] on cpu");
+  EXPECT_EQ(x.to(DType::BF16).describe(), "bfloat16[2, 3] on cpu");
+  EXPECT_EQ(Tensor().describe(), "undefined tensor");
+}
+
+}  // namespace
+}  // namespace caption

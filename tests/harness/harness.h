@@ -66,6 +66,10 @@ struct OpCase {
   Tolerance consistency{1e-5, 1e-4};  // CUDA float32 vs CPU float32
   GradcheckOptions grad;
   bool gradcheck = true;  // false only for ops without backward
+  // false: the op has no float64 kernels (the bfloat16 NHWC ops): no finite-difference
+  // check; its gradients run in the consistency and guard modes (float32 inputs), and value
+  // tests compare them with the float32 ops'.
+  bool float64 = true;
 };
 
 std::vector<OpCase>& op_cases();

@@ -9,7 +9,7 @@ namespace caption {
 namespace {
 
 // Every op with CUDA kernels in engine/cuda/{elementwise,reduce,linear,softmax,
-// indexing,lstm,attention,conv,norm,pool}_cuda.cpp: all of them.
+// indexing,lstm,attention,conv,norm,pool,nhwc}_cuda.cpp that have a backward: all of them.
 constexpr OpId kCudaOps[] = {
     OpId::Add,  OpId::Sub,  OpId::Mul,     OpId::Div,    OpId::Relu,       OpId::Tanh,
     OpId::Sigmoid, OpId::Copy, OpId::Sum,  OpId::Mean,   OpId::Matmul,     OpId::Linear,
@@ -17,14 +17,16 @@ constexpr OpId kCudaOps[] = {
     OpId::Embedding, OpId::Dropout, OpId::Concat, OpId::Slice, OpId::IndexSelect, OpId::Gather,
     OpId::LstmCell, OpId::LstmGates, OpId::AdditiveAttention, OpId::AttentionStep,
     OpId::Conv2d, OpId::BatchNorm2d, OpId::MaxPool2d, OpId::AdaptiveAvgPool2d,
+    OpId::ConvNhwc, OpId::BatchNormNhwc,
 };
 
 // Ops without a backward (the optimisers, engine/cuda/optim_cuda.cpp; decoding's arg-max
-// and beam choice; the NHWC inference ops): a CUDA forward only.
+// and beam choice; the NHWC packing, folding and pooling, whose gradients, where they
+// have any, are compositions of ops): a CUDA forward only.
 constexpr OpId kCudaForwardOnlyOps[] = {
     OpId::SgdStep,  OpId::AdamStep,      OpId::SumOfSquares, OpId::Scale,
     OpId::ClipCoefficient, OpId::MaxLast, OpId::TopExtensions, OpId::NhwcPack,
-    OpId::NhwcUnpack, OpId::FoldPackNhwc, OpId::ConvNhwc,   OpId::MaxPoolNhwc,
+    OpId::NhwcUnpack, OpId::FoldPackNhwc, OpId::MaxPoolNhwc,
 };
 
 TEST(CudaBuild, FoundationOpsHaveCudaForwardAndBackward) {

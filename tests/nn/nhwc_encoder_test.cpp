@@ -16,6 +16,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -155,6 +156,81 @@ TEST(NhwcEncoder, FrozenPrefixRunsNhwcAndTheTrainedStagesKeepTheirGradients) {
   EXPECT_LT(e_nhwc, 1.5 * e_amp);
   EXPECT_LT(ge_nhwc, 1.5 * ge_amp);
   EXPECT_ERROR_WITH(n.resnet.forward_nhwc_bf16(x, 3), "first 3 stage(s) must be foldable");
+}
+
+// The same partly fine-tuned encoder with its trained stages in NHWC bfloat16 too
+// (forward_nhwc_bf16 with train_nhwc, what forward() does on a GPU under autocast): every
+// trained batch norm runs as batch_norm_nhwc with batch statistics, none as batch_norm2d;
+// output, gradients and the running statistics' update stay as close to float32 as
+// autocast's layer-by-layer pass.
+TEST(NhwcEncoder, TrainedStagesRunNhwcWithBatchStatistics) {
+  Net n(18);
+  n.resnet.train();
+  n.resnet.stage(3).set_frozen(false);
+  n.resnet.stage(4).set_frozen(false);
+  Generator g(13);
+  const Tensor x = rand_normal({2, 3, 64, 64}, 0.0, 1.0, g);
+  const Tensor upstream = rand_normal({2, 512, 2, 2}, 0.0, 1.0, g);
+  {
+    AutocastGuard autocast;
+    EXPECT_EQ(n.resnet.nhwc_train_stages(x), 0) << "the CPU keeps the reference path";
+  }
+  std::vector<Tensor> initial;  // running statistics before any pass
+  for (auto& r : n.resnet.named_buffers()) initial.push_back(r.tensor->clone());
+  auto restore = [&] {
+    size_t i = 0;
+    for (auto& r : n.resnet.named_buffers()) r.tensor->copy_(initial[i++]);
+  };
+  auto moved = [&] {  // how far each running statistic moved, one vector
+    std::vector<Tensor> d;
+    size_t i = 0;
+    for (auto& r : n.resnet.named_buffers()) d.push_back(sub(*r.tensor, initial[i++]).reshape({-1}));
+    return concat(d, 0);
+  };
+  // `mode`: 0 float32, 1 autocast layer by layer (prefix folded in NHWC), 2 autocast with
+  // the trained stages in NHWC.
+  auto pass = [&](int mode) {
+    restore();
+    for (auto& r : n.resnet.named_parameters())
+      if (r.tensor->requires_grad()) r.tensor->zero_grad();
+    AutocastGuard autocast(mode > 0);
+    OpProfile::enable(true);
+    OpProfile::reset();
+    const Tensor y = mode == 0 ? n.resnet.forward(x) : n.resnet.forward_nhwc_bf16(x, 2, mode == 2);
+    sum(mul(y, upstream)).backward();
+    const long nhwc = OpProfile::calls(OpId::BatchNormNhwc, false, DeviceType::CPU);
+    const long nhwc_back = OpProfile::calls(OpId::BatchNormNhwc, true, DeviceType::CPU);
+    const long nchw = OpProfile::calls(OpId::BatchNorm2d, false, DeviceType::CPU);
+    OpProfile::enable(false);
+    // layer3 and layer4 of ResNet-18: two blocks of two batch norms, plus a downsample.
+    EXPECT_EQ(nhwc, mode == 2 ? 10 : 0);
+    EXPECT_EQ(nhwc_back, mode == 2 ? 10 : 0);
+    if (mode > 0) {
+      EXPECT_EQ(nchw, mode == 2 ? 0 : 10);  // the prefix folds: no batch norm there
+    }
+    std::vector<Tensor> grads;
+    for (auto& r : n.resnet.named_parameters()) {
+      const bool trained = r.name.rfind("layer3", 0) == 0 || r.name.rfind("layer4", 0) == 0;
+      EXPECT_EQ(r.tensor->grad().defined(), trained) << r.name;
+      if (trained) grads.push_back(r.tensor->grad().detach().reshape({-1}));
+    }
+    return std::tuple{y.detach(), concat(grads, 0), moved()};
+  };
+  const auto [y32, g32, m32] = pass(0);
+  const auto [yamp, gamp, mamp] = pass(1);
+  const auto [ynhwc, gnhwc, mnhwc] = pass(2);
+  const double e_amp = rel_l2(yamp, y32), e_nhwc = rel_l2(ynhwc, y32);
+  const double ge_amp = rel_l2(gamp, g32), ge_nhwc = rel_l2(gnhwc, g32);
+  const double me_amp = rel_l2(mamp, m32), me_nhwc = rel_l2(mnhwc, m32);
+  std::printf("trained stages in NHWC: output error %.3g (autocast %.3g), gradient error %.3g "
+              "(autocast %.3g), running statistics' update %.3g (autocast %.3g)\n",
+              e_nhwc, e_amp, ge_nhwc, ge_amp, me_nhwc, me_amp);
+  EXPECT_GT(e_amp, 0);
+  EXPECT_LT(e_nhwc, 2 * e_amp);
+  EXPECT_LT(ge_nhwc, 2 * ge_amp);
+  EXPECT_LT(me_nhwc, 2 * me_amp + 1e-3);
+  EXPECT_LT(me_nhwc, 0.05);
+  restore();
 }
 
 TEST(NhwcEncoder, EnvironmentSwitchIsCheckedByName) {

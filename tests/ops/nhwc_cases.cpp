@@ -1,7 +1,9 @@
-// Harness cases: the NHWC bfloat16 inference ops (nhwc_pack, nhwc_unpack, fold_pack_nhwc,
-// conv_nhwc, max_pool_nhwc). They have no backward, so the cases run in the consistency (CUDA
-// against the CPU) and guard modes only. Each case takes float32 NCHW inputs, packs them,
-// runs the op and unpacks its result, so that the harness compares float32 tensors.
+// Harness cases: the NHWC bfloat16 ops (nhwc_pack, nhwc_unpack, fold_pack_nhwc, conv_nhwc,
+// max_pool_nhwc, batch_norm_nhwc). They have no float64 kernels, so the cases run in the
+// consistency (CUDA against the CPU) and guard modes only; the training cases (conv_nhwc
+// without epilogue, batch_norm_nhwc) run their backward there too. Each case takes float32
+// NCHW inputs, packs them, runs the op and unpacks its result, so that the harness compares
+// float32 tensors (and the gradients of those float32 inputs).
 // Shapes: odd channel counts (the epilogue's scalar path), even ones (its paired path),
 // a 7x7 stride-2 stem, 1x1 projections with stride, padding and dilation, batch 1 and 3.
 //
@@ -119,6 +121,50 @@ OpCase pool_case(std::string name, Shape x, MaxPool2dOptions o) {
   return c;
 }
 
+// Training: the plain convolution, differentiated in x and w through the packing (whose
+// gradients unpack, and whose unpacking's gradient packs: rounded to bfloat16).
+OpCase conv_train_case(std::string name, Shape x, Shape w, Conv2dOptions o) {
+  OpCase c;
+  c.name = std::move(name);
+  c.op = OpId::ConvNhwc;
+  c.float64 = false;
+  c.inputs = [=](Generator& g, DType t, Device d) {
+    return std::vector<Tensor>{random_tensor(x, g, t, d), random_tensor(w, g, t, d)};
+  };
+  c.forward = [=](const std::vector<Tensor>& v) {
+    return std::vector<Tensor>{
+        nhwc_unpack(conv_nhwc(nhwc_pack(v[0]), nhwc_pack(v[1]), Tensor(), Tensor(), {o, false}))};
+  };
+  c.consistency = kBf16Steps;
+  return c;
+}
+
+// Training-mode batch norm with the block's residual and ReLU: inputs {x, weight, bias,
+// residual, running_mean, running_var}; outputs y and the updated running statistics.
+OpCase bn_train_case(std::string name, Shape x, bool affine, bool residual, bool relu) {
+  OpCase c;
+  c.name = std::move(name);
+  c.op = OpId::BatchNormNhwc;
+  c.float64 = false;
+  c.no_grad_inputs = {4, 5};
+  const int64_t C = x[1];
+  c.inputs = [=](Generator& g, DType t, Device d) {
+    return std::vector<Tensor>{random_tensor(x, g, t, d, -2.0, 3.0),
+                               affine ? random_tensor({C}, g, t, d, 0.5, 1.5) : Tensor(),
+                               affine ? random_tensor({C}, g, t, d) : Tensor(),
+                               residual ? random_tensor(x, g, t, d) : Tensor(),
+                               random_tensor({C}, g, t, d),
+                               random_tensor({C}, g, t, d, 0.5, 2.0)};
+  };
+  c.forward = [=](const std::vector<Tensor>& v) {
+    const Tensor r = v[3].defined() ? nhwc_pack(v[3]) : Tensor();
+    const Tensor y = batch_norm_nhwc(nhwc_pack(v[0]), v[1], v[2], v[4], v[5], r, {0.1, 1e-5, relu});
+    return std::vector<Tensor>{nhwc_unpack(y), v[4].clone(), v[5].clone()};
+  };
+  c.consistency = kBf16Steps;
+  return c;
+}
+
 CAPTION_OP_CASES {
   const Conv2dOptions plain{};
   return {
@@ -140,6 +186,19 @@ CAPTION_OP_CASES {
                 {8, 3, 7, 7}, true, false, true, {{2, 2}, {3, 3}, {1, 1}}),
       conv_case("conv_nhwc/3x3 dilation 2 rectangular stride, residual only", {2, 4, 9, 8},
                 {6, 4, 3, 3}, false, true, false, {{2, 1}, {2, 2}, {2, 2}}),
+      conv_train_case("conv_nhwc/training 3x3 stride 2 pad 1", {2, 6, 7, 6}, {4, 6, 3, 3},
+                      {{2, 2}, {1, 1}, {1, 1}}),
+      conv_train_case("conv_nhwc/training 1x1 stride 2 projection, odd channels", {3, 5, 5, 5},
+                      {7, 5, 1, 1}, {{2, 2}, {0, 0}, {1, 1}}),
+      conv_train_case("conv_nhwc/training 1x1, 1 image", {1, 8, 4, 3}, {16, 8, 1, 1}, plain),
+      bn_train_case("batch_norm_nhwc/affine, residual and relu, even channels", {2, 6, 3, 5},
+                    true, true, true),
+      bn_train_case("batch_norm_nhwc/affine and relu, odd channels", {3, 5, 4, 3}, true, false,
+                    true),
+      bn_train_case("batch_norm_nhwc/no affine, residual, no relu", {2, 4, 2, 3}, false, true,
+                    false),
+      bn_train_case("batch_norm_nhwc/64 channels, 200 rows (several row chunks)", {2, 64, 10, 10},
+                    true, false, true),
       pool_case("max_pool_nhwc/3x3 stride 2 pad 1 (the stem)", {2, 6, 9, 8},
                 {.kernel = {3, 3}, .stride = Size2{2, 2}, .padding = {1, 1}}),
       pool_case("max_pool_nhwc/2x3 dilation 2, 1 image", {1, 3, 7, 9},

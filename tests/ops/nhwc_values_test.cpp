@@ -2,7 +2,9 @@
 // packing rounds to nearest even and permutes to NHWC, unpacking is exact; the
 // convolution is exactly autocast's NCHW convolution (the same rounded product) followed
 // by the epilogue's bias, residual and ReLU rounded once; max pooling is exactly
-// max_pool2d's values. Then the refusals: wrong dtypes and shapes, inputs requiring grad.
+// max_pool2d's values; in training, the convolution's gradients are autocast's and the
+// batch norm (residual and ReLU fused) is float32's rounded once. Then the refusals: wrong
+// dtypes and shapes, inputs requiring grad where no gradient exists.
 // The CUDA kernels are held to these through the harness cases (tests/ops/nhwc_cases.cpp).
 #include <gtest/gtest.h>
 
@@ -127,6 +129,133 @@ TEST(NhwcOps, MaxPoolIsMaxPool2dIncludingPaddingAndNan) {
   EXPECT_GT(nans, 0);  // the NaN reached an output window
 }
 
+// Gradients of x and w (float32 leaves) after loss = sum(y * g), g already bfloat16.
+struct Grads {
+  Tensor y, dx, dw;
+};
+template <typename F>
+Grads conv_grads(const Tensor& x0, const Tensor& w0, const Tensor& g, F conv) {
+  Tensor x = x0.clone(), w = w0.clone();
+  x.set_requires_grad(true);
+  w.set_requires_grad(true);
+  const Tensor y = conv(x, w);
+  sum(mul(y, g)).backward();
+  return {y.detach(), x.grad(), w.grad()};
+}
+
+TEST(NhwcOps, ConvolutionGradientsAreAutocastGradients) {
+  // Training path: pack, plain conv_nhwc, unpack. Autocast's NCHW convolution rounds the
+  // same operands, the incoming gradient and both gradients to bfloat16 and computes them
+  // with the same float32 kernels on the CPU: the same bits.
+  const ConvCase cases[] = {
+      {{2, 6, 7, 6}, {4, 6, 3, 3}, {{2, 2}, {1, 1}, {1, 1}}, false, false, false},
+      {{3, 5, 5, 5}, {7, 5, 1, 1}, {{2, 2}, {0, 0}, {1, 1}}, false, false, false},
+      {{1, 8, 4, 3}, {16, 8, 1, 1}, {}, false, false, false},
+  };
+  Generator gen(8);
+  for (const ConvCase& k : cases) {
+    SCOPED_TRACE(shape_string(k.x) + " * " + shape_string(k.w));
+    const Tensor x = rand_normal(k.x, 0, 1, gen), w = rand_normal(k.w, 0, 0.3, gen);
+    const int64_t ho = conv_output_size(k.x[2], k.w[2], k.o.stride.h, k.o.padding.h, 1);
+    const int64_t wo = conv_output_size(k.x[3], k.w[3], k.o.stride.w, k.o.padding.w, 1);
+    const Tensor g = rounded(rand_normal({k.x[0], k.w[0], ho, wo}, 0, 1, gen));
+    const Grads ours = conv_grads(x, w, g, [&](const Tensor& a, const Tensor& b) {
+      return nhwc_unpack(conv_nhwc(nhwc_pack(a), nhwc_pack(b), Tensor(), Tensor(), {k.o, false}));
+    });
+    const Grads ref = conv_grads(x, w, g, [&](const Tensor& a, const Tensor& b) {
+      AutocastGuard autocast;
+      return conv2d(a, b, Tensor(), k.o);
+    });
+    EXPECT_TRUE(equal(ours.y, ref.y, "y"));
+    EXPECT_TRUE(equal(ours.dx, ref.dx, "grad x"));
+    EXPECT_TRUE(equal(ours.dw, ref.dw, "grad w"));
+  }
+}
+
+TEST(NhwcOps, TrainingBatchNormIsFloat32BatchNormResidualAndReluRoundedOnce) {
+  struct Case {
+    Shape x;
+    bool affine, residual, relu;
+  };
+  const Case cases[] = {{{2, 6, 3, 5}, true, true, true},
+                        {{3, 5, 4, 3}, true, false, true},
+                        {{2, 4, 2, 3}, false, true, false}};
+  Generator gen(9);
+  for (const Case& k : cases) {
+    SCOPED_TRACE(shape_string(k.x));
+    const int64_t C = k.x[1];
+    const Tensor x0 = rounded(rand_normal(k.x, 0.5, 2, gen));
+    const Tensor w0 = k.affine ? rand_uniform({C}, 0.5, 1.5, gen) : Tensor();
+    const Tensor b0 = k.affine ? rand_normal({C}, 0, 1, gen) : Tensor();
+    const Tensor r0 = k.residual ? rounded(rand_normal(k.x, 0, 1, gen)) : Tensor();
+    const Tensor g = rounded(rand_normal(k.x, 0, 1, gen));
+    const Tensor rm0 = rand_normal({C}, 0, 1, gen), rv0 = rand_uniform({C}, 0.5, 2, gen);
+    struct Run {
+      Tensor y, rm, rv, dx, dw, db, dr;
+    };
+    auto run = [&](bool nhwc) {
+      Tensor x = x0.clone(), w = k.affine ? w0.clone() : Tensor(), b = k.affine ? b0.clone() : Tensor();
+      Tensor r = k.residual ? r0.clone() : Tensor();
+      Tensor rm = rm0.clone(), rv = rv0.clone();
+      for (Tensor* t : {&x, &w, &b, &r})
+        if (t->defined()) t->set_requires_grad(true);
+      Tensor y;
+      if (nhwc) {
+        y = nhwc_unpack(batch_norm_nhwc(nhwc_pack(x), w, b, rm, rv,
+                                        r.defined() ? nhwc_pack(r) : Tensor(), {0.1, 1e-5, k.relu}));
+      } else {
+        y = batch_norm2d(x, w, b, rm, rv, {.mode = BatchNormOptions::Mode::Train});
+        if (r.defined()) y = add(y, r);
+        if (k.relu) y = relu(y);
+      }
+      sum(mul(y, g)).backward();
+      auto grad = [](const Tensor& t) { return t.defined() ? t.grad() : Tensor(); };
+      return Run{y.detach(), rm, rv, x.grad(), grad(w), grad(b), grad(r)};
+    };
+    const Run ours = run(true), ref = run(false);
+    // One rounding to bfloat16 of the same float32 value (to float32's last bits).
+    const testing::Tolerance one_step{1e-5, 4e-3};
+    EXPECT_TRUE(testing::allclose(ours.y, ref.y, one_step, "y"));
+    EXPECT_TRUE(equal(ours.y, rounded(ours.y), "y is bfloat16"));
+    EXPECT_TRUE(testing::allclose(ours.rm, ref.rm, {1e-6, 1e-6}, "running mean"));
+    EXPECT_TRUE(testing::allclose(ours.rv, ref.rv, {1e-6, 1e-6}, "running var"));
+    EXPECT_TRUE(testing::allclose(ours.dx, ref.dx, one_step, "grad x"));
+    if (k.affine) {
+      EXPECT_TRUE(testing::allclose(ours.dw, ref.dw, {1e-5, 1e-5}, "grad weight"));
+      EXPECT_TRUE(testing::allclose(ours.db, ref.db, {1e-5, 1e-5}, "grad bias"));
+    }
+    // The residual's gradient is the incoming one where ReLU passed: exact.
+    if (k.residual) {
+      EXPECT_TRUE(equal(ours.dr, ref.dr, "grad residual"));
+    }
+  }
+}
+
+TEST(NhwcOps, BfloatAddSumsEqualShapesRoundedOnce) {
+  // Autograd sums the bfloat16 gradients of an activation that feeds two layers.
+  Generator gen(10);
+  const Tensor a = rand_normal({2, 3, 4, 5}, 0, 1, gen), b = rand_normal({2, 3, 4, 5}, 0, 1, gen);
+  const Tensor got = add(nhwc_pack(a), nhwc_pack(b));
+  EXPECT_TRUE(equal(got, nhwc_pack(add(rounded(a), rounded(b))), "sum"));
+  // And through autograd: x packed once, used by two convolutions.
+  Tensor x = a.clone();
+  x.set_requires_grad(true);
+  const Tensor px = nhwc_pack(x);
+  const Tensor w1 = nhwc_pack(rand_normal({4, 3, 1, 1}, 0, 1, gen));
+  const Tensor w2 = nhwc_pack(rand_normal({4, 3, 3, 3}, 0, 1, gen));
+  const Conv2dOptions pad1{{1, 1}, {1, 1}, {1, 1}};
+  const Tensor y1 = conv_nhwc(px, w1, Tensor(), Tensor(), {});
+  const Tensor y2 = conv_nhwc(px, w2, Tensor(), Tensor(), {pad1, false});
+  sum(add(nhwc_unpack(y1), nhwc_unpack(y2))).backward();
+  Tensor x1 = a.clone(), x2 = a.clone();
+  x1.set_requires_grad(true);
+  x2.set_requires_grad(true);
+  sum(nhwc_unpack(conv_nhwc(nhwc_pack(x1), w1, Tensor(), Tensor(), {}))).backward();
+  sum(nhwc_unpack(conv_nhwc(nhwc_pack(x2), w2, Tensor(), Tensor(), {pad1, false}))).backward();
+  EXPECT_TRUE(equal(x.grad(), nhwc_unpack(add(nhwc_pack(x1.grad()), nhwc_pack(x2.grad()))),
+                    "gradient of an activation used twice"));
+}
+
 TEST(NhwcOps, RefusalsNameTheOpAndTheProblem) {
   const Tensor x = Tensor::zeros({1, 4, 5, 5});
   const Tensor px = nhwc_pack(x), pw = nhwc_pack(Tensor::zeros({2, 4, 3, 3}));
@@ -143,12 +272,44 @@ TEST(NhwcOps, RefusalsNameTheOpAndTheProblem) {
                "max_pool_nhwc: padding (2, 2)");
   Tensor trainable = Tensor::zeros({1, 4, 5, 5});
   trainable.set_requires_grad(true);
-  expect_error([&] { nhwc_pack(trainable); }, "nhwc_pack: inference only (no backward)");
+  expect_error([&] { nhwc_pack(trainable, 8); },
+               "nhwc_pack: float32[1, 4, 5, 5] on cpu requires grad; only packing without padded "
+               "channels is differentiable");
   Tensor bias = Tensor::zeros({2});
   bias.set_requires_grad(true);
-  expect_error([&] { conv_nhwc(px, pw, bias, Tensor(), {}); }, "conv_nhwc: inference only");
+  expect_error([&] { conv_nhwc(px, pw, bias, Tensor(), {}); },
+               "conv_nhwc: an input requires grad; only the plain convolution");
+  const Tensor pt = nhwc_pack(trainable);
+  expect_error([&] { conv_nhwc(pt, pw, Tensor(), Tensor(), {{}, true}); },
+               "conv_nhwc: an input requires grad");
+  expect_error([&] { fold_pack_nhwc(trainable.reshape({4, 5, 5, 1}), Tensor(), Tensor(), Tensor(),
+                                    Tensor::zeros({4}), Tensor::ones({4}), 1e-5); },
+               "fold_pack_nhwc: inference only");
+  // batch_norm_nhwc
+  const Tensor y = nhwc_pack(Tensor::zeros({2, 4, 3, 3}));
+  const Tensor ones = Tensor::ones({4});
+  expect_error([&] { batch_norm_nhwc(x, ones, ones, Tensor(), Tensor(), Tensor(), {}); },
+               "batch_norm_nhwc: input must be a 4-d bfloat16 tensor in NHWC");
+  expect_error([&] { batch_norm_nhwc(y, Tensor::ones({3}), ones, Tensor(), Tensor(), Tensor(), {}); },
+               "batch_norm_nhwc: weight must be float32 [4]");
+  expect_error([&] { batch_norm_nhwc(y, ones, ones, Tensor(), Tensor(), px, {}); },
+               "batch_norm_nhwc: residual bfloat16[1, 5, 5, 4] on cpu does not match input "
+               "bfloat16[2, 3, 3, 4] on cpu");
+  expect_error([&] { batch_norm_nhwc(nhwc_pack(Tensor::zeros({1, 4, 1, 1})), ones, ones, Tensor(),
+                                     Tensor(), Tensor(), {}); },
+               "batch_norm_nhwc: training mode needs more than one value per channel");
+  expect_error([&] { batch_norm_nhwc(y, ones, ones, Tensor::zeros({3}), Tensor(), Tensor(), {}); },
+               "batch_norm_nhwc: running_mean must be float32 [4]");
+  Tensor stat = Tensor::zeros({4});
+  stat.set_requires_grad(true);
+  expect_error([&] { batch_norm_nhwc(y, ones, ones, stat, Tensor(), Tensor(), {}); },
+               "batch_norm_nhwc: the running statistics must not require grad");
+  // bfloat16 arithmetic is add of equal shapes only.
+  expect_error([&] { add(y, nhwc_pack(Tensor::zeros({1, 4, 3, 3}))); },
+               "add: bfloat16 operands support only add of equal shapes");
+  expect_error([&] { mul(y, y); }, "mul: bfloat16 operands support only add of equal shapes");
   NoGradGuard no_grad;  // under no_grad the same inputs are accepted
-  EXPECT_EQ(nhwc_pack(trainable).shape(), (Shape{1, 5, 5, 4}));
+  EXPECT_EQ(nhwc_pack(trainable, 8).shape(), (Shape{1, 5, 5, 8}));
   EXPECT_EQ(conv_nhwc(px, pw, bias, Tensor(), {}).shape(), (Shape{1, 3, 3, 2}));
 }
 
