@@ -32,8 +32,8 @@ bool EncoderRunner::eligible(const ResNet& encoder, const Tensor& images) {
 }
 
 Tensor EncoderRunner::forward(const ResNet& encoder, const Tensor& images) {
-  std::unique_lock lock(mutex_, std::try_to_lock);
-  if (!lock.owns_lock() || !eligible(encoder, images)) return encoder.forward(images);
+  std::unique_lock lock(mutex_);
+  if (!eligible(encoder, images)) return encoder.forward(images);
   const std::vector<const void*> state = state_addresses(encoder);
   if (state != state_) {  // new weights, or the first pass: every recording is stale
     graphs_.clear();

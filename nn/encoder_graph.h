@@ -50,7 +50,9 @@ class EncoderRunner {
   // input shape, autocast, the stages in NHWC bfloat16 (ResNet::nhwc_bf16_stages)
   using Key = std::tuple<std::vector<int64_t>, bool, int>;
   static constexpr size_t kMaxShapes = 4;
-  std::mutex mutex_;  // one pass at a time; a caller that finds it busy runs eagerly
+  // One pass at a time; a caller that finds it busy waits (running eagerly instead would
+  // put its kernels on the device's one stream while a pass may be being recorded there).
+  std::mutex mutex_;
   std::vector<const void*> state_;  // the encoder's parameters and buffers when recorded
   std::map<Key, std::unique_ptr<Graph>> graphs_;
   EncoderRunnerStats stats_;

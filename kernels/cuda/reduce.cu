@@ -200,7 +200,6 @@ __global__ void top_extensions_kernel(const float* __restrict__ log_probs,
   __shared__ int64_t warp_i[kBlock / 32];
   __shared__ double last_v;
   __shared__ int64_t last_i;
-  const int64_t n = K * V;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   if (threadIdx.x == 0) {
     last_v = 0.0;
@@ -212,12 +211,19 @@ __global__ void top_extensions_kernel(const float* __restrict__ log_probs,
     const int64_t li = last_i;
     double v = 0.0;
     int64_t i = -1;  // none
-    for (int64_t c = threadIdx.x; c < n; c += blockDim.x) {
-      const double s = base[c / V] + static_cast<double>(log_probs[c]);
-      if (li >= 0 && !extension_before(lv, li, s, c)) continue;  // chosen already
-      if (i < 0 || extension_before(s, c, v, i)) {
-        v = s;
-        i = c;
+    // Hypothesis by hypothesis (no index division per candidate); the total order of
+    // extension_before decides, so the scan order does not change the choice.
+    for (int64_t k = 0; k < K; ++k) {
+      const double bk = base[k];
+      const float* row = log_probs + k * V;
+      for (int64_t j = threadIdx.x; j < V; j += blockDim.x) {
+        const int64_t c = k * V + j;
+        const double s = bk + static_cast<double>(row[j]);
+        if (li >= 0 && !extension_before(lv, li, s, c)) continue;  // chosen already
+        if (i < 0 || extension_before(s, c, v, i)) {
+          v = s;
+          i = c;
+        }
       }
     }
     for (int offset = 16; offset > 0; offset >>= 1) {
