@@ -1,7 +1,8 @@
 // Harness cases: the NHWC bfloat16 ops (nhwc_pack, nhwc_unpack, fold_pack_nhwc, conv_nhwc,
-// max_pool_nhwc, batch_norm_nhwc). They have no float64 kernels, so the cases run in the
-// consistency (CUDA against the CPU) and guard modes only; the training cases (conv_nhwc
-// without epilogue, batch_norm_nhwc) run their backward there too. Each case takes float32
+// max_pool_nhwc, batch_norm_nhwc, and add on bfloat16). They have no float64 kernels, so
+// the cases run in the consistency (CUDA against the CPU) and guard modes only; the
+// training cases (conv_nhwc without epilogue, batch_norm_nhwc, add) run their backward
+// there too. Each case takes float32
 // NCHW inputs, packs them, runs the op and unpacks its result, so that the harness compares
 // float32 tensors (and the gradients of those float32 inputs).
 // Shapes: odd channel counts (the epilogue's scalar path), even ones (its paired path),
@@ -165,6 +166,23 @@ OpCase bn_train_case(std::string name, Shape x, bool affine, bool residual, bool
   return c;
 }
 
+// bfloat16 add of equal shapes (autograd's sum of an NHWC activation's two gradients),
+// differentiated: both gradients are the incoming one.
+OpCase add_case(std::string name, Shape x) {
+  OpCase c;
+  c.name = std::move(name);
+  c.op = OpId::Add;
+  c.float64 = false;
+  c.inputs = [=](Generator& g, DType t, Device d) {
+    return std::vector<Tensor>{random_tensor(x, g, t, d, -3.0, 3.0), random_tensor(x, g, t, d)};
+  };
+  c.forward = [](const std::vector<Tensor>& v) {
+    return std::vector<Tensor>{nhwc_unpack(add(nhwc_pack(v[0]), nhwc_pack(v[1])))};
+  };
+  c.consistency = {0, 0};  // one float32 sum of the same values, rounded once
+  return c;
+}
+
 CAPTION_OP_CASES {
   const Conv2dOptions plain{};
   return {
@@ -199,6 +217,7 @@ CAPTION_OP_CASES {
                     false),
       bn_train_case("batch_norm_nhwc/64 channels, 200 rows (several row chunks)", {2, 64, 10, 10},
                     true, false, true),
+      add_case("add/bfloat16, odd sizes", {3, 5, 7, 3}),
       pool_case("max_pool_nhwc/3x3 stride 2 pad 1 (the stem)", {2, 6, 9, 8},
                 {.kernel = {3, 3}, .stride = Size2{2, 2}, .padding = {1, 1}}),
       pool_case("max_pool_nhwc/2x3 dilation 2, 1 image", {1, 3, 7, 9},
