@@ -112,39 +112,33 @@ Tensor ResidualBlock::forward(const Tensor& x, BatchNormFolding folding) const {
   return relu(add(y, identity));
 }
 
-Tensor ResidualBlock::forward_nhwc_bf16(const Tensor& x) const {
+Tensor ResidualBlock::forward_nhwc_with(ConvBn conv_bn, const Tensor& x) const {
   const Tensor identity =
-      downsample_ ? conv_bn_nhwc(downsample_->conv, downsample_->bn, x, Tensor(), false) : x;
-  Tensor y = conv_bn_nhwc(*conv1_, *bn1_, x, Tensor(), true);
+      downsample_ ? conv_bn(downsample_->conv, downsample_->bn, x, Tensor(), false) : x;
+  Tensor y = conv_bn(*conv1_, *bn1_, x, Tensor(), true);
   if (kind_ == BlockKind::Bottleneck) {
-    y = conv_bn_nhwc(*conv2_, *bn2_, y, Tensor(), true);
-    return conv_bn_nhwc(*conv3_, *bn3_, y, identity, true);
+    y = conv_bn(*conv2_, *bn2_, y, Tensor(), true);
+    return conv_bn(*conv3_, *bn3_, y, identity, true);
   }
-  return conv_bn_nhwc(*conv2_, *bn2_, y, identity, true);
+  return conv_bn(*conv2_, *bn2_, y, identity, true);
+}
+
+Tensor ResidualBlock::forward_nhwc_bf16(const Tensor& x) const {
+  return forward_nhwc_with(conv_bn_nhwc, x);
 }
 
 Tensor ResidualBlock::forward_nhwc_train(const Tensor& x) const {
-  const Tensor identity =
-      downsample_ ? conv_bn_train_nhwc(downsample_->conv, downsample_->bn, x, Tensor(), false) : x;
-  Tensor y = conv_bn_train_nhwc(*conv1_, *bn1_, x, Tensor(), true);
-  if (kind_ == BlockKind::Bottleneck) {
-    y = conv_bn_train_nhwc(*conv2_, *bn2_, y, Tensor(), true);
-    return conv_bn_train_nhwc(*conv3_, *bn3_, y, identity, true);
-  }
-  return conv_bn_train_nhwc(*conv2_, *bn2_, y, identity, true);
+  return forward_nhwc_with(conv_bn_train_nhwc, x);
 }
 
-bool ResidualBlock::trains_nhwc() const {
-  return nn::trains_nhwc(*conv1_, *bn1_) && nn::trains_nhwc(*conv2_, *bn2_) &&
-         (!conv3_ || nn::trains_nhwc(*conv3_, *bn3_)) &&
-         (!downsample_ || nn::trains_nhwc(downsample_->conv, downsample_->bn));
+bool ResidualBlock::every_pair(PairTest test) const {
+  return test(*conv1_, *bn1_) && test(*conv2_, *bn2_) && (!conv3_ || test(*conv3_, *bn3_)) &&
+         (!downsample_ || test(downsample_->conv, downsample_->bn));
 }
 
-bool ResidualBlock::foldable() const {
-  return can_fold_batch_norm(*conv1_, *bn1_) && can_fold_batch_norm(*conv2_, *bn2_) &&
-         (!conv3_ || can_fold_batch_norm(*conv3_, *bn3_)) &&
-         (!downsample_ || can_fold_batch_norm(downsample_->conv, downsample_->bn));
-}
+bool ResidualBlock::trains_nhwc() const { return every_pair(nn::trains_nhwc); }
+
+bool ResidualBlock::foldable() const { return every_pair(can_fold_batch_norm); }
 
 Stage::Stage(BlockKind kind, int64_t& in, int64_t planes, int blocks, int64_t stride, Generator& gen) {
   for (int i = 0; i < blocks; ++i) {

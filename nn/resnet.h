@@ -44,6 +44,15 @@ class ResidualBlock : public Module {
   bool trains_nhwc() const;
 
  private:
+  // A conv + batch norm pair on NHWC bfloat16 x, then the residual (may be undefined) and
+  // ReLU (when asked): folded for inference or trained with batch statistics.
+  using ConvBn = Tensor (*)(const Conv2d&, const BatchNorm2d&, const Tensor& x,
+                            const Tensor& residual, bool relu);
+  Tensor forward_nhwc_with(ConvBn conv_bn, const Tensor& x) const;
+  // Whether `test` holds for every conv + batch norm pair of the block.
+  using PairTest = bool (*)(const Conv2d&, const BatchNorm2d&);
+  bool every_pair(PairTest test) const;
+
   BlockKind kind_;
   std::unique_ptr<Conv2d> conv1_, conv2_, conv3_;
   std::unique_ptr<BatchNorm2d> bn1_, bn2_, bn3_;

@@ -46,24 +46,37 @@ void nhwc_unpack_cpu(const OpCall& c) {
   kc::nhwc_bf16_to_nchw(c.get<NhwcPackParams>(), c.in[0].data<uint16_t>(), c.out[0].data<float>());
 }
 
-// in = {x, w, bias (may be undefined), residual (may be undefined)}, out = {y}. The
-// product runs as the NCHW float32 convolution of the (exact) widened operands.
-void conv_nhwc_cpu(const OpCall& c) {
-  const auto& p = c.get<ConvNhwcParams>();
-  kc::Conv2dGeometry g = p.g;
+// The CPU twin of an NHWC bfloat16 convolution runs the NCHW float32 one on the (exact)
+// widened operands: the geometry without its NHWC/bf16 marks, x [B, C, H, W] and
+// w [O, C, kh, kw] widened from the op's inputs, and the im2col workspace.
+struct WidenedConv {
+  kc::Conv2dGeometry g;
+  Tensor x, w, ws;
+};
+WidenedConv widened_conv(const ConvNhwcParams& p, const OpCall& c) {
+  WidenedConv r{p.g, {}, {}, {}};
+  kc::Conv2dGeometry& g = r.g;
   g.nhwc = false;
   g.bf16 = false;
-  const Tensor x = Tensor::empty({g.batch, g.in_channels, g.in_h, g.in_w});
-  const Tensor w = Tensor::empty({g.out_channels, g.in_channels, g.kernel_h, g.kernel_w});
-  const Tensor y = Tensor::empty({g.batch, g.out_channels, g.out_h, g.out_w});
+  r.x = Tensor::empty({g.batch, g.in_channels, g.in_h, g.in_w});
+  r.w = Tensor::empty({g.out_channels, g.in_channels, g.kernel_h, g.kernel_w});
   kc::nhwc_bf16_to_nchw({g.batch, g.in_channels, g.in_h * g.in_w}, c.in[0].data<uint16_t>(),
-                        x.data<float>());
+                        r.x.data<float>());
   kc::nhwc_bf16_to_nchw({g.out_channels, g.in_channels, g.kernel_h * g.kernel_w},
-                        c.in[1].data<uint16_t>(), w.data<float>());
+                        c.in[1].data<uint16_t>(), r.w.data<float>());
   const int64_t ws_elems = kc::conv2d_workspace_elems(g);
-  const Tensor ws = ws_elems > 0 ? Tensor::empty({ws_elems}) : Tensor();
-  kc::conv2d_forward<float>(g, x.data<float>(), w.data<float>(), nullptr, y.data<float>(),
-                            data_or_null<float>(ws));
+  if (ws_elems > 0) r.ws = Tensor::empty({ws_elems});
+  return r;
+}
+
+// in = {x, w, bias (may be undefined), residual (may be undefined)}, out = {y}.
+void conv_nhwc_cpu(const OpCall& c) {
+  const auto& p = c.get<ConvNhwcParams>();
+  const WidenedConv k = widened_conv(p, c);
+  const kc::Conv2dGeometry& g = k.g;
+  const Tensor y = Tensor::empty({g.batch, g.out_channels, g.out_h, g.out_w});
+  kc::conv2d_forward<float>(g, k.x.data<float>(), k.w.data<float>(), nullptr, y.data<float>(),
+                            data_or_null<float>(k.ws));
   uint16_t* out = c.out[0].data<uint16_t>();
   kc::nchw_to_nhwc_bf16({g.batch, g.out_channels, g.out_plane()}, y.data<float>(), out);
   kc::conv_nhwc_epilogue(out, data_or_null<float>(c.in[2]),
@@ -76,28 +89,18 @@ void conv_nhwc_cpu(const OpCall& c) {
 // float32 NCHW convolution gradients of the widened operands, rounded to bfloat16 (as
 // cuDNN's bfloat16 backward convolutions store them).
 void conv_nhwc_cpu_backward(const OpCall& c) {
-  const auto& p = c.get<ConvNhwcParams>();
-  kc::Conv2dGeometry g = p.g;
-  g.nhwc = false;
-  g.bf16 = false;
   const bool want_dx = c.out[0].defined(), want_dw = c.out[1].defined();
   if (!want_dx && !want_dw) return;
-  const Tensor x = Tensor::empty({g.batch, g.in_channels, g.in_h, g.in_w});
-  const Tensor w = Tensor::empty({g.out_channels, g.in_channels, g.kernel_h, g.kernel_w});
+  const WidenedConv k = widened_conv(c.get<ConvNhwcParams>(), c);
+  const kc::Conv2dGeometry& g = k.g;
   const Tensor gy = Tensor::empty({g.batch, g.out_channels, g.out_h, g.out_w});
-  kc::nhwc_bf16_to_nchw({g.batch, g.in_channels, g.in_h * g.in_w}, c.in[0].data<uint16_t>(),
-                        x.data<float>());
-  kc::nhwc_bf16_to_nchw({g.out_channels, g.in_channels, g.kernel_h * g.kernel_w},
-                        c.in[1].data<uint16_t>(), w.data<float>());
   kc::nhwc_bf16_to_nchw({g.batch, g.out_channels, g.out_plane()}, c.in[2].data<uint16_t>(),
                         gy.data<float>());
-  const Tensor dx = want_dx ? Tensor::empty(x.shape()) : Tensor();
-  const Tensor dw = want_dw ? Tensor::empty(w.shape()) : Tensor();
-  const int64_t ws_elems = kc::conv2d_workspace_elems(g);
-  const Tensor ws = ws_elems > 0 ? Tensor::empty({ws_elems}) : Tensor();
-  kc::conv2d_backward<float>(g, x.data<float>(), w.data<float>(), gy.data<float>(),
+  const Tensor dx = want_dx ? Tensor::empty(k.x.shape()) : Tensor();
+  const Tensor dw = want_dw ? Tensor::empty(k.w.shape()) : Tensor();
+  kc::conv2d_backward<float>(g, k.x.data<float>(), k.w.data<float>(), gy.data<float>(),
                              data_or_null<float>(dx), data_or_null<float>(dw), nullptr,
-                             data_or_null<float>(ws));
+                             data_or_null<float>(k.ws));
   if (want_dx)
     kc::nchw_to_nhwc_bf16({g.batch, g.in_channels, g.in_h * g.in_w}, dx.data<float>(),
                           c.out[0].data<uint16_t>());

@@ -305,6 +305,32 @@ float* coef_of(void* workspace, const cpu::BatchNormNhwcParams& p) {
   return reinterpret_cast<float*>(partial_of(workspace) + 2 * partial_grid(p, 1).chunks * p.channels);
 }
 
+// The per-channel sums and what follows from them (bn_nhwc_finish): forward (grad false:
+// statistics, running statistics, scale and shift) or backward (the weight's and bias's
+// gradients and the element pass's coefficients).
+struct ChannelOutputs {
+  const float* weight;
+  const float* bias;
+  float *running_mean, *running_var, *save_mean, *save_invstd, *grad_weight, *grad_bias;
+};
+void channel_sums(const cpu::BatchNormNhwcParams& p, int vec, bool grad, const uint16_t* x,
+                  const uint16_t* y, const uint16_t* dy, const float* mean, ChannelOutputs o,
+                  void* workspace, cudaStream_t stream) {
+  const PartialGrid g = partial_grid(p, vec);
+  double* partial = partial_of(workspace);
+  const dim3 lanes(kLanesX, kLanesY);
+  const dim3 grid(static_cast<unsigned>(g.col_blocks), static_cast<unsigned>(g.chunks));
+  if (vec == 2)
+    bn_nhwc_partials<2><<<grid, lanes, 0, stream>>>(p, g.rows_per_chunk, grad, x, y, dy, mean, partial);
+  else
+    bn_nhwc_partials<1><<<grid, lanes, 0, stream>>>(p, g.rows_per_chunk, grad, x, y, dy, mean, partial);
+  CAPTION_CUDA_LAUNCH_CHECK("bn_nhwc_partials");
+  bn_nhwc_finish<<<grid_for(p.channels), kBlock, 0, stream>>>(
+      p, g.chunks, grad, partial, o.weight, o.bias, o.running_mean, o.running_var, o.save_mean,
+      o.save_invstd, o.grad_weight, o.grad_bias, coef_of(workspace, p));
+  CAPTION_CUDA_LAUNCH_CHECK("bn_nhwc_finish");
+}
+
 }  // namespace
 
 int64_t batch_norm_nhwc_workspace_bytes(const cpu::BatchNormNhwcParams& p) {
@@ -319,22 +345,10 @@ void batch_norm_nhwc_forward(const cpu::BatchNormNhwcParams& p, const uint16_t* 
                              cudaStream_t stream) {
   if (p.channels == 0 || p.rows == 0) return;
   const int vec = vector_width(p, {x, residual, y});
-  const PartialGrid g = partial_grid(p, vec);
-  double* partial = partial_of(workspace);
-  float* coef = coef_of(workspace, p);
-  const dim3 lanes(kLanesX, kLanesY);
-  const dim3 grid(static_cast<unsigned>(g.col_blocks), static_cast<unsigned>(g.chunks));
-  if (vec == 2)
-    bn_nhwc_partials<2><<<grid, lanes, 0, stream>>>(p, g.rows_per_chunk, false, x, nullptr, nullptr,
-                                                    nullptr, partial);
-  else
-    bn_nhwc_partials<1><<<grid, lanes, 0, stream>>>(p, g.rows_per_chunk, false, x, nullptr, nullptr,
-                                                    nullptr, partial);
-  CAPTION_CUDA_LAUNCH_CHECK("bn_nhwc_partials");
-  bn_nhwc_finish<<<grid_for(p.channels), kBlock, 0, stream>>>(
-      p, g.chunks, false, partial, weight, bias, running_mean, running_var, save_mean,
-      save_invstd, nullptr, nullptr, coef);
-  CAPTION_CUDA_LAUNCH_CHECK("bn_nhwc_finish");
+  channel_sums(p, vec, false, x, nullptr, nullptr, nullptr,
+               {weight, bias, running_mean, running_var, save_mean, save_invstd, nullptr, nullptr},
+               workspace, stream);
+  const float* coef = coef_of(workspace, p);
   const dim3 block = apply_block(p.channels / vec);
   if (vec == 2)
     bn_nhwc_apply<2><<<apply_grid(p.rows, block), block, 0, stream>>>(p, x, residual, coef, y);
@@ -350,27 +364,15 @@ void batch_norm_nhwc_backward(const cpu::BatchNormNhwcParams& p, const uint16_t*
                               void* workspace, cudaStream_t stream) {
   if (p.channels == 0 || p.rows == 0) return;
   const int vec = vector_width(p, {x, y, grad_y, grad_x, grad_residual});
-  const dim3 block = apply_block(p.channels / vec);
-  float* coef = coef_of(workspace, p);
-  if (grad_x || grad_weight || grad_bias) {
-    const PartialGrid g = partial_grid(p, vec);
-    double* partial = partial_of(workspace);
-    const dim3 lanes(kLanesX, kLanesY);
-    const dim3 grid(static_cast<unsigned>(g.col_blocks), static_cast<unsigned>(g.chunks));
-    if (vec == 2)
-      bn_nhwc_partials<2><<<grid, lanes, 0, stream>>>(p, g.rows_per_chunk, true, x, y, grad_y,
-                                                      save_mean, partial);
-    else
-      bn_nhwc_partials<1><<<grid, lanes, 0, stream>>>(p, g.rows_per_chunk, true, x, y, grad_y,
-                                                      save_mean, partial);
-    CAPTION_CUDA_LAUNCH_CHECK("bn_nhwc_partials (backward)");
-    bn_nhwc_finish<<<grid_for(p.channels), kBlock, 0, stream>>>(
-        p, g.chunks, true, partial, weight, nullptr, nullptr, nullptr, nullptr,
-        const_cast<float*>(save_invstd),  // only read in the backward
-        grad_weight, grad_bias, coef);
-    CAPTION_CUDA_LAUNCH_CHECK("bn_nhwc_finish (backward)");
-  }
+  if (grad_x || grad_weight || grad_bias)
+    channel_sums(p, vec, true, x, y, grad_y, save_mean,
+                 {weight, nullptr, nullptr, nullptr, nullptr,
+                  const_cast<float*>(save_invstd),  // only read in the backward
+                  grad_weight, grad_bias},
+                 workspace, stream);
   if (!grad_x && !grad_residual) return;
+  const float* coef = coef_of(workspace, p);
+  const dim3 block = apply_block(p.channels / vec);
   if (vec == 2)
     bn_nhwc_backward_apply<2><<<apply_grid(p.rows, block), block, 0, stream>>>(
         p, x, y, grad_y, save_mean, coef, grad_x, grad_residual);
