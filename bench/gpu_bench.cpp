@@ -747,12 +747,13 @@ void train_step_r50_b128(Bench& b, Row& r, const std::string& fine_tune) {
   nn::AdamW opt(*b.gpu_store, c, {{"encoder.", 1e-4}, {"decoder.", 4e-4}});
   Generator dropout_gen(7);
   Tensor last_loss;
-  // With a frozen encoder the decoder's step runs as caption-train runs it on a GPU: padded
-  // to fixed shapes and replayed as a CUDA graph (nn/train_graph.h; the same losses and
-  // gradients as the eager step, tests/nn/cuda_train_graph_test.cpp). The encoder's
-  // forward stays eager (training mode, frozen batch norm; under --amp its NHWC pass).
+  // The decoder's step runs as caption-train runs it on a GPU: padded to fixed shapes and
+  // replayed as a CUDA graph (nn/train_graph.h; the same losses and gradients as the eager
+  // step, tests/nn/cuda_train_graph_test.cpp). The encoder's passes stay eager (training
+  // mode; under --amp in NHWC bfloat16); a fine-tuned one's backward runs after the
+  // replay, from the gradient it leaves for the features.
   std::unique_ptr<nn::TrainStep> recorded;
-  if (ft.kind == nn::FineTune::Kind::None && DeviceGraph::enabled(b.device)) {
+  if (DeviceGraph::enabled(b.device)) {
     nn::TrainStepOptions o;
     o.grad_clip = 5.0;
     recorded = std::make_unique<nn::TrainStep>(b.gpu->decoder, opt, dropout_gen, o);

@@ -12,6 +12,7 @@ struct TrainStep::Graph {
   bool failed = false;
   int64_t eager_runs = 0;
   Tensor features;              // input: [B, P, D]
+  Tensor features_grad;         // output when fine-tuning: the loss's gradient for them
   PaddedBatch batch;            // input: words, targets, active, inv_words
   Tensor counter;               // input: dropout's stream start (int64 [1])
   uint64_t draws = 0;           // generator counters one step reserves
@@ -37,17 +38,35 @@ int64_t TrainStep::padded_steps(int64_t steps) const {
   return (steps + options_.step_bucket - 1) / options_.step_bucket * options_.step_bucket;
 }
 
-TrainStepResult TrainStep::run(const Tensor& features, const PaddedBatch& batch, bool device_optimizer) {
+TrainStepResult TrainStep::backward(const Tensor& features, const PaddedBatch& batch) {
   optimizer_.zero_grad();
   TrainStepResult r;
   r.loss = decoder_.padded_loss(features, batch, options_.alpha_c, gen_);
   r.loss.total.backward();
+  return r;
+}
+
+void TrainStep::update(TrainStepResult& r, bool device_optimizer) {
   if (options_.grad_clip > 0) r.grad_norm = clip_grad_norm_on_device(optimizer_.store(), options_.grad_clip).narrow(0, 0, 1).reshape({});
   if (device_optimizer)
     optimizer_.device_step();
   else
     optimizer_.step();
+}
+
+TrainStepResult TrainStep::run(const Tensor& features, const PaddedBatch& batch, bool device_optimizer) {
+  TrainStepResult r = backward(features, batch);
+  update(r, device_optimizer);
   return r;
+}
+
+TrainStep::Graph* TrainStep::graph_for(const Key& key) {
+  auto it = graphs_by_shape_.find(key);
+  if (it == graphs_by_shape_.end()) {
+    if (static_cast<int>(graphs_by_shape_.size()) >= options_.max_graphs) return nullptr;
+    it = graphs_by_shape_.emplace(key, std::make_unique<Graph>()).first;
+  }
+  return it->second.get();
 }
 
 namespace {
@@ -73,9 +92,7 @@ TrainStepResult TrainStep::step(const Tensor& features_in, const CaptionBatch& b
                 "training step: features ", features_in.describe(), " for ", batch.lengths.size(),
                 " captions");
   CAPTION_CHECK(!batch.lengths.empty(), "training step: an empty batch");
-  CAPTION_CHECK(!features_in.requires_grad(),
-                "training step: the features require gradients (a fine-tuned encoder); "
-                "TrainStep trains the decoder on the features of a frozen one");
+  const bool fine_tune = any_requires_grad({features_in});
   const Tensor features = features_in.to(device_);
   const int64_t B = features.size(0);
   const int64_t T = padded_steps(batch.lengths[0] - 1);
@@ -95,12 +112,10 @@ TrainStepResult TrainStep::step(const Tensor& features_in, const CaptionBatch& b
   };
   if (!graphs_) return eager();
 
-  const Key key{B, T, features.size(1), features.size(2), autocast_enabled()};
-  auto it = graphs_by_shape_.find(key);
-  if (it == graphs_by_shape_.end()) {
-    if (static_cast<int>(graphs_by_shape_.size()) >= options_.max_graphs) return eager();
-    it = graphs_by_shape_.emplace(key, std::make_unique<Graph>()).first;
-  }
+  const Key key{B, T, features.size(1), features.size(2), autocast_enabled(), fine_tune};
+  if (fine_tune) return step_fine_tune(features, host_batch, key);
+  if (!graph_for(key)) return eager();
+  const auto it = graphs_by_shape_.find(key);
   if (it->second->failed) return eager();
 
   // A recording stays valid while the optimiser updates the same runs from the same block.
@@ -150,6 +165,62 @@ TrainStepResult TrainStep::step(const Tensor& features_in, const CaptionBatch& b
   g.graph.replay();
   ++stats_.replays;
   return g.out;
+}
+
+TrainStepResult TrainStep::step_fine_tune(const Tensor& features, const PaddedBatch& host_batch,
+                                          const Key& key) {
+  auto eager = [&] {
+    ++stats_.eager_steps;
+    return run(features, to_device(host_batch, device_), false);
+  };
+  Graph* slot = graph_for(key);
+  if (!slot || slot->failed) return eager();
+  Graph& g = *slot;
+  if (!g.graph.captured()) {
+    if (g.eager_runs++ == 0) return eager();  // plans the libraries' work outside the recording
+    g.features = Tensor::empty(features.shape(), features.dtype(), device_);
+    g.features.set_requires_grad(true);
+    g.batch = to_device(host_batch, device_);
+    g.counter = Tensor::zeros({1}, DType::I64, device_);
+    const uint64_t origin = gen_.offset();
+    gen_.attach_device_counter(g.counter);
+    // The features' gradient is written (not added) by the recorded backward: it has none
+    // before the recording.
+    const bool ok = g.graph.capture(device_, [&] { g.out = backward(g.features, g.batch); });
+    gen_.detach_device_counter();
+    g.draws = gen_.offset() - origin;
+    gen_.set_state(gen_.seed(), origin);  // the replay below draws them
+    if (!ok) {
+      g.failed = true;
+      ++stats_.failed_captures;
+      g.out = {};
+      log_warning(str("training on ", device_.to_string(), ": the decoder's part of the step for ",
+                      std::get<0>(key), " captions of ", std::get<1>(key),
+                      " steps could not be recorded as a graph (", g.graph.failure(),
+                      "); stepping without graphs"));
+      return eager();
+    }
+    g.features_grad = g.features.grad();
+    ++stats_.captures;
+  }
+  {
+    NoGradGuard no_grad;
+    Tensor input = g.features.detach();
+    input.copy_(features.detach());
+  }
+  copy_batch(g.batch, host_batch);
+  g.counter.fill_(static_cast<double>(gen_.offset()));
+  gen_.set_state(gen_.seed(), gen_.offset() + g.draws);
+  // The eager step's zero_grad() binds every parameter's .grad to the store's block (a
+  // part frozen and unfrozen drops it); the recording only zeroes the block.
+  optimizer_.store().sync_grads();
+  g.graph.replay();
+  ++stats_.replays;
+  // Through the encoder from the recorded gradient, then the update, eagerly.
+  features.backward(g.features_grad);
+  TrainStepResult r = g.out;
+  update(r, false);
+  return r;
 }
 
 }  // namespace caption::nn

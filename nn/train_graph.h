@@ -25,7 +25,16 @@
 // optimiser's runs change (a part frozen or unfrozen); at most `max_graphs` shapes are
 // kept, other shapes step eagerly. Where graphs are off (the CPU, CAPTION_CUDA_GRAPHS=0)
 // every step is eager. Features are the decoder's input: a frozen encoder runs before
-// (its features may come from a cache); fine-tuning the encoder is not recorded.
+// (its features may come from a cache).
+//
+// A fine-tuned encoder (features that require gradients): the encoder's passes stay eager
+// (training-mode batch norm, cuDNN), so the recording holds the decoder's part only:
+// zeroing every gradient, the loss, and the backward down to a gradient for the features
+// (the recording's feature tensor is a leaf that requires it). After the replay, the
+// features' own graph is run backward from that gradient (through the encoder), then
+// clipping and the optimiser run eagerly: the same arithmetic in the same order as the
+// eager step, whose single backward reaches the encoder after every use of the features
+// in the decoder has been summed.
 #pragma once
 
 #include <cstdint>
@@ -66,8 +75,10 @@ class TrainStep {
   TrainStep(const TrainStep&) = delete;
   TrainStep& operator=(const TrainStep&) = delete;
 
-  // One step on features [B, P, D] (any device; moved to the decoder's; not requiring
-  // gradients) and captions sorted by length, full teacher forcing.
+  // One step on features [B, P, D] (any device; moved to the decoder's) and captions
+  // sorted by length, full teacher forcing. Features that require gradients (a fine-tuned
+  // encoder's output) also train the encoder: its parameters must be in the optimiser's
+  // store too.
   TrainStepResult step(const Tensor& features, const CaptionBatch& batch);
 
   const TrainStepStats& stats() const { return stats_; }
@@ -77,8 +88,19 @@ class TrainStep {
 
  private:
   struct Graph;
-  using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, bool>;  // B, T, P, D, autocast
+  // B, T, P, D, autocast, fine-tuning (features requiring gradients)
+  using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, bool, bool>;
   TrainStepResult run(const Tensor& features, const PaddedBatch& batch, bool device_optimizer);
+  // Zeroing, the padded loss and its backward: the decoder's part of a step.
+  TrainStepResult backward(const Tensor& features, const PaddedBatch& batch);
+  // Clipping (into r.grad_norm) and the optimiser's update.
+  void update(TrainStepResult& r, bool device_optimizer);
+  // step() for features that require gradients (see above).
+  TrainStepResult step_fine_tune(const Tensor& features, const PaddedBatch& host_batch,
+                                 const Key& key);
+  // The recording for `key`, made when absent and fewer than max_graphs are kept; null
+  // when there is no room.
+  Graph* graph_for(const Key& key);
 
   const AttentionDecoder& decoder_;
   Optimizer& optimizer_;

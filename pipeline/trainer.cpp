@@ -86,7 +86,7 @@ struct Trainer::Impl {
   std::unique_ptr<nn::Optimizer> optimizer;
   std::unique_ptr<LrSchedule> scheduler;
   std::unique_ptr<EarlyStopping> early;
-  std::unique_ptr<nn::TrainStep> train_step;  // CUDA, frozen encoder, full teacher forcing
+  std::unique_ptr<nn::TrainStep> train_step;  // CUDA, full teacher forcing
   std::vector<EpochRecord> history;
   int completed_epochs = 0;
   fs::path out;
@@ -284,10 +284,11 @@ Trainer::Trainer(TrainOptions options, std::ostream& log) : impl_(std::make_uniq
   }
   if (o.early_stopping > 0)
     m.early = std::make_unique<EarlyStopping>(o.early_stopping, direction_of(o.track));
-  // On a GPU, with a frozen encoder and full teacher forcing, the decoder's training step
-  // runs padded to fixed shapes and is recorded as a CUDA graph per shape, then replayed
-  // (nn/train_graph.h): the same losses and gradients as the packed step, at one launch.
-  if (m.device.is_cuda() && frozen_encoder && o.teacher_forcing >= 1.0) {
+  // On a GPU, with full teacher forcing, the decoder's training step runs padded to fixed
+  // shapes and is recorded as a CUDA graph per shape, then replayed (nn/train_graph.h):
+  // the same losses and gradients as the packed step, at one launch. A fine-tuned
+  // encoder's forward and backward stay eager around the replay.
+  if (m.device.is_cuda() && o.teacher_forcing >= 1.0) {
     nn::TrainStepOptions t;
     t.alpha_c = o.alpha_c;
     t.grad_clip = o.grad_clip;

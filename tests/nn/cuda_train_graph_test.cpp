@@ -3,7 +3,8 @@
 // parameter), with dropout, clipping, a learning-rate change, batches of other lengths
 // in the same and in another step bucket, and a frozen parameter that makes the graph
 // record again, under AdamW, SGD with Nesterov momentum, and AdamW with bfloat16
-// products; and replays that obtain no device memory. Skipped without a GPU;
+// products; with a fine-tuned encoder in front (its backward, clipping and the update
+// after each replay); and replays that obtain no device memory. Skipped without a GPU;
 // CAPTION_REQUIRE_GPU=1 turns the skips into failures.
 #include <gtest/gtest.h>
 
@@ -122,6 +123,63 @@ TEST_P(CudaTrainGraph, ReplaysEqualEagerStepsBitForBit) {
   EXPECT_EQ(eager.step->stats().eager_steps, 10);
   EXPECT_EQ(graphed.opt->step_count("fc.weight"), 10);
   EXPECT_EQ(eager.step->stats().captures, 0);
+}
+
+// A fine-tuned "encoder" (one linear layer in front of the decoder, its parameters in the
+// same store): features that require gradients. The recording holds the decoder's part;
+// the replayed steps, with the encoder's backward, clipping and AdamW run after each
+// replay, equal the eager steps bit for bit, and the encoder trains.
+TEST(CudaTrainGraphFineTune, ReplaysWithEncoderBackwardEqualEagerStepsBitForBit) {
+  CAPTION_REQUIRE_CUDA_OR_SKIP();
+  if (!DeviceGraph::enabled(Device::cuda(0))) GTEST_SKIP() << "CAPTION_CUDA_GRAPHS=0";
+  struct FineTuneSide {
+    Generator init{21};
+    Linear encoder{512, 512, init};
+    AttentionDecoder decoder{decoder_config(), init};
+    ParameterStore store{Device::cuda(0)};
+    std::unique_ptr<Optimizer> opt;
+    Generator gen{77};
+    std::unique_ptr<TrainStep> step;
+    explicit FineTuneSide(bool graphs) {
+      encoder.to(Device::cuda(0));
+      decoder.to(Device::cuda(0));
+      decoder.train();
+      for (auto& p : encoder.named_parameters("encoder.")) store.add(p.name, *p.tensor);
+      for (auto& p : decoder.named_parameters("decoder.")) store.add(p.name, *p.tensor);
+      store.finalize();
+      opt = std::make_unique<AdamW>(store, AdamWConfig{}, std::vector<ParamGroup>{{"encoder.", 0.001}, {"decoder.", 0.01}});
+      const bool was = DeviceGraph::enabled(Device::cuda(0));
+      DeviceGraph::set_enabled(graphs);
+      TrainStepOptions o;
+      o.grad_clip = 0.3;
+      step = std::make_unique<TrainStep>(decoder, *opt, gen, o);
+      DeviceGraph::set_enabled(was);
+    }
+  };
+  FineTuneSide graphed(true), eager(false);
+  const std::vector<float> encoder_before = host(graphed.encoder.weight);
+  Generator g(5);
+  const int kinds[] = {0, 0, 1, 0, 2, 2};
+  for (int i = 0; i < 6; ++i) {
+    SCOPED_TRACE(i);
+    const Tensor raw = rand_normal({3, 4, 512}, 0, 1, g).to(Device::cuda(0));
+    const Tensor fa = relu(graphed.encoder.forward(raw)), fb = relu(eager.encoder.forward(raw));
+    ASSERT_TRUE(fa.requires_grad());
+    const TrainStepResult a = graphed.step->step(fa, batch(kinds[i]));
+    const TrainStepResult b = eager.step->step(fb, batch(kinds[i]));
+    ASSERT_EQ(host(a.loss.total), host(b.loss.total));
+    ASSERT_EQ(a.grad_norm.to(Device::cpu()).item(), b.grad_norm.to(Device::cpu()).item());
+    ASSERT_EQ(host(graphed.store.values()), host(eager.store.values()));
+    EXPECT_EQ(graphed.gen.offset(), eager.gen.offset());
+  }
+  EXPECT_NE(host(graphed.encoder.weight), encoder_before) << "the encoder trains";
+  // Shapes of 8 steps (kinds 0, 1) and 4 (kind 2): an eager warm-up each, then recorded.
+  const TrainStepStats& s = graphed.step->stats();
+  EXPECT_EQ(s.failed_captures, 0);
+  EXPECT_EQ(s.captures, 2);
+  EXPECT_EQ(s.eager_steps, 2);
+  EXPECT_EQ(s.replays, 4);
+  EXPECT_EQ(eager.step->stats().eager_steps, 6);
 }
 
 INSTANTIATE_TEST_SUITE_P(Optimisers, CudaTrainGraph,
