@@ -57,7 +57,7 @@ std::array<OpInfo, kOpCount>& table() {
     set(OpId::NhwcUnpack, "nhwc_unpack", false);
     set(OpId::FoldPackNhwc, "fold_pack_nhwc", false);
     set(OpId::ConvNhwc, "conv_nhwc", true);
-    set(OpId::MaxPoolNhwc, "max_pool_nhwc", false);
+    set(OpId::MaxPoolNhwc, "max_pool_nhwc", true);
     set(OpId::BatchNormNhwc, "batch_norm_nhwc", true);
     return init;
   }();

@@ -43,8 +43,8 @@ enum class OpId : int {
   LstmCell, LstmGates, AdditiveAttention, AttentionStep,
   // optimisers (no backward)
   SgdStep, AdamStep, SumOfSquares, Scale, ClipCoefficient,
-  // NHWC bfloat16: layout packing, weight folding (no backward), convolution, max pooling
-  // (no backward), training-mode batch norm with residual and ReLU
+  // NHWC bfloat16: layout packing, weight folding (no backward), convolution, max pooling,
+  // training-mode batch norm with residual and ReLU
   NhwcPack, NhwcUnpack, FoldPackNhwc, ConvNhwc, MaxPoolNhwc, BatchNormNhwc,
   Count
 };

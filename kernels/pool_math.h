@@ -8,7 +8,8 @@
 //   form reads through a loader, so the NHWC bfloat16 pooling (kernels/cpu/nhwc.h) runs
 //   the same scan.
 // - max_pool_gather(): one input pixel's gradient, the sum of grad_y over the outputs
-//   whose saved maximum is that pixel. Those outputs satisfy oh*stride - pad +
+//   whose saved maximum is that pixel (max_pool_windows_of() visits them; the NHWC
+//   pooling's backward visits the same way). Those outputs satisfy oh*stride - pad +
 //   ki*dilation == h for some tap ki, so at most kernel_h x kernel_w are visited, in a
 //   fixed order: no atomics.
 // - adaptive_avg_output() / adaptive_avg_gather(): a bin's mean, and one pixel's share
@@ -74,11 +75,12 @@ CAPTION_POOL_HD int64_t max_pool_output(const MaxPool2dParams& p, const float* x
   return max_pool_window(p, oh, ow, [&](int64_t h, int64_t w) { return xp[h * W + w]; }, value);
 }
 
-// ip and gy are one plane's indices and gradients [Ho, Wo].
-CAPTION_POOL_HD float max_pool_gather(const MaxPool2dParams& p, const int64_t* ip,
-                                      const float* gy, int64_t h, int64_t w) {
+// Visits, in a fixed order, every output o = oh * Wo + ow whose window holds input pixel
+// (h, w): visit(o, self) with self = h * W + w, the index a maximum there would have.
+template <typename Visit>
+CAPTION_POOL_HD void max_pool_windows_of(const MaxPool2dParams& p, int64_t h, int64_t w,
+                                         const Visit& visit) {
   const int64_t Ho = p.out_h, Wo = p.out_w, self = h * p.in_w + w;
-  float acc = 0.f;
   for (int64_t ki = 0; ki < p.kernel_h; ++ki) {
     const int64_t th = h + p.pad_h - ki * p.dilation_h;
     if (th < 0 || th % p.stride_h != 0 || th / p.stride_h >= Ho) continue;
@@ -86,10 +88,18 @@ CAPTION_POOL_HD float max_pool_gather(const MaxPool2dParams& p, const int64_t* i
     for (int64_t kj = 0; kj < p.kernel_w; ++kj) {
       const int64_t tw = w + p.pad_w - kj * p.dilation_w;
       if (tw < 0 || tw % p.stride_w != 0 || tw / p.stride_w >= Wo) continue;
-      const int64_t o = oh * Wo + tw / p.stride_w;
-      if (ip[o] == self) acc += gy[o];
+      visit(oh * Wo + tw / p.stride_w, self);
     }
   }
+}
+
+// ip and gy are one plane's indices and gradients [Ho, Wo].
+CAPTION_POOL_HD float max_pool_gather(const MaxPool2dParams& p, const int64_t* ip,
+                                      const float* gy, int64_t h, int64_t w) {
+  float acc = 0.f;
+  max_pool_windows_of(p, h, w, [&](int64_t o, int64_t self) {
+    if (ip[o] == self) acc += gy[o];
+  });
   return acc;
 }
 

@@ -51,11 +51,17 @@ Tensor conv_bn_nhwc(const Conv2d& conv, const BatchNorm2d& bn, const Tensor& x,
 // conv + batch norm in training on NHWC bfloat16 x: the convolution on a bfloat16 copy of
 // the weight (its gradient reaches the float32 weight), the batch norm with batch
 // statistics, then the residual and ReLU, in one pass.
-Tensor conv_bn_train_nhwc(const Conv2d& conv, const BatchNorm2d& bn, const Tensor& x,
-                          const Tensor& residual, bool relu) {
-  const Tensor y = conv_nhwc(x, nhwc_pack(conv.weight), Tensor(), Tensor(), {conv.options(), false});
+// The weight's input channels are padded to `channel_multiple` (the stem's 3 to 8, as x's).
+Tensor train_conv_bn(const Conv2d& conv, const BatchNorm2d& bn, const Tensor& x,
+                     const Tensor& residual, bool relu, int64_t channel_multiple) {
+  const Tensor y = conv_nhwc(x, nhwc_pack(conv.weight, channel_multiple), Tensor(), Tensor(),
+                             {conv.options(), false});
   return batch_norm_nhwc(y, bn.weight, bn.bias, bn.running_mean, bn.running_var, residual,
                          {bn.momentum, bn.eps, relu});
+}
+Tensor conv_bn_train_nhwc(const Conv2d& conv, const BatchNorm2d& bn, const Tensor& x,
+                          const Tensor& residual, bool relu) {
+  return train_conv_bn(conv, bn, x, residual, relu, 1);
 }
 
 bool trains_nhwc(const Conv2d& conv, const BatchNorm2d& bn) {
@@ -215,11 +221,20 @@ int ResNet::foldable_stages() const {
   return k;
 }
 
+bool ResNet::nhwc_eligible(const Tensor& x) const {
+  return nhwc_bf16 && batch_norm_folding != BatchNormFolding::Off && autocast_enabled() &&
+         x.defined() && x.device().is_cuda() && x.dtype() == DType::F32 && !any_requires_grad({x});
+}
+
 int ResNet::nhwc_bf16_stages(const Tensor& x) const {
-  if (!nhwc_bf16 || batch_norm_folding == BatchNormFolding::Off || !autocast_enabled() ||
-      !x.defined() || !x.device().is_cuda() || x.dtype() != DType::F32 || any_requires_grad({x}))
-    return -1;
-  return foldable_stages();
+  return nhwc_eligible(x) ? foldable_stages() : -1;
+}
+
+bool ResNet::trains_all_nhwc() const {
+  if (!trains_nhwc(*conv1_, *bn1_)) return false;
+  for (const auto& st : stages_)
+    if (!st->trains_nhwc()) return false;
+  return true;
 }
 
 bool ResNet::runs_nhwc_bf16(const Tensor& x) const {
@@ -228,7 +243,7 @@ bool ResNet::runs_nhwc_bf16(const Tensor& x) const {
 
 int ResNet::nhwc_train_stages(const Tensor& x) const {
   const int k = nhwc_bf16_stages(x);
-  if (k < 0) return 0;
+  if (k < 0) return nhwc_eligible(x) && trains_all_nhwc() ? static_cast<int>(stages_.size()) : 0;
   int t = 0;
   while (k + t < static_cast<int>(stages_.size()) && stages_[k + t]->trains_nhwc()) ++t;
   return t;
@@ -255,9 +270,22 @@ Tensor ResNet::forward_nhwc_bf16(const Tensor& x, int stages, bool train_nhwc) c
   return out;
 }
 
+Tensor ResNet::forward_nhwc_train(const Tensor& x) const {
+  check_images(x);
+  CAPTION_CHECK(trains_all_nhwc(),
+                "ResNet::forward_nhwc_train: every batch norm must train with batch statistics "
+                "(Train mode, not frozen) and no convolution may have a bias");
+  Tensor y = max_pool_nhwc(train_conv_bn(*conv1_, *bn1_, nhwc_pack(x, kChannelMultiple), Tensor(),
+                                         true, kChannelMultiple),
+                           stem_pool());
+  for (const auto& st : stages_) y = st->forward_nhwc_train(y);
+  return nhwc_unpack(y);
+}
+
 Tensor ResNet::forward(const Tensor& x) const {
   check_images(x);
   if (const int k = nhwc_bf16_stages(x); k >= 0) return forward_nhwc_bf16(x, k, true);
+  if (nhwc_eligible(x) && trains_all_nhwc()) return forward_nhwc_train(x);
   Tensor y = max_pool2d(relu(conv_batch_norm(*conv1_, *bn1_, x, batch_norm_folding)), stem_pool());
   for (const auto& s : stages_) y = s->forward(y, batch_norm_folding);
   return y;

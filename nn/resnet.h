@@ -96,7 +96,8 @@ class Stage : public Module {
 // their gradients, batch norm with batch statistics fused with the residual and ReLU);
 // only the encoder's output is converted back. A stage that neither folds nor trains
 // with batch statistics (Eval mode while differentiated) and the stages after it run
-// layer by layer. With the stem trained (--fine-tune all) the whole pass is layer by layer.
+// layer by layer. With the stem trained too (--fine-tune all) the whole trunk trains in
+// NHWC bfloat16 (forward_nhwc_train).
 class ResNet : public Module {
  public:
   ResNet(const ResNetSpec& spec, Generator& gen);
@@ -107,8 +108,15 @@ class ResNet : public Module {
   // kernels). Refuses when a batch norm of that prefix cannot be folded now, or an input
   // requiring grad.
   Tensor forward_nhwc_bf16(const Tensor& x, int stages = -1, bool train_nhwc = false) const;
+  // The whole trunk training in NHWC bfloat16 (--fine-tune all): the stem's convolution on
+  // the input padded to 8 channels, its batch norm with batch statistics, max pooling with
+  // its gradient, then every stage as forward_nhwc_train. Refuses unless trains_all_nhwc().
+  Tensor forward_nhwc_train(const Tensor& x) const;
+  // Whether every conv + batch norm pair trains with batch statistics and has no conv bias.
+  bool trains_all_nhwc() const;
   // How many stages after the folded prefix of nhwc_bf16_stages(x) forward(x) trains in
-  // NHWC bfloat16 (0 when it takes the layer-by-layer path).
+  // NHWC bfloat16 (all of them when the stem trains too; 0 when it takes the
+  // layer-by-layer path).
   int nhwc_train_stages(const Tensor& x) const;
   // How many stages forward(x) runs in NHWC bfloat16 after the stem (0 to 4), or -1 when
   // it does not take that path at all.
@@ -131,6 +139,9 @@ class ResNet : public Module {
   bool nhwc_bf16 = default_encoder_nhwc();
 
  private:
+  // On a GPU under autocast, x float32 and needing no gradient, CAPTION_ENCODER_NHWC on.
+  bool nhwc_eligible(const Tensor& x) const;
+
   ResNetSpec spec_;
   std::unique_ptr<Conv2d> conv1_;
   std::unique_ptr<BatchNorm2d> bn1_;

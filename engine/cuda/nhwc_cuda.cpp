@@ -35,9 +35,20 @@ void fold_pack_nhwc_cuda(const OpCall& c) {
                       cuda::stream(c.in[0].device()));
 }
 
+// out = {y, indices (int32; undefined unless differentiated)}.
 void max_pool_nhwc_cuda(const OpCall& c) {
   kcu::max_pool_nhwc_bf16(c.get<MaxPoolNhwcParams>(), c.in[0].data<uint16_t>(),
-                          c.out[0].data<uint16_t>(), cuda::stream(c.in[0].device()));
+                          c.out[0].data<uint16_t>(),
+                          c.out[1].defined() ? c.out[1].data<int32_t>() : nullptr,
+                          cuda::stream(c.in[0].device()));
+}
+
+// Backward: in = {indices, grad_y}, out = {grad_x}.
+void max_pool_nhwc_cuda_backward(const OpCall& c) {
+  if (!c.out[0].defined()) return;
+  kcu::max_pool_nhwc_backward(c.get<MaxPoolNhwcParams>(), c.in[0].data<int32_t>(),
+                              c.in[1].data<uint16_t>(), c.out[0].data<uint16_t>(),
+                              cuda::stream(c.in[1].device()));
 }
 
 Tensor bn_workspace(const BatchNormNhwcParams& p, Device dev) {
@@ -79,7 +90,8 @@ void batch_norm_nhwc_cuda_backward(const OpCall& c) {
                    batch_norm_nhwc_cuda_backward);
   register_kernels(OpId::NhwcPack, DeviceType::CUDA, nhwc_pack_cuda, nullptr);
   register_kernels(OpId::NhwcUnpack, DeviceType::CUDA, nhwc_unpack_cuda, nullptr);
-  register_kernels(OpId::MaxPoolNhwc, DeviceType::CUDA, max_pool_nhwc_cuda, nullptr);
+  register_kernels(OpId::MaxPoolNhwc, DeviceType::CUDA, max_pool_nhwc_cuda,
+                   max_pool_nhwc_cuda_backward);
   register_kernels(OpId::FoldPackNhwc, DeviceType::CUDA, fold_pack_nhwc_cuda, nullptr);
   return true;
 }();

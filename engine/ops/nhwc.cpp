@@ -136,9 +136,18 @@ void batch_norm_nhwc_cpu_backward(const OpCall& c) {
                                coef.data<float>());
 }
 
+// out = {y, indices (int32; undefined unless differentiated)}.
 void max_pool_nhwc_cpu(const OpCall& c) {
   kc::max_pool_nhwc_bf16(c.get<MaxPoolNhwcParams>(), c.in[0].data<uint16_t>(),
-                         c.out[0].data<uint16_t>());
+                         c.out[0].data<uint16_t>(),
+                         c.out[1].defined() ? c.out[1].data<int32_t>() : nullptr);
+}
+
+// Backward: in = {indices, grad_y}, out = {grad_x}.
+void max_pool_nhwc_cpu_backward(const OpCall& c) {
+  if (!c.out[0].defined()) return;
+  kc::max_pool_nhwc_backward(c.get<MaxPoolNhwcParams>(), c.in[0].data<int32_t>(),
+                             c.in[1].data<uint16_t>(), c.out[0].data<uint16_t>());
 }
 
 [[maybe_unused]] const bool registered = [] {
@@ -148,7 +157,8 @@ void max_pool_nhwc_cpu(const OpCall& c) {
   register_kernels(OpId::ConvNhwc, DeviceType::CPU, conv_nhwc_cpu, conv_nhwc_cpu_backward);
   register_kernels(OpId::BatchNormNhwc, DeviceType::CPU, batch_norm_nhwc_cpu,
                    batch_norm_nhwc_cpu_backward);
-  register_kernels(OpId::MaxPoolNhwc, DeviceType::CPU, max_pool_nhwc_cpu, nullptr);
+  register_kernels(OpId::MaxPoolNhwc, DeviceType::CPU, max_pool_nhwc_cpu,
+                   max_pool_nhwc_cpu_backward);
   return true;
 }();
 
@@ -167,15 +177,15 @@ Tensor nhwc_pack(const Tensor& x_in, int64_t channel_multiple) {
   const Tensor x = x_in.contiguous();
   const Shape& s = x.shape();
   const int64_t cp = padded_channels(s[1], channel_multiple, "nhwc_pack");
-  CAPTION_CHECK(cp == s[1] || !any_requires_grad({x_in}), "nhwc_pack: ", x_in.describe(),
-                " requires grad; only packing without padded channels is differentiable");
   NhwcPackParams p{s[0], s[1], s[2] * s[3], cp};
   Tensor y = Tensor::empty({s[0], s[2], s[3], cp}, DType::BF16, x.device());
   std::vector<Tensor> in{x}, out{y};
   run_forward(OpId::NhwcPack, x.device(), OpCall{in, out, &p});
-  // The gradient of a packing is the unpacking of the gradient (exact).
-  record_lambda("nhwc_pack_backward", {x}, {y}, [](const std::vector<Tensor>& g) {
-    return std::vector<Tensor>{nhwc_unpack(g[0])};
+  // The gradient of a packing is the unpacking of the gradient (exact), the padded
+  // channels dropped.
+  const int64_t C = s[1];
+  record_lambda("nhwc_pack_backward", {x}, {y}, [C, cp](const std::vector<Tensor>& g) {
+    return std::vector<Tensor>{nhwc_unpack(cp == C ? g[0] : g[0].narrow(3, 0, C).contiguous())};
   });
   return y;
 }
@@ -325,16 +335,20 @@ Tensor batch_norm_nhwc(const Tensor& x_in, const Tensor& weight, const Tensor& b
 
 Tensor max_pool_nhwc(const Tensor& x_in, MaxPool2dOptions o) {
   require_bf16(x_in, "max_pool_nhwc", "input");
-  refuse_grad({x_in}, "max_pool_nhwc");
   const Shape xs = nchw_of(x_in.shape());
   MaxPoolNhwcParams p;
   p.g = max_pool2d_params(xs, o, "max_pool_nhwc", x_in);
   p.g.planes = xs[0];
   p.channels = xs[1];
   const Tensor x = x_in.contiguous();
-  Tensor y = Tensor::empty({xs[0], p.g.out_h, p.g.out_w, xs[1]}, DType::BF16, x.device());
-  std::vector<Tensor> in{x}, out{y};
+  const Shape out_shape{xs[0], p.g.out_h, p.g.out_w, xs[1]};
+  Tensor y = Tensor::empty(out_shape, DType::BF16, x.device());
+  // The maxima's positions, only where a backward will read them.
+  const bool differentiate = any_requires_grad({x_in});
+  Tensor indices = differentiate ? Tensor::empty(out_shape, DType::I32, x.device()) : Tensor();
+  std::vector<Tensor> in{x}, out{y, indices};
   run_forward(OpId::MaxPoolNhwc, x.device(), OpCall{in, out, &p});
+  record_op(OpId::MaxPoolNhwc, p, in, {indices}, {y});
   return y;
 }
 

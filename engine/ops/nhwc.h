@@ -6,10 +6,10 @@
 // autocast's NCHW conv2d does) and halves the bytes that batch norm, ReLU, residual adds
 // and pooling move.
 //
-// Differentiable: nhwc_pack (without padded channels), nhwc_unpack, conv_nhwc without its
-// epilogue, batch_norm_nhwc; their gradients are bfloat16 where their inputs are (as
-// autocast's). fold_pack_nhwc and max_pool_nhwc are inference only: an input that requires
-// grad while grad mode is on is refused. Tensors in NHWC are ordinary BF16 tensors whose
+// Differentiable: nhwc_pack, nhwc_unpack, conv_nhwc without its epilogue, max_pool_nhwc,
+// batch_norm_nhwc; their gradients are bfloat16 where their inputs are (as autocast's).
+// fold_pack_nhwc is inference only: an input that requires grad while grad mode is on is
+// refused. Tensors in NHWC are ordinary BF16 tensors whose
 // logical shape is [B, H, W, C]; filters are [O, kh, kw, C].
 //
 // Arithmetic (the CPU kernels are the reference, kernels/cpu/nhwc.h): conv_nhwc computes
@@ -83,7 +83,8 @@ Tensor batch_norm_nhwc(const Tensor& x, const Tensor& weight, const Tensor& bias
                        const Tensor& running_mean, const Tensor& running_var,
                        const Tensor& residual, BatchNormNhwcOptions options);
 
-// x [B, H, W, C] bfloat16 -> [B, Ho, Wo, C]: max_pool2d's values in NHWC.
+// x [B, H, W, C] bfloat16 -> [B, Ho, Wo, C]: max_pool2d's values in NHWC; differentiable
+// (each window's gradient goes to its first maximum, as max_pool2d's).
 Tensor max_pool_nhwc(const Tensor& x, MaxPool2dOptions options);
 
 }  // namespace caption

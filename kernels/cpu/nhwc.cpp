@@ -56,25 +56,39 @@ void conv_nhwc_epilogue(uint16_t* y, const float* bias, const uint16_t* residual
   }
 }
 
-void max_pool_nhwc_bf16(const MaxPoolNhwcParams& p, const uint16_t* x, uint16_t* y) {
+void max_pool_nhwc_bf16(const MaxPoolNhwcParams& p, const uint16_t* x, uint16_t* y,
+                        int32_t* indices) {
   const MaxPool2dParams& g = p.g;
   const int64_t C = p.channels;
   for (int64_t b = 0; b < g.planes; ++b) {
     const uint16_t* xb = x + b * g.in_h * g.in_w * C;
     for (int64_t oh = 0; oh < g.out_h; ++oh) {
       for (int64_t ow = 0; ow < g.out_w; ++ow) {
-        uint16_t* out = y + ((b * g.out_h + oh) * g.out_w + ow) * C;
+        const int64_t at = ((b * g.out_h + oh) * g.out_w + ow) * C;
         for (int64_t c = 0; c < C; ++c) {
           float best;
-          max_pool_window(
+          const int64_t index = max_pool_window(
               g, oh, ow,
               [&](int64_t h, int64_t w) { return bf16_to_float(xb[(h * g.in_w + w) * C + c]); },
               &best);
-          out[c] = bf16_bits(best);
+          y[at + c] = bf16_bits(best);
+          if (indices) indices[at + c] = static_cast<int32_t>(index);
         }
       }
     }
   }
+}
+
+void max_pool_nhwc_backward(const MaxPoolNhwcParams& p, const int32_t* indices,
+                            const uint16_t* grad_y, uint16_t* grad_x) {
+  const MaxPool2dParams& g = p.g;
+  const int64_t C = p.channels, out_image = g.out_h * g.out_w * C;
+  for (int64_t b = 0; b < g.planes; ++b)
+    for (int64_t h = 0; h < g.in_h; ++h)
+      for (int64_t w = 0; w < g.in_w; ++w)
+        for (int64_t c = 0; c < C; ++c)
+          grad_x[((b * g.in_h + h) * g.in_w + w) * C + c] = bf16_bits(max_pool_nhwc_gather(
+              p, indices + b * out_image, grad_y + b * out_image, h, w, c));
 }
 
 void batch_norm_nhwc_forward(const BatchNormNhwcParams& p, const uint16_t* x, const float* weight,

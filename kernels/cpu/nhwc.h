@@ -10,6 +10,7 @@
 #include "kernels/bf16.h"
 #include "kernels/cpu/conv.h"
 #include "kernels/cpu/pool.h"
+#include "kernels/pool_math.h"
 
 namespace caption::kernels::cpu {
 
@@ -209,7 +210,25 @@ void conv_nhwc_epilogue(uint16_t* y, const float* bias, const uint16_t* residual
                         int64_t channels, bool relu);
 
 // y [B, Ho, Wo, C] = max over each window of x [B, H, W, C] (padding is -inf, a NaN in a
-// window wins, as max_pool2d): max pooling's values without indices (no backward).
-void max_pool_nhwc_bf16(const MaxPoolNhwcParams& p, const uint16_t* x, uint16_t* y);
+// window wins, as max_pool2d), and where `indices` is not null each maximum's position in
+// its image plane, h * W + w (int32, [B, Ho, Wo, C]), for the backward.
+void max_pool_nhwc_bf16(const MaxPoolNhwcParams& p, const uint16_t* x, uint16_t* y,
+                        int32_t* indices);
+
+// One input element's gradient: the sum, in a fixed order, of grad_y over the outputs of
+// its channel whose saved maximum is its pixel (ib, gb: image b's indices and grad_y).
+CAPTION_BF16_HD float max_pool_nhwc_gather(const MaxPoolNhwcParams& p, const int32_t* ib,
+                                           const uint16_t* gb, int64_t h, int64_t w, int64_t c) {
+  const int64_t C = p.channels;
+  float acc = 0.f;
+  max_pool_windows_of(p.g, h, w, [&](int64_t o, int64_t self) {
+    if (ib[o * C + c] == self) acc += bf16_to_float(gb[o * C + c]);
+  });
+  return acc;
+}
+
+// grad_x [B, H, W, C] = bf16(max_pool_nhwc_gather) for every input element.
+void max_pool_nhwc_backward(const MaxPoolNhwcParams& p, const int32_t* indices,
+                            const uint16_t* grad_y, uint16_t* grad_x);
 
 }  // namespace caption::kernels::cpu

@@ -60,7 +60,8 @@ __global__ void fold_pack_kernel(cpu::FoldPackParams p, const float* w, const fl
 }
 
 // One thread per output element, channels fastest (coalesced reads and writes).
-__global__ void max_pool_nhwc_kernel(cpu::MaxPoolNhwcParams p, const uint16_t* x, uint16_t* y) {
+__global__ void max_pool_nhwc_kernel(cpu::MaxPoolNhwcParams p, const uint16_t* x, uint16_t* y,
+                                     int32_t* indices) {
   const cpu::MaxPool2dParams& g = p.g;
   const int64_t C = p.channels, n = g.planes * g.out_h * g.out_w * C;
   for (int64_t i = global_thread(); i < n; i += grid_threads()) {
@@ -68,11 +69,27 @@ __global__ void max_pool_nhwc_kernel(cpu::MaxPoolNhwcParams p, const uint16_t* x
     const int64_t b = i / (C * g.out_w * g.out_h);
     const uint16_t* xb = x + b * g.in_h * g.in_w * C;
     float best;
-    max_pool_window(
+    const int64_t index = max_pool_window(
         g, oh, ow,
         [&](int64_t h, int64_t w) { return bf16_to_float(xb[(h * g.in_w + w) * C + c]); },
         &best);
     y[i] = bf16_bits(best);
+    if (indices) indices[i] = static_cast<int32_t>(index);
+  }
+}
+
+// One thread per input element, channels fastest: its gradient gathered from the outputs
+// whose windows hold it (no atomics).
+__global__ void max_pool_nhwc_backward_kernel(cpu::MaxPoolNhwcParams p, const int32_t* indices,
+                                              const uint16_t* grad_y, uint16_t* grad_x) {
+  const cpu::MaxPool2dParams& g = p.g;
+  const int64_t C = p.channels, n = g.planes * g.in_h * g.in_w * C;
+  const int64_t out_image = g.out_h * g.out_w * C;
+  for (int64_t i = global_thread(); i < n; i += grid_threads()) {
+    const int64_t c = i % C, w = (i / C) % g.in_w, h = (i / (C * g.in_w)) % g.in_h;
+    const int64_t b = i / (C * g.in_w * g.in_h);
+    grad_x[i] = bf16_bits(
+        cpu::max_pool_nhwc_gather(p, indices + b * out_image, grad_y + b * out_image, h, w, c));
   }
 }
 
@@ -414,11 +431,19 @@ void fold_pack_nhwc(const cpu::FoldPackParams& p, const float* w, const float* c
 }
 
 void max_pool_nhwc_bf16(const cpu::MaxPoolNhwcParams& p, const uint16_t* x, uint16_t* y,
-                        cudaStream_t stream) {
+                        int32_t* indices, cudaStream_t stream) {
   const int64_t n = p.g.planes * p.g.out_h * p.g.out_w * p.channels;
   if (n == 0) return;
-  max_pool_nhwc_kernel<<<grid_for(n), kBlock, 0, stream>>>(p, x, y);
+  max_pool_nhwc_kernel<<<grid_for(n), kBlock, 0, stream>>>(p, x, y, indices);
   CAPTION_CUDA_LAUNCH_CHECK("max_pool_nhwc_kernel");
+}
+
+void max_pool_nhwc_backward(const cpu::MaxPoolNhwcParams& p, const int32_t* indices,
+                            const uint16_t* grad_y, uint16_t* grad_x, cudaStream_t stream) {
+  const int64_t n = p.g.planes * p.g.in_h * p.g.in_w * p.channels;
+  if (n == 0) return;
+  max_pool_nhwc_backward_kernel<<<grid_for(n), kBlock, 0, stream>>>(p, indices, grad_y, grad_x);
+  CAPTION_CUDA_LAUNCH_CHECK("max_pool_nhwc_backward_kernel");
 }
 
 }  // namespace caption::kernels::cuda

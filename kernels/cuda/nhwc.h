@@ -21,9 +21,12 @@ void fold_pack_nhwc(const cpu::FoldPackParams& p, const float* w, const float* c
                     const float* gamma, const float* beta, const float* mean, const float* var,
                     uint16_t* w16, float* bias, cudaStream_t stream);
 
-// y [B, Ho, Wo, C] = max over each window of x [B, H, W, C].
+// y [B, Ho, Wo, C] = max over each window of x [B, H, W, C], and each maximum's position
+// where indices is not null; the backward gathers grad_x from grad_y (kernels/cpu/nhwc.h).
 void max_pool_nhwc_bf16(const cpu::MaxPoolNhwcParams& p, const uint16_t* x, uint16_t* y,
-                        cudaStream_t stream);
+                        int32_t* indices, cudaStream_t stream);
+void max_pool_nhwc_backward(const cpu::MaxPoolNhwcParams& p, const int32_t* indices,
+                            const uint16_t* grad_y, uint16_t* grad_x, cudaStream_t stream);
 
 // Training-mode batch norm over x [rows, C] with the residual and ReLU fused (kernels/
 // cpu/nhwc.h: the same per-element functions; the per-channel double sums are taken in a

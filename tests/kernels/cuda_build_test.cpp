@@ -17,16 +17,16 @@ constexpr OpId kCudaOps[] = {
     OpId::Embedding, OpId::Dropout, OpId::Concat, OpId::Slice, OpId::IndexSelect, OpId::Gather,
     OpId::LstmCell, OpId::LstmGates, OpId::AdditiveAttention, OpId::AttentionStep,
     OpId::Conv2d, OpId::BatchNorm2d, OpId::MaxPool2d, OpId::AdaptiveAvgPool2d,
-    OpId::ConvNhwc, OpId::BatchNormNhwc,
+    OpId::ConvNhwc, OpId::BatchNormNhwc, OpId::MaxPoolNhwc,
 };
 
 // Ops without a backward (the optimisers, engine/cuda/optim_cuda.cpp; decoding's arg-max
-// and beam choice; the NHWC packing, folding and pooling, whose gradients, where they
-// have any, are compositions of ops): a CUDA forward only.
+// and beam choice; the NHWC packing and folding, whose gradients, where they have any,
+// are compositions of ops): a CUDA forward only.
 constexpr OpId kCudaForwardOnlyOps[] = {
     OpId::SgdStep,  OpId::AdamStep,      OpId::SumOfSquares, OpId::Scale,
     OpId::ClipCoefficient, OpId::MaxLast, OpId::TopExtensions, OpId::NhwcPack,
-    OpId::NhwcUnpack, OpId::FoldPackNhwc, OpId::MaxPoolNhwc,
+    OpId::NhwcUnpack, OpId::FoldPackNhwc,
 };
 
 TEST(CudaBuild, FoundationOpsHaveCudaForwardAndBackward) {

@@ -183,15 +183,15 @@ TEST(CudaModel, NhwcEncoderMatchesCpuTwin) {
   }
 }
 
-// A partly fine-tuned encoder in training mode (from:3: the stem, layer1 and layer2
-// frozen): under autocast the GPU runs that prefix folded in NHWC bfloat16 and trains
-// layers 3-4 in NHWC bfloat16 too (batch_norm_nhwc with batch statistics); the CPU twin does
-// the same through forward_nhwc_bf16(x, 2, true). Output, the trained parameters'
-// gradients and the running statistics agree with the twin far better than with float32.
-TEST(CudaModel, NhwcPartlyFineTunedEncoderTrainsLikeCpuTwin) {
-  CAPTION_REQUIRE_CUDA_OR_SKIP();
-  skip_unless_full_float32();
-  Pair p = make_pair(small_config("resnet50", "from:3"), 8);
+// An encoder training under autocast on the GPU (fine_tune "from:3": the stem, layer1 and
+// layer2 frozen, run folded in NHWC bfloat16, layers 3-4 training in NHWC bfloat16 too;
+// "all": the whole trunk training in NHWC) against its CPU twin (forward_nhwc_bf16(x, 2,
+// true), or forward_nhwc_train): output, the trained parameters' gradients and the running
+// statistics agree with the twin far better than with float32.
+void expect_nhwc_training_matches_twin(const char* depth, const char* fine_tune) {
+  SCOPED_TRACE(std::string(depth) + " " + fine_tune);
+  Pair p = make_pair(small_config(depth, fine_tune), 8);
+  const bool all = std::string(fine_tune) == "all";
   p.cpu->train();
   p.gpu->train();
   Generator g(9);
@@ -200,14 +200,17 @@ TEST(CudaModel, NhwcPartlyFineTunedEncoderTrainsLikeCpuTwin) {
   std::vector<Tensor> initial;  // the running statistics before a pass
   for (auto& r : p.cpu->encoder.named_buffers()) initial.push_back(r.tensor->clone());
   // One pass of `model`'s encoder: output, every trained gradient (one vector) and the
-  // running statistics after it (one vector), from the same starting statistics.
+  // running statistics after it (one vector), from the same starting statistics. `mode`:
+  // 0 float32, 1 forward() under autocast, 2 the NHWC twin.
   auto pass = [&](CaptionModel& model, const Tensor& x, int mode) {
     size_t i = 0;
     for (auto& r : model.encoder.named_buffers()) r.tensor->copy_(initial[i++].to(x.device()));
     for (auto& r : model.encoder.named_parameters())
       if (r.tensor->requires_grad()) r.tensor->zero_grad();
     AutocastGuard autocast(mode > 0);
-    const Tensor y = mode == 2 ? model.encoder.forward_nhwc_bf16(x, 2, true) : model.encoder.forward(x);
+    const Tensor y = mode < 2 ? model.encoder.forward(x)
+                     : all    ? model.encoder.forward_nhwc_train(x)
+                              : model.encoder.forward_nhwc_bf16(x, 2, true);
     Generator up(10);
     sum(mul(y, rand_normal(y.shape(), 0, 1, up).to(x.device()))).backward();
     std::vector<Tensor> grads, stats;
@@ -219,15 +222,27 @@ TEST(CudaModel, NhwcPartlyFineTunedEncoderTrainsLikeCpuTwin) {
   };
   {
     AutocastGuard autocast;
-    EXPECT_EQ(p.gpu->encoder.nhwc_bf16_stages(on_gpu), 2);
-    EXPECT_EQ(p.gpu->encoder.nhwc_train_stages(on_gpu), 2);
+    EXPECT_EQ(p.gpu->encoder.nhwc_bf16_stages(on_gpu), all ? -1 : 2);
+    EXPECT_EQ(p.gpu->encoder.nhwc_train_stages(on_gpu), all ? 4 : 2);
   }
   const auto [y32, g32, s32] = pass(*p.cpu, images, 0);
   const auto [ytwin, gtwin, stwin] = pass(*p.cpu, images, 2);
   const auto [ygpu, ggpu, sgpu] = pass(*p.gpu, on_gpu, 1);  // forward(): the NHWC paths
-  expect_close_to_twin("from:3, NHWC prefix and trained stages", ygpu, ytwin, y32);
-  expect_close_to_twin("from:3, trained gradients", ggpu, gtwin, g32);
-  expect_close_to_twin("from:3, running statistics", sgpu, stwin, s32);
+  expect_close_to_twin(str(fine_tune, ", output"), ygpu, ytwin, y32);
+  expect_close_to_twin(str(fine_tune, ", trained gradients"), ggpu, gtwin, g32);
+  expect_close_to_twin(str(fine_tune, ", running statistics"), sgpu, stwin, s32);
+}
+
+TEST(CudaModel, NhwcPartlyFineTunedEncoderTrainsLikeCpuTwin) {
+  CAPTION_REQUIRE_CUDA_OR_SKIP();
+  skip_unless_full_float32();
+  expect_nhwc_training_matches_twin("resnet50", "from:3");
+}
+
+TEST(CudaModel, NhwcWhollyFineTunedEncoderTrainsLikeCpuTwin) {
+  CAPTION_REQUIRE_CUDA_OR_SKIP();
+  skip_unless_full_float32();
+  expect_nhwc_training_matches_twin("resnet18", "all");
 }
 
 TEST(CudaModel, TrainingModeBatchNormMatchesCpu) {

@@ -233,6 +233,54 @@ TEST(NhwcEncoder, TrainedStagesRunNhwcWithBatchStatistics) {
   restore();
 }
 
+// --fine-tune all: the whole trunk trains in NHWC bfloat16 (forward_nhwc_train): the stem
+// on the input padded to 8 channels, max pooling with its gradient, every batch norm with
+// batch statistics; every parameter gets its gradient, as close to float32's as
+// autocast's layer-by-layer pass gets.
+TEST(NhwcEncoder, WholeTrunkTrainsNhwc) {
+  Net n(18);
+  n.resnet.set_frozen(false);
+  n.resnet.train();
+  EXPECT_TRUE(n.resnet.trains_all_nhwc());
+  Generator g(14);
+  const Tensor x = rand_normal({2, 3, 64, 64}, 0.0, 1.0, g);
+  const Tensor upstream = rand_normal({2, 512, 2, 2}, 0.0, 1.0, g);
+  auto pass = [&](int mode) {  // 0 float32, 1 autocast layer by layer, 2 NHWC
+    for (auto& r : n.resnet.named_parameters()) r.tensor->zero_grad();
+    AutocastGuard autocast(mode > 0);
+    OpProfile::enable(true);
+    OpProfile::reset();
+    const Tensor y = mode == 2 ? n.resnet.forward_nhwc_train(x) : n.resnet.forward(x);
+    sum(mul(y, upstream)).backward();
+    const long nhwc = OpProfile::calls(OpId::BatchNormNhwc, true, DeviceType::CPU);
+    const long pool = OpProfile::calls(OpId::MaxPoolNhwc, true, DeviceType::CPU);
+    const long nchw = OpProfile::calls(OpId::BatchNorm2d, false, DeviceType::CPU);
+    OpProfile::enable(false);
+    EXPECT_EQ(nhwc, mode == 2 ? 20 : 0);  // stem 1, layers 4 + 5 + 5 + 5
+    EXPECT_EQ(pool, mode == 2 ? 1 : 0);
+    EXPECT_EQ(nchw, mode == 2 ? 0 : 20);
+    std::vector<Tensor> grads;
+    for (auto& r : n.resnet.named_parameters()) {
+      EXPECT_TRUE(r.tensor->grad().defined()) << r.name;
+      if (r.tensor->grad().defined()) grads.push_back(r.tensor->grad().detach().reshape({-1}));
+    }
+    return std::pair{y.detach(), concat(grads, 0)};
+  };
+  const auto [y32, g32] = pass(0);
+  const auto [yamp, gamp] = pass(1);
+  const auto [ynhwc, gnhwc] = pass(2);
+  const double e_amp = rel_l2(yamp, y32), e_nhwc = rel_l2(ynhwc, y32);
+  const double ge_amp = rel_l2(gamp, g32), ge_nhwc = rel_l2(gnhwc, g32);
+  std::printf("whole trunk in NHWC: output error %.3g (autocast %.3g), gradient error %.3g "
+              "(autocast %.3g)\n", e_nhwc, e_amp, ge_nhwc, ge_amp);
+  EXPECT_GT(e_amp, 0);
+  EXPECT_LT(e_nhwc, 2 * e_amp);
+  EXPECT_LT(ge_nhwc, 2 * ge_amp);
+  n.resnet.stage(1).set_frozen(true);
+  EXPECT_FALSE(n.resnet.trains_all_nhwc());
+  EXPECT_ERROR_WITH(n.resnet.forward_nhwc_train(x), "every batch norm must train with batch statistics");
+}
+
 TEST(NhwcEncoder, EnvironmentSwitchIsCheckedByName) {
   ASSERT_EQ(setenv("CAPTION_ENCODER_NHWC", "0", 1), 0);
   EXPECT_FALSE(default_encoder_nhwc());

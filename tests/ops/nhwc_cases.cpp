@@ -1,8 +1,8 @@
 // Harness cases: the NHWC bfloat16 ops (nhwc_pack, nhwc_unpack, fold_pack_nhwc, conv_nhwc,
 // max_pool_nhwc, batch_norm_nhwc, and add on bfloat16). They have no float64 kernels, so
 // the cases run in the consistency (CUDA against the CPU) and guard modes only; the
-// training cases (conv_nhwc without epilogue, batch_norm_nhwc, add) run their backward
-// there too. Each case takes float32
+// training cases (conv_nhwc without epilogue, batch_norm_nhwc, max_pool_nhwc, add) run
+// their backward there too. Each case takes float32
 // NCHW inputs, packs them, runs the op and unpacks its result, so that the harness compares
 // float32 tensors (and the gradients of those float32 inputs).
 // Shapes: odd channel counts (the epilogue's scalar path), even ones (its paired path),
@@ -183,6 +183,15 @@ OpCase add_case(std::string name, Shape x) {
   return c;
 }
 
+// Training: max pooling differentiated (each window's gradient to its first maximum).
+OpCase pool_train_case(std::string name, Shape x, MaxPool2dOptions o) {
+  OpCase c = pool_case(std::move(name), x, o);
+  c.gradcheck = true;
+  c.float64 = false;
+  c.no_grad_inputs = {};
+  return c;
+}
+
 CAPTION_OP_CASES {
   const Conv2dOptions plain{};
   return {
@@ -218,6 +227,10 @@ CAPTION_OP_CASES {
       bn_train_case("batch_norm_nhwc/64 channels, 200 rows (several row chunks)", {2, 64, 10, 10},
                     true, false, true),
       add_case("add/bfloat16, odd sizes", {3, 5, 7, 3}),
+      pool_train_case("max_pool_nhwc/training 3x3 stride 2 pad 1 (the stem)", {2, 6, 9, 8},
+                      {.kernel = {3, 3}, .stride = Size2{2, 2}, .padding = {1, 1}}),
+      pool_train_case("max_pool_nhwc/training 2x2 stride 1, odd channels", {1, 5, 4, 5},
+                      {.kernel = {2, 2}, .stride = Size2{1, 1}}),
       pool_case("max_pool_nhwc/3x3 stride 2 pad 1 (the stem)", {2, 6, 9, 8},
                 {.kernel = {3, 3}, .stride = Size2{2, 2}, .padding = {1, 1}}),
       pool_case("max_pool_nhwc/2x3 dilation 2, 1 image", {1, 3, 7, 9},

@@ -256,6 +256,36 @@ TEST(NhwcOps, BfloatAddSumsEqualShapesRoundedOnce) {
                     "gradient of an activation used twice"));
 }
 
+// Training the stem: its 3 input channels packed with padding to 8 (the padded channels'
+// gradients dropped) and the max pool's gradient to each window's first maximum, as
+// max_pool2d's (ties and NaN included).
+TEST(NhwcOps, PaddedPackAndMaxPoolGradientsAreTheFloat32Ones) {
+  Generator gen(11);
+  Tensor w = rand_normal({4, 3, 2, 2}, 0, 1, gen);
+  w.set_requires_grad(true);
+  const Tensor packed = nhwc_pack(w, 8);
+  EXPECT_EQ(packed.shape(), (Shape{4, 2, 2, 8}));
+  const Tensor u = rounded(rand_normal({4, 8, 2, 2}, 0, 1, gen));  // NCHW of the padded weight
+  sum(mul(nhwc_unpack(packed), u)).backward();
+  EXPECT_TRUE(equal(w.grad(), u.narrow(1, 0, 3).contiguous(), "padded pack's gradient"));
+
+  // Max pooling: 3x3, stride 2, padding 1 over values with ties and a NaN.
+  Tensor x = rounded(rand_normal({2, 3, 7, 6}, 0, 1, gen));
+  x.data<float>()[0] = x.data<float>()[1];  // a tie in the first window
+  x.data<float>()[20] = NAN;
+  const MaxPool2dOptions o{.kernel = {3, 3}, .stride = Size2{2, 2}, .padding = {1, 1}};
+  const Tensor up = rounded(rand_normal({2, 3, 4, 3}, 0, 1, gen));
+  Tensor a = x.clone(), b = x.clone();
+  a.set_requires_grad(true);
+  b.set_requires_grad(true);
+  const Tensor ya = nhwc_unpack(max_pool_nhwc(nhwc_pack(a), o));
+  const Tensor yb = max_pool2d(b, o);
+  EXPECT_TRUE(equal(ya, yb, "values"));
+  sum(mul(ya, up)).backward();
+  sum(mul(yb, up)).backward();
+  EXPECT_TRUE(equal(a.grad(), rounded(b.grad()), "gradient"));
+}
+
 TEST(NhwcOps, RefusalsNameTheOpAndTheProblem) {
   const Tensor x = Tensor::zeros({1, 4, 5, 5});
   const Tensor px = nhwc_pack(x), pw = nhwc_pack(Tensor::zeros({2, 4, 3, 3}));
@@ -272,9 +302,6 @@ TEST(NhwcOps, RefusalsNameTheOpAndTheProblem) {
                "max_pool_nhwc: padding (2, 2)");
   Tensor trainable = Tensor::zeros({1, 4, 5, 5});
   trainable.set_requires_grad(true);
-  expect_error([&] { nhwc_pack(trainable, 8); },
-               "nhwc_pack: float32[1, 4, 5, 5] on cpu requires grad; only packing without padded "
-               "channels is differentiable");
   Tensor bias = Tensor::zeros({2});
   bias.set_requires_grad(true);
   expect_error([&] { conv_nhwc(px, pw, bias, Tensor(), {}); },
@@ -309,7 +336,6 @@ TEST(NhwcOps, RefusalsNameTheOpAndTheProblem) {
                "add: bfloat16 operands support only add of equal shapes");
   expect_error([&] { mul(y, y); }, "mul: bfloat16 operands support only add of equal shapes");
   NoGradGuard no_grad;  // under no_grad the same inputs are accepted
-  EXPECT_EQ(nhwc_pack(trainable, 8).shape(), (Shape{1, 5, 5, 8}));
   EXPECT_EQ(conv_nhwc(px, pw, bias, Tensor(), {}).shape(), (Shape{1, 3, 3, 2}));
 }
 
