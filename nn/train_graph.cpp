@@ -1,6 +1,8 @@
 // The decoder's training step as a device graph: see train_graph.h.
 #include "nn/train_graph.h"
 
+#include <functional>
+
 #include "engine/autocast.h"
 #include "engine/error.h"
 
@@ -87,6 +89,43 @@ bool same_runs(const std::vector<Optimizer::Run>& a, const std::vector<Optimizer
 }
 }  // namespace
 
+bool TrainStep::record(Graph& g, const Tensor& features, const PaddedBatch& host_batch,
+                       bool features_grad, const char* what,
+                       const std::function<TrainStepResult()>& body) {
+  g.features = Tensor::empty(features.shape(), features.dtype(), device_);
+  if (features_grad) g.features.set_requires_grad(true);
+  g.batch = to_device(host_batch, device_);
+  g.counter = Tensor::zeros({1}, DType::I64, device_);
+  const uint64_t origin = gen_.offset();
+  gen_.attach_device_counter(g.counter);
+  const bool ok = g.graph.capture(device_, [&] { g.out = body(); });
+  gen_.detach_device_counter();
+  g.draws = gen_.offset() - origin;
+  gen_.set_state(gen_.seed(), origin);  // the replay draws them
+  if (!ok) {
+    g.failed = true;
+    ++stats_.failed_captures;
+    g.out = {};
+    log_warning(str("training on ", device_.to_string(), ": the ", what, " for ", features.size(0),
+                    " captions of ", g.batch.words.size(0), " steps could not be recorded as a graph (",
+                    g.graph.failure(), "); stepping without graphs"));
+  }
+  return ok;
+}
+
+void TrainStep::replay(Graph& g, const Tensor& features, const PaddedBatch& host_batch) {
+  {
+    NoGradGuard no_grad;  // the recording's feature tensor may be a leaf that requires grad
+    Tensor input = g.features.detach();
+    input.copy_(features.detach());
+  }
+  copy_batch(g.batch, host_batch);
+  g.counter.fill_(static_cast<double>(gen_.offset()));
+  gen_.set_state(gen_.seed(), gen_.offset() + g.draws);
+  g.graph.replay();
+  ++stats_.replays;
+}
+
 TrainStepResult TrainStep::step(const Tensor& features_in, const CaptionBatch& batch) {
   CAPTION_CHECK(features_in.dim() == 3 && features_in.size(0) == static_cast<int64_t>(batch.lengths.size()),
                 "training step: features ", features_in.describe(), " for ", batch.lengths.size(),
@@ -134,22 +173,7 @@ TrainStepResult TrainStep::step(const Tensor& features_in, const CaptionBatch& b
       ++stats_.eager_steps;
       return run(features, to_device(host_batch, device_), true);
     }
-    g.features = Tensor::empty(features.shape(), features.dtype(), device_);
-    g.batch = to_device(host_batch, device_);
-    g.counter = Tensor::zeros({1}, DType::I64, device_);
-    const uint64_t origin = gen_.offset();
-    gen_.attach_device_counter(g.counter);
-    const bool ok = g.graph.capture(device_, [&] { g.out = run(g.features, g.batch, true); });
-    gen_.detach_device_counter();
-    g.draws = gen_.offset() - origin;
-    gen_.set_state(gen_.seed(), origin);  // the replay below draws them
-    if (!ok) {
-      g.failed = true;
-      ++stats_.failed_captures;
-      g.out = {};
-      log_warning(str("training on ", device_.to_string(), ": the step for ", B, " captions of ", T,
-                      " steps could not be recorded as a graph (", g.graph.failure(),
-                      "); stepping without graphs"));
+    if (!record(g, features, host_batch, false, "step", [&] { return run(g.features, g.batch, true); })) {
       ++stats_.eager_steps;
       return run(features, to_device(host_batch, device_), true);
     }
@@ -157,13 +181,7 @@ TrainStepResult TrainStep::step(const Tensor& features_in, const CaptionBatch& b
     g.scalars = optimizer_.device_scalars().raw_data();
     ++stats_.captures;
   }
-  // This batch's inputs and the generator's offset, then the recorded step.
-  g.features.copy_(features);
-  copy_batch(g.batch, host_batch);
-  g.counter.fill_(static_cast<double>(gen_.offset()));
-  gen_.set_state(gen_.seed(), gen_.offset() + g.draws);
-  g.graph.replay();
-  ++stats_.replays;
+  replay(g, features, host_batch);
   return g.out;
 }
 
@@ -178,44 +196,18 @@ TrainStepResult TrainStep::step_fine_tune(const Tensor& features, const PaddedBa
   Graph& g = *slot;
   if (!g.graph.captured()) {
     if (g.eager_runs++ == 0) return eager();  // plans the libraries' work outside the recording
-    g.features = Tensor::empty(features.shape(), features.dtype(), device_);
-    g.features.set_requires_grad(true);
-    g.batch = to_device(host_batch, device_);
-    g.counter = Tensor::zeros({1}, DType::I64, device_);
-    const uint64_t origin = gen_.offset();
-    gen_.attach_device_counter(g.counter);
     // The features' gradient is written (not added) by the recorded backward: it has none
     // before the recording.
-    const bool ok = g.graph.capture(device_, [&] { g.out = backward(g.features, g.batch); });
-    gen_.detach_device_counter();
-    g.draws = gen_.offset() - origin;
-    gen_.set_state(gen_.seed(), origin);  // the replay below draws them
-    if (!ok) {
-      g.failed = true;
-      ++stats_.failed_captures;
-      g.out = {};
-      log_warning(str("training on ", device_.to_string(), ": the decoder's part of the step for ",
-                      std::get<0>(key), " captions of ", std::get<1>(key),
-                      " steps could not be recorded as a graph (", g.graph.failure(),
-                      "); stepping without graphs"));
+    if (!record(g, features, host_batch, true, "decoder's part of the step",
+                [&] { return backward(g.features, g.batch); }))
       return eager();
-    }
     g.features_grad = g.features.grad();
     ++stats_.captures;
   }
-  {
-    NoGradGuard no_grad;
-    Tensor input = g.features.detach();
-    input.copy_(features.detach());
-  }
-  copy_batch(g.batch, host_batch);
-  g.counter.fill_(static_cast<double>(gen_.offset()));
-  gen_.set_state(gen_.seed(), gen_.offset() + g.draws);
   // The eager step's zero_grad() binds every parameter's .grad to the store's block (a
   // part frozen and unfrozen drops it); the recording only zeroes the block.
   optimizer_.store().sync_grads();
-  g.graph.replay();
-  ++stats_.replays;
+  replay(g, features, host_batch);
   // Through the encoder from the recorded gradient, then the update, eagerly.
   features.backward(g.features_grad);
   TrainStepResult r = g.out;

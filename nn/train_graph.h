@@ -38,6 +38,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <tuple>
@@ -101,6 +102,13 @@ class TrainStep {
   // The recording for `key`, made when absent and fewer than max_graphs are kept; null
   // when there is no room.
   Graph* graph_for(const Key& key);
+  // Records body() into g, with input tensors made for `features` (a leaf requiring grad
+  // when features_grad) and the batch, and dropout's counter attached; false (logged,
+  // g marked failed) when the recording failed.
+  bool record(Graph& g, const Tensor& features, const PaddedBatch& host_batch, bool features_grad,
+              const char* what, const std::function<TrainStepResult()>& body);
+  // Copies this batch's inputs and the generator's offset in, then replays g.
+  void replay(Graph& g, const Tensor& features, const PaddedBatch& host_batch);
 
   const AttentionDecoder& decoder_;
   Optimizer& optimizer_;
