@@ -16,6 +16,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <string>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -103,6 +104,19 @@ TEST(NhwcEncoder, FoldPackIsBatchNormFoldingPacked) {
   }
 }
 
+// Every gradient of the parameters named with one of `prefixes` (every parameter when
+// empty), as one vector; checks that exactly those have one.
+Tensor trained_gradients(ResNet& r, std::vector<std::string> prefixes) {
+  std::vector<Tensor> grads;
+  for (auto& p : r.named_parameters()) {
+    bool trained = prefixes.empty();
+    for (const std::string& s : prefixes) trained |= p.name.rfind(s, 0) == 0;
+    EXPECT_EQ(p.tensor->grad().defined(), trained) << p.name;
+    if (trained && p.tensor->grad().defined()) grads.push_back(p.tensor->grad().detach().reshape({-1}));
+  }
+  return concat(grads, 0);
+}
+
 TEST(NhwcEncoder, ForwardTakesItOnlyOnAGpuUnderAutocastWithFoldableBatchNorms) {
   Net n(18);
   const Tensor x = Tensor::zeros({1, 3, 32, 32});
@@ -137,13 +151,7 @@ TEST(NhwcEncoder, FrozenPrefixRunsNhwcAndTheTrainedStagesKeepTheirGradients) {
     AutocastGuard autocast(mode > 0);
     const Tensor y = mode == 2 ? n.resnet.forward_nhwc_bf16(x, 2) : n.resnet.forward(x);
     sum(mul(y, upstream)).backward();
-    std::vector<Tensor> grads;
-    for (auto& r : n.resnet.named_parameters()) {
-      const bool trained = r.name.rfind("layer3", 0) == 0 || r.name.rfind("layer4", 0) == 0;
-      EXPECT_EQ(r.tensor->grad().defined(), trained) << r.name;
-      if (trained) grads.push_back(r.tensor->grad().detach().reshape({-1}));
-    }
-    return std::pair{y.detach(), concat(grads, 0)};  // every trained gradient, one vector
+    return std::pair{y.detach(), trained_gradients(n.resnet, {"layer3", "layer4"})};
   };
   const auto [y32, g32] = pass(0);
   const auto [yamp, gamp] = pass(1);
@@ -208,13 +216,7 @@ TEST(NhwcEncoder, TrainedStagesRunNhwcWithBatchStatistics) {
     if (mode > 0) {
       EXPECT_EQ(nchw, mode == 2 ? 0 : 10);  // the prefix folds: no batch norm there
     }
-    std::vector<Tensor> grads;
-    for (auto& r : n.resnet.named_parameters()) {
-      const bool trained = r.name.rfind("layer3", 0) == 0 || r.name.rfind("layer4", 0) == 0;
-      EXPECT_EQ(r.tensor->grad().defined(), trained) << r.name;
-      if (trained) grads.push_back(r.tensor->grad().detach().reshape({-1}));
-    }
-    return std::tuple{y.detach(), concat(grads, 0), moved()};
+    return std::tuple{y.detach(), trained_gradients(n.resnet, {"layer3", "layer4"}), moved()};
   };
   const auto [y32, g32, m32] = pass(0);
   const auto [yamp, gamp, mamp] = pass(1);
@@ -259,12 +261,7 @@ TEST(NhwcEncoder, WholeTrunkTrainsNhwc) {
     EXPECT_EQ(nhwc, mode == 2 ? 20 : 0);  // stem 1, layers 4 + 5 + 5 + 5
     EXPECT_EQ(pool, mode == 2 ? 1 : 0);
     EXPECT_EQ(nchw, mode == 2 ? 0 : 20);
-    std::vector<Tensor> grads;
-    for (auto& r : n.resnet.named_parameters()) {
-      EXPECT_TRUE(r.tensor->grad().defined()) << r.name;
-      if (r.tensor->grad().defined()) grads.push_back(r.tensor->grad().detach().reshape({-1}));
-    }
-    return std::pair{y.detach(), concat(grads, 0)};
+    return std::pair{y.detach(), trained_gradients(n.resnet, {})};
   };
   const auto [y32, g32] = pass(0);
   const auto [yamp, gamp] = pass(1);
