@@ -193,6 +193,14 @@ TrainStepResult TrainStep::step_fine_tune(const Tensor& features, const PaddedBa
   };
   Graph* slot = graph_for(key);
   if (!slot || slot->failed) return eager();
+  // The recorded backward computes the gradients of what trained when it was recorded: a
+  // part frozen or unfrozen since (the optimiser's runs change) records again at once.
+  if (slot->graph.captured() && !same_runs(slot->runs, optimizer_.runs())) {
+    auto& owner = graphs_by_shape_.at(key);
+    owner = std::make_unique<Graph>();
+    owner->eager_runs = 1;
+    slot = owner.get();
+  }
   Graph& g = *slot;
   if (!g.graph.captured()) {
     if (g.eager_runs++ == 0) return eager();  // plans the libraries' work outside the recording
@@ -202,6 +210,7 @@ TrainStepResult TrainStep::step_fine_tune(const Tensor& features, const PaddedBa
                 [&] { return backward(g.features, g.batch); }))
       return eager();
     g.features_grad = g.features.grad();
+    g.runs = optimizer_.runs();
     ++stats_.captures;
   }
   // The eager step's zero_grad() binds every parameter's .grad to the store's block (a

@@ -34,7 +34,8 @@
 // features' own graph is run backward from that gradient (through the encoder), then
 // clipping and the optimiser run eagerly: the same arithmetic in the same order as the
 // eager step, whose single backward reaches the encoder after every use of the features
-// in the decoder has been summed.
+// in the decoder has been summed. A part frozen or unfrozen since the recording (the
+// optimiser's runs change) records again.
 #pragma once
 
 #include <cstdint>
