@@ -1,8 +1,6 @@
 // Elementwise ops: tensor-level functions, their CPU adapters and table registration.
 #include "engine/ops/elementwise.h"
 
-#include <cstring>
-
 #include "engine/dispatch.h"
 #include "engine/op_node.h"
 #include "engine/op_table.h"
@@ -62,7 +60,10 @@ void binary_cpu_backward(const OpCall& c) {
   const Tensor& g = c.in[2];
   if (g.dtype() == DType::BF16) {  // add of equal shapes: both gradients are g
     for (const Tensor& out : c.out)
-      if (out.defined()) std::memcpy(out.raw_data(), g.raw_data(), g.nbytes());
+      if (out.defined()) {
+        Tensor dst = out;
+        strided_copy(dst, g);
+      }
     return;
   }
   const kc::BroadcastLayout l = make_layout(p.a_shape, p.b_shape, g.shape());
