@@ -64,18 +64,28 @@ std::shared_ptr<StepRunnerCache> AttentionDecoder::step_cache() const {
 StepRunnerLease::StepRunnerLease(const AttentionDecoder& decoder, Device device) {
   if (DeviceGraph::enabled(device)) {
     cache_ = decoder.step_cache();
-    lock_ = std::unique_lock(cache_->mutex, std::try_to_lock);
-    if (lock_.owns_lock()) {
-      if (!cache_->runner || !cache_->runner->serves(decoder, device))
-        cache_->runner = std::make_unique<StepRunner>(decoder, device);
-      runner_ = cache_->runner.get();
-      runner_->refresh_shadows();
+    if (cache_->holder.load() != std::this_thread::get_id()) {  // not nested in our own lease
+      lock_ = std::unique_lock(cache_->mutex);  // waits for another thread's lease
+      cache_->holder.store(std::this_thread::get_id());
+      try {
+        if (!cache_->runner || !cache_->runner->serves(decoder, device))
+          cache_->runner = std::make_unique<StepRunner>(decoder, device);
+        runner_ = cache_->runner.get();
+        runner_->refresh_shadows();
+      } catch (...) {
+        cache_->holder.store(std::thread::id{});
+        throw;
+      }
       return;
     }
   }
   own_ = std::make_unique<StepRunner>(decoder, device);
   runner_ = own_.get();
   runner_->refresh_shadows();
+}
+
+StepRunnerLease::~StepRunnerLease() {
+  if (lock_.owns_lock()) cache_->holder.store(std::thread::id{});
 }
 
 StepRunner::~StepRunner() = default;

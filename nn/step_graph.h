@@ -18,10 +18,12 @@
 // A runner serves only the autocast state it was made in.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <thread>
 #include <vector>
 
 #include "engine/graph.h"
@@ -77,18 +79,27 @@ class StepRunner {
 };
 
 // A decoder's runner, kept between decoding calls (AttentionDecoder::step_cache). A call
-// leases it for its whole decoding loop (the outputs of a step live until the next);
-// a call that finds it leased, or made for other weights or another device, gets a
-// runner of its own instead of waiting.
+// leases it for its whole decoding loop (the outputs of a step live until the next) and
+// replaces it when it was made for other weights, another device or autocast state.
+// A call from another thread that finds it leased waits: a runner of its own would put
+// its kernels on the device's one stream while the leaseholder may be recording a graph
+// there (they would land in that graph, and not run). Only a call from the thread that
+// holds the lease (a decoding call nested in another) gets a runner of its own.
 struct StepRunnerCache {
   std::mutex mutex;
+  std::atomic<std::thread::id> holder{};  // the thread holding the lease, if any
   std::unique_ptr<StepRunner> runner;
 };
 
 class StepRunnerLease {
  public:
   StepRunnerLease(const AttentionDecoder& decoder, Device device);
+  ~StepRunnerLease();
+  StepRunnerLease(const StepRunnerLease&) = delete;
+  StepRunnerLease& operator=(const StepRunnerLease&) = delete;
   StepRunner& runner() { return *runner_; }
+  // Whether this lease holds the decoder's cached runner (false: a runner of its own).
+  bool cached() const { return lock_.owns_lock(); }
 
  private:
   std::shared_ptr<StepRunnerCache> cache_;

@@ -12,6 +12,9 @@
 // operation: 1e-5 for forward values, 1e-4 for gradients and updated parameters, whose
 // errors compound through the backward pass and, for AdamW, through a division by
 // sqrt(v).
+#include <chrono>
+#include <thread>
+#include <atomic>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -19,6 +22,7 @@
 #include <cstdlib>
 #include <memory>
 #include <set>
+#include <thread>
 #include <tuple>
 
 #include "engine/allocator.h"
@@ -750,6 +754,38 @@ TEST(CudaGraphs, RunnerIsKeptBetweenDecodingCalls) {
   const auto third = decode(p.gpu->decoder, features, greedy);
   for (size_t i = 0; i < first.size(); ++i) EXPECT_EQ(third[i].tokens, first[i].tokens);
   EXPECT_EQ(p.gpu->decoder.step_cache()->runner->stats().captures, 1);
+}
+
+// A decoding call from another thread waits for the lease rather than stepping (and
+// recording graphs) beside it on the device's one stream; a call nested in the
+// leaseholder's own thread gets a runner of its own instead of deadlocking.
+TEST(CudaGraphs, LeaseFromAnotherThreadWaitsAndNestedLeaseGetsItsOwnRunner) {
+  CAPTION_REQUIRE_CUDA_OR_SKIP();
+  DeviceGraph::set_enabled(true);
+  GpuDecoding m(29, 2);
+  const AttentionDecoder& decoder = m.p.gpu->decoder;
+  std::atomic<bool> second_leased{false};
+  std::thread other;
+  {
+    StepRunnerLease first(decoder, Device::cuda(0));
+    EXPECT_TRUE(first.cached());
+    {
+      StepRunnerLease nested(decoder, Device::cuda(0));
+      EXPECT_FALSE(nested.cached());
+      EXPECT_NE(&nested.runner(), &first.runner());
+    }
+    other = std::thread([&] {
+      StepRunnerLease second(decoder, Device::cuda(0));
+      second_leased = second.cached();
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    EXPECT_FALSE(second_leased.load()) << "the other thread's lease did not wait";
+  }
+  other.join();
+  EXPECT_TRUE(second_leased.load()) << "the other thread did not get the cached runner";
+  // Leases are released: this thread leases the cached runner again.
+  StepRunnerLease again(decoder, Device::cuda(0));
+  EXPECT_TRUE(again.cached());
 }
 
 // A capture that synchronises fails without harm: capture() says so, the allocator's
