@@ -11,6 +11,7 @@
 
 #include "engine/allocator.h"
 #include "engine/device.h"
+#include "engine/staging.h"
 
 namespace caption {
 
@@ -19,8 +20,13 @@ BackingMemory cuda_backing_memory(int device);
 
 // Copies bytes between any two devices (host-to-host included). Copies that involve a
 // device are ordered on that device's current stream; a copy to the host returns when
-// the data is there.
+// the data is there; a copy from the host returns once the host's buffer may be reused
+// (through a pinned staging buffer, without waiting for the device, unless the stream
+// is recording a graph or staging is off: CAPTION_CUDA_STAGING_MB=0; engine/staging.h).
 void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes);
+// What the device's staging ring (engine/staging.h) did so far: copies from the host go
+// through pinned buffers and return without waiting for the device.
+StagingStats cuda_staging_stats(int device);
 // Sets bytes to zero on any device (on the current stream for CUDA).
 void zero_bytes(void* dst, Device device, size_t bytes);
 // Sets `count` elements of `elem_size` bytes (4 or 8) to the low bytes of `bits` on any

@@ -33,6 +33,7 @@ void* cuda_end_capture(int, std::string*) { no_cuda(); }
 void cuda_launch_graph(int, void*) { no_cuda(); }
 void cuda_destroy_graph(void*) noexcept {}
 void cuda_bf16_copy(int, const float*, int64_t, uint16_t*) { no_cuda(); }
+StagingStats cuda_staging_stats(int) { no_cuda(); }
 void* cuda_event_record(int) { no_cuda(); }
 double cuda_event_elapsed_ms(int, void*, void*) { no_cuda(); }
 void cuda_event_release(int, void*) noexcept {}

@@ -10,6 +10,7 @@
 #include "engine/cuda/check.h"
 #include "engine/cuda/context.h"
 #include "engine/device.h"
+#include "engine/staging.h"
 #include "kernels/cuda/elementwise.h"
 
 namespace caption {
@@ -144,6 +145,90 @@ BackingMemory cuda_backing_memory(int device) {
   return b;
 }
 
+namespace {
+// The staging ring of a device (engine/staging.h): CAPTION_CUDA_STAGING_MB of pinned host
+// memory at most (default 1024, taken only as uploads need it; 0 turns staging off, and
+// every upload then waits for the device).
+size_t staging_capacity() {
+  static const size_t bytes = [] {
+    const char* v = std::getenv("CAPTION_CUDA_STAGING_MB");
+    if (v == nullptr || *v == '\0') return size_t{1024} << 20;
+    char* end = nullptr;
+    const long mb = std::strtol(v, &end, 10);
+    CAPTION_CHECK(end != v && *end == '\0' && mb >= 0 && mb <= (1 << 20),
+                  "CAPTION_CUDA_STAGING_MB must be a whole number of MiB from 0 to 1048576, got '",
+                  v, "'");
+    return static_cast<size_t>(mb) << 20;
+  }();
+  return bytes;
+}
+
+StagingBacking staging_backing(int device) {
+  StagingBacking b;
+  b.allocate = [](size_t n) -> void* {
+    void* p = nullptr;
+    if (cudaHostAlloc(&p, n, cudaHostAllocDefault) != cudaSuccess) {
+      cudaGetLastError();
+      return nullptr;
+    }
+    return p;
+  };
+  b.free = [](void* p) {
+    if (cudaFreeHost(p) != cudaSuccess) cudaGetLastError();
+  };
+  b.make_event = []() -> void* {
+    cudaEvent_t e = nullptr;
+    CAPTION_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    return e;
+  };
+  b.destroy_event = [](void* e) {
+    if (cudaEventDestroy(static_cast<cudaEvent_t>(e)) != cudaSuccess) cudaGetLastError();
+  };
+  b.record = [device](void* e) {
+    CAPTION_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(e), cuda::context(device).stream));
+  };
+  b.finished = [](void* e) {
+    const cudaError_t status = cudaEventQuery(static_cast<cudaEvent_t>(e));
+    if (status == cudaErrorNotReady) {
+      cudaGetLastError();
+      return false;
+    }
+    CAPTION_CUDA_CHECK(status);
+    return true;
+  };
+  b.wait = [](void* e) { CAPTION_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(e))); };
+  b.transfer = [device](void* dst, const void* staged, size_t n) {
+    CAPTION_CUDA_CHECK(cudaMemcpyAsync(dst, staged, n, cudaMemcpyHostToDevice, cuda::context(device).stream));
+  };
+  return b;
+}
+
+// The device's ring, made on first use; nullptr when staging is off.
+StagingRing* staging_ring(int device) {
+  static std::mutex mutex;
+  static auto* rings = new std::vector<std::unique_ptr<StagingRing>>();  // kept for the process
+  if (staging_capacity() == 0) return nullptr;
+  std::lock_guard lock(mutex);
+  if (rings->size() <= static_cast<size_t>(device)) rings->resize(device + 1);
+  auto& slot = (*rings)[device];
+  if (!slot) slot = std::make_unique<StagingRing>(staging_backing(device), staging_capacity());
+  return slot.get();
+}
+
+// Whether the device's stream is recording a graph (a copy from the host must then fail
+// the capture as before, not be recorded reading a staging buffer that changes).
+bool capturing(cudaStream_t s) {
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  CAPTION_CUDA_CHECK(cudaStreamIsCapturing(s, &status));
+  return status != cudaStreamCaptureStatusNone;
+}
+}  // namespace
+
+StagingStats cuda_staging_stats(int device) {
+  StagingRing* ring = staging_ring(device);
+  return ring ? ring->stats() : StagingStats{};
+}
+
 void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes) {
   if (bytes == 0) return;
   if (dst_device.is_cpu() && src_device.is_cpu()) {
@@ -157,6 +242,10 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
     CAPTION_CUDA_CHECK(cudaMemcpyPeerAsync(dst, dst_device.index, src, src_device.index, bytes, s));
     CAPTION_CUDA_CHECK(cudaStreamSynchronize(s));
     return;
+  }
+  if (src_device.is_cpu() && !capturing(s)) {
+    StagingRing* ring = staging_ring(dst_device.index);
+    if (ring != nullptr && ring->upload(dst, src, bytes)) return;  // no wait for the device
   }
   CAPTION_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, s));
   // The host side may reuse or read its buffer as soon as we return.

@@ -105,7 +105,10 @@ cudnnStatus_t guarded(const char* fn, Body body) {
 // failure during a replay has no caller to return to and aborts with its message.
 template <typename Body>
 cudnnStatus_t run_on_stream(const char* fn, cudnnHandle_t handle, Body body) {
-  if (!caption_emu::stream_capturing(handle->stream)) return guarded(fn, body);
+  if (!caption_emu::stream_capturing(handle->stream)) {
+    caption_emu::run_pending_transfers();
+    return guarded(fn, body);
+  }
   caption_emu::enqueue(handle->stream, [fn, body]() mutable {
     if (guarded(fn, body) != CUDNN_STATUS_SUCCESS) {
       std::fprintf(stderr, "cuda emulator: %s failed while a graph replayed it\n", fn);

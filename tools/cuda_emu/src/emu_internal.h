@@ -18,5 +18,8 @@ bool is_device_range(const void* p, size_t bytes);
 bool device_range_once_allocated(const void* p, size_t bytes);
 // Whether work enqueued on `stream` is being recorded by a capture.
 bool stream_capturing(cudaStream_t stream);
+// Runs the transfers from pinned host memory still pending (see runtime.cpp): before any
+// other stream work, at every synchronisation, and before memory they touch is freed.
+void run_pending_transfers();
 
 }  // namespace caption_emu

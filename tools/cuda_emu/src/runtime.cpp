@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <functional>
@@ -79,6 +80,30 @@ bool any_strict_capture() {
 
 }  // namespace
 
+// Transfers from pinned host memory (cudaHostAlloc) are the one kind of work the emulator
+// leaves running after the call returns, as a GPU's copy engine does: they wait here and
+// run, in order, before the next stream work of any kind, at every synchronisation, and
+// before memory they read or write is freed. A host that writes a staging buffer again
+// before its transfer ran (before an event recorded after it reports completion) sends
+// the new bytes instead of the old: the bug a GPU would show, now visible without one.
+std::deque<std::function<void()>>& pending() {
+  static auto* q = new std::deque<std::function<void()>>();
+  return *q;
+}
+uint64_t g_transfers_deferred = 0, g_transfers_run = 0;  // under g_mutex
+std::map<uintptr_t, size_t>& pinned() {
+  static auto* m = new std::map<uintptr_t, size_t>();
+  return *m;
+}
+// Whether [p, p + bytes) lies inside one live cudaHostAlloc block (g_mutex held).
+bool is_pinned_locked(const void* p, size_t bytes) {
+  const auto a = reinterpret_cast<uintptr_t>(p);
+  auto it = pinned().upper_bound(a);
+  if (it == pinned().begin()) return false;
+  --it;
+  return a >= it->first && a + bytes <= it->first + it->second;
+}
+
 void enqueue(cudaStream_t stream, std::function<void()> task) {
   {
     std::lock_guard lock(g_mutex);
@@ -88,7 +113,23 @@ void enqueue(cudaStream_t stream, std::function<void()> task) {
       return;
     }
   }
+  run_pending_transfers();
   task();
+}
+
+void run_pending_transfers() {
+  for (;;) {
+    std::function<void()> transfer;
+    {
+      std::lock_guard lock(g_mutex);
+      if (pending().empty()) return;
+      transfer = std::move(pending().front());
+      pending().pop_front();
+    }
+    transfer();
+    std::lock_guard lock(g_mutex);
+    ++g_transfers_run;
+  }
 }
 
 bool stream_capturing(cudaStream_t stream) {
@@ -207,7 +248,11 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
   return cudaSuccess;
 }
 cudaError_t cudaDeviceSynchronize() {
-  return caption_emu::forbidden_in_capture("cudaDeviceSynchronize", cudaErrorStreamCaptureUnsupported);
+  if (const cudaError_t e = caption_emu::forbidden_in_capture("cudaDeviceSynchronize",
+                                                              cudaErrorStreamCaptureUnsupported))
+    return e;
+  caption_emu::run_pending_transfers();
+  return cudaSuccess;
 }
 
 cudaError_t cudaMalloc(void** ptr, size_t size) {
@@ -230,6 +275,7 @@ cudaError_t cudaFree(void* ptr) {
   if (ptr == nullptr) return cudaSuccess;
   if (const cudaError_t e = caption_emu::forbidden_in_capture("cudaFree", cudaErrorStreamCaptureUnsupported))
     return e;
+  caption_emu::run_pending_transfers();  // one may still write the block
   {
     std::lock_guard lock(caption_emu::g_mutex);
     auto it = caption_emu::blocks().find(reinterpret_cast<uintptr_t>(ptr));
@@ -270,6 +316,7 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t count, cudaMemcpyKind 
     return f;
   const cudaError_t e = check_copy(dst, src, count, kind);
   if (e != cudaSuccess) return e;
+  caption_emu::run_pending_transfers();  // the synchronous copy waits for all stream work
   if (count != 0) std::memmove(dst, src, count);
   return cudaSuccess;
 }
@@ -283,6 +330,15 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t count, cudaMemcpy
     if (!caption_emu::is_device_range(dst, count) || !caption_emu::is_device_range(src, count))
       return caption_emu::forbidden_in_capture("cudaMemcpyAsync with host memory",
                                                cudaErrorStreamCaptureUnsupported);
+  }
+  {
+    std::lock_guard lock(caption_emu::g_mutex);
+    if (kind != cudaMemcpyDeviceToHost && !caption_emu::captures().count(stream) &&
+        caption_emu::is_pinned_locked(src, count)) {
+      caption_emu::pending().push_back([dst, src, count] { std::memmove(dst, src, count); });
+      ++caption_emu::g_transfers_deferred;
+      return cudaSuccess;
+    }
   }
   caption_emu::enqueue(stream, [dst, src, count] { std::memmove(dst, src, count); });
   return cudaSuccess;
@@ -300,6 +356,7 @@ cudaError_t cudaMemset(void* ptr, int value, size_t count) {
     return f;
   if (count == 0) return cudaSuccess;
   if (!caption_emu::is_device_range(ptr, count)) return fail(cudaErrorInvalidValue);
+  caption_emu::run_pending_transfers();
   std::memset(ptr, value, count);
   return cudaSuccess;
 }
@@ -326,15 +383,53 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream) {
 }
 cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
   if (!caption_emu::stream_is_valid(stream)) return fail(cudaErrorInvalidValue);
-  return caption_emu::forbidden_in_capture("cudaStreamSynchronize", cudaErrorStreamCaptureUnsupported);
+  if (const cudaError_t e = caption_emu::forbidden_in_capture("cudaStreamSynchronize",
+                                                              cudaErrorStreamCaptureUnsupported))
+    return e;
+  caption_emu::run_pending_transfers();
+  return cudaSuccess;
 }
 
 // Events hold the host time at which they were recorded (every stream is synchronous).
 struct CUevent_st {
   std::chrono::steady_clock::time_point at;
+  uint64_t transfers = 0;  // deferred transfers queued before the record
 };
 cudaError_t cudaEventCreate(cudaEvent_t* event) {
   *event = new CUevent_st{};
+  return cudaSuccess;
+}
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned) { return cudaEventCreate(event); }
+cudaError_t cudaEventQuery(cudaEvent_t event) {
+  if (event == nullptr) return fail(cudaErrorInvalidValue);
+  std::lock_guard lock(caption_emu::g_mutex);
+  return caption_emu::g_transfers_run >= event->transfers ? cudaSuccess : cudaErrorNotReady;
+}
+
+// Page-locked host memory: host memory the emulator knows, so that transfers from it can
+// be left pending (above).
+cudaError_t cudaHostAlloc(void** ptr, size_t size, unsigned) {
+  *ptr = nullptr;
+  if (caption_emu::any_strict_capture())
+    return caption_emu::forbidden_in_capture("cudaHostAlloc outside relaxed capture mode",
+                                             cudaErrorStreamCaptureUnsupported);
+  if (size == 0) return cudaSuccess;
+  void* p = std::aligned_alloc(64, (size + 63) / 64 * 64);
+  if (p == nullptr) return fail(cudaErrorMemoryAllocation);
+  std::lock_guard lock(caption_emu::g_mutex);
+  caption_emu::pinned()[reinterpret_cast<uintptr_t>(p)] = size;
+  *ptr = p;
+  return cudaSuccess;
+}
+cudaError_t cudaFreeHost(void* ptr) {
+  if (ptr == nullptr) return cudaSuccess;
+  caption_emu::run_pending_transfers();  // one may still read it
+  {
+    std::lock_guard lock(caption_emu::g_mutex);
+    if (caption_emu::pinned().erase(reinterpret_cast<uintptr_t>(ptr)) == 0)
+      return fail(cudaErrorInvalidValue);
+  }
+  std::free(ptr);
   return cudaSuccess;
 }
 cudaError_t cudaEventDestroy(cudaEvent_t event) {
@@ -343,10 +438,16 @@ cudaError_t cudaEventDestroy(cudaEvent_t event) {
 }
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t) {
   event->at = std::chrono::steady_clock::now();
+  std::lock_guard lock(caption_emu::g_mutex);
+  event->transfers = caption_emu::g_transfers_deferred;
   return cudaSuccess;
 }
 cudaError_t cudaEventSynchronize(cudaEvent_t) {
-  return caption_emu::forbidden_in_capture("cudaEventSynchronize", cudaErrorStreamCaptureUnsupported);
+  if (const cudaError_t e = caption_emu::forbidden_in_capture("cudaEventSynchronize",
+                                                              cudaErrorStreamCaptureUnsupported))
+    return e;
+  caption_emu::run_pending_transfers();
+  return cudaSuccess;
 }
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
   *ms = std::chrono::duration<float, std::milli>(end->at - start->at).count();

@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <numeric>
@@ -224,6 +225,43 @@ namespace {
 
 __global__ void add_kernel(float* x, float v, int n) {
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) x[i] += v;
+}
+
+// A copy from pinned host memory is left pending, as a GPU's copy engine leaves it: the
+// host may not write the buffer again until an event recorded after it completes. It runs
+// before the next stream work, at a synchronisation, or before its memory is freed.
+TEST(CudaEmu, TransfersFromPinnedMemoryArePendingUntilTheStreamMoves) {
+  cudaStream_t s = nullptr;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), cudaSuccess);
+  DeviceBuffer<float> d(16);
+  float* pinned = nullptr;
+  ASSERT_EQ(cudaHostAlloc(reinterpret_cast<void**>(&pinned), 64, cudaHostAllocDefault), cudaSuccess);
+  cudaEvent_t e = nullptr;
+  ASSERT_EQ(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), cudaSuccess);
+  std::fill(pinned, pinned + 16, 1.f);
+  ASSERT_EQ(cudaMemcpyAsync(d.p, pinned, 64, cudaMemcpyHostToDevice, s), cudaSuccess);
+  ASSERT_EQ(cudaEventRecord(e, s), cudaSuccess);
+  EXPECT_EQ(cudaEventQuery(e), cudaErrorNotReady);
+  std::fill(pinned, pinned + 16, 2.f);  // too early: the transfer sends these
+  add_kernel<<<1, 32, 0, s>>>(d.p, 0.5f, 16);  // runs the transfer first
+  EXPECT_EQ(cudaEventQuery(e), cudaSuccess);
+  EXPECT_EQ(d.read(), std::vector<float>(16, 2.5f));
+  // Pending at a synchronisation, and at the buffer's release.
+  std::fill(pinned, pinned + 16, 3.f);
+  ASSERT_EQ(cudaMemcpyAsync(d.p, pinned, 64, cudaMemcpyHostToDevice, s), cudaSuccess);
+  ASSERT_EQ(cudaEventRecord(e, s), cudaSuccess);
+  EXPECT_EQ(cudaEventQuery(e), cudaErrorNotReady);
+  ASSERT_EQ(cudaEventSynchronize(e), cudaSuccess);
+  EXPECT_EQ(cudaEventQuery(e), cudaSuccess);
+  EXPECT_EQ(d.read(), std::vector<float>(16, 3.f));
+  std::fill(pinned, pinned + 16, 4.f);
+  ASSERT_EQ(cudaMemcpyAsync(d.p, pinned, 64, cudaMemcpyHostToDevice, s), cudaSuccess);
+  EXPECT_EQ(cudaFreeHost(pinned), cudaSuccess);
+  EXPECT_EQ(d.read(), std::vector<float>(16, 4.f));
+  EXPECT_EQ(cudaFreeHost(d.p), cudaErrorInvalidValue);  // not pinned memory
+  cudaGetLastError();
+  cudaEventDestroy(e);
+  cudaStreamDestroy(s);
 }
 
 // A captured stream records kernels and device copies; each launch of the graph runs them
