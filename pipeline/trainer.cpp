@@ -7,6 +7,7 @@
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <optional>
 
 #include <unistd.h>
 
@@ -342,13 +343,34 @@ std::vector<EpochRecord> Trainer::fit() {
     progress.start_epoch(epoch, o.epochs, m.train_loader->batches_per_epoch());
     double loss_sum = 0;
     int64_t batches = 0;
+    // A batch's loss is read back after the next batch's step has been queued, so that
+    // on a GPU the host loads, uploads and launches batch n+1 while the device computes
+    // batch n (reading it at once would leave the device idle meanwhile). A divergence is
+    // still caught at its own batch, one step later.
+    struct Queued {
+      Tensor loss;  // on the device: the step's own copy
+      int64_t index = 0, size = 0;
+      double lr = 0;  // the decoder's learning rate after the step
+    };
+    std::optional<Queued> queued;
+    auto settle = [&](const Queued& q) {
+      const double l = q.loss.item();
+      CAPTION_CHECK(std::isfinite(l), "training diverged: the loss is ", l, " at epoch ", epoch, " batch ",
+                    q.index, " (lower the learning rate)");
+      loss_sum += l;
+      ++batches;
+      batch_losses_.push_back(l);
+      lr_values.push_back(q.lr);
+      lr_steps.push_back(static_cast<double>(lr_values.size()));
+      progress.update(batches, l, q.lr, q.size);
+    };
     while (auto b = m.train_loader->next()) {
       AutocastGuard autocast(o.amp);
       const Tensor features = m.features_of(*model_, *b);
       nn::CaptionBatch cb{b->captions, b->lengths.to_vector<int64_t>()};
       Tensor loss;
       if (m.train_step) {
-        loss = m.train_step->step(features, cb).loss.total;
+        loss = m.train_step->step(features, cb).loss.total.clone();  // the step's own is reused
       } else {
         m.optimizer->zero_grad();
         nn::DecoderOutput out = model_->decoder.forward(features, cb, o.teacher_forcing, m.gen);
@@ -359,16 +381,11 @@ std::vector<EpochRecord> Trainer::fit() {
       }
       m.scheduler->on_batch_end();
       m.apply_lrs();
-      const double l = loss.item();
-      CAPTION_CHECK(std::isfinite(l), "training diverged: the loss is ", l, " at epoch ", epoch, " batch ",
-                    b->index, " (lower the learning rate)");
-      loss_sum += l;
-      ++batches;
-      batch_losses_.push_back(l);
-      lr_values.push_back(m.group_lr("decoder."));
-      lr_steps.push_back(static_cast<double>(lr_values.size()));
-      progress.update(batches, l, m.group_lr("decoder."), b->size());
+      Queued now{loss.detach(), b->index, b->size(), m.group_lr("decoder.")};
+      if (queued) settle(*queued);
+      queued = std::move(now);
     }
+    if (queued) settle(*queued);
     progress.finish();
     EpochRecord r;
     r.epoch = epoch;
