@@ -107,18 +107,22 @@ DecoderOutput AttentionDecoder::forward(const Tensor& features, const CaptionBat
   DecoderOutput out;
   std::vector<int64_t> targets;
   const int64_t V = fc.weight.size(0);
+  // Every token the pass reads (input words, padding included, and targets) is checked
+  // here, where they are on the host: the embedding lookups and the loss then read
+  // nothing back from the device.
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t <= T; ++t) {
+      const int64_t w = tokens[b * L + t];
+      CAPTION_CHECK(w >= 0 && w < V, "decoder: token ", w, " of caption ", b,
+                    " is outside the vocabulary of ", V, " words");
+    }
   for (int64_t t = 0; t < T; ++t) {
     int64_t bt = 0;
     while (bt < B && batch.lengths[bt] - 1 > t) ++bt;
     out.batch_sizes.push_back(bt);
-    for (int64_t b = 0; b < bt; ++b) {
-      const int64_t w = tokens[b * L + t + 1];
-      // Checked here, where they are on the host: the loss then reads nothing back.
-      CAPTION_CHECK(w >= 0 && w < V, "decoder: token ", w, " of caption ", b,
-                    " is outside the vocabulary of ", V, " words");
-      targets.push_back(w);
-    }
+    for (int64_t b = 0; b < bt; ++b) targets.push_back(tokens[b * L + t + 1]);
   }
+  const DeviceIndexChecksOff checked;  // word ids: above, or the arg-max of a step
   out.targets = Tensor::from_vector<int64_t>(targets, {static_cast<int64_t>(targets.size())}).to(device);
 
   const Tensor enc_proj = encoder_att.forward(features);  // [B, P, A], once per image

@@ -14,6 +14,7 @@
 #   ctest      the whole suite with CAPTION_REQUIRE_GPU=1               -> ctest.log, ctest-junit.xml
 #   sanitizer  compute-sanitizer memcheck on test_ops_consistency      -> sanitizer.log
 #   bench      bench_gpu vs PyTorch (torch_bench.py), compare.py     -> bench.log, summary.md
+#   train      opt-in (CHECK_TRAIN_S): caption-train on the synthetic set -> bench.log
 # Results go to $OUT/gpu-check-<UTC date>-<GPU name>/ (8 files at most, the device tool's
 # limit), with summary.md; the same table is printed last. Exit status: 0 when every
 # step passed (or was skipped by design), 1 otherwise.
@@ -438,7 +439,9 @@ for py in python3 /opt/torch/.venv/bin/python3; do
   fi
 done
 bench_notes=() bench_ok=1
-avail=$(($(remaining) - 15))
+# CHECK_TRAIN_S (the opt-in training step after the benchmarks) is kept out of their share.
+train_reserve=${CHECK_TRAIN_S:-0}
+avail=$(($(remaining) - 15 - train_reserve))
 t_ours=$((avail * 45 / 100))
 [ "$t_ours" -gt 180 ] && t_ours=180
 if [ $built -eq 0 ]; then
@@ -463,7 +466,7 @@ else
 fi
 # CHECK_PROFILE_ROWS keeps 30 s after PyTorch for the profiled rerun (below).
 profile_reserve=0; [ -n "${CHECK_PROFILE_ROWS:-}" ] && profile_reserve=30
-t=$(cap 400 $((15 + profile_reserve)))
+t=$(cap 400 $((15 + profile_reserve + train_reserve)))
 if [ -z "$torch_py" ]; then
   bench_ok=0 bench_notes+=("PyTorch: no python3 with torch+torchvision+CUDA")
 elif [ "$t" -lt 25 ]; then
@@ -503,7 +506,7 @@ fi
 # CHECK_PROFILE_ROWS (e.g. "greedy_1img,decoder_train_t20_b64"): those rows once more,
 # quick, with CAPTION_PROFILE=1: each row's ops by GPU time (engine/profile.h), in bench.log.
 if [ -n "${CHECK_PROFILE_ROWS:-}" ] && [ -x "$bench_bin" ]; then
-  t=$(cap 90 5)
+  t=$(cap 90 $((5 + train_reserve)))
   echo "### CAPTION_PROFILE=1 $bench_bin --only $CHECK_PROFILE_ROWS --quick (limit ${t}s)" >>"$BENCHLOG"
   CAPTION_CUDNN_BENCHMARK=1 CAPTION_PROFILE=1 run_limited "$t" "$BENCHLOG" "$bench_bin" \
     --only "$CHECK_PROFILE_ROWS" --quick --time-budget $((t > 15 ? t - 10 : 5)) \
@@ -523,6 +526,38 @@ else
   record bench FAIL $(($(date +%s) - t0)) "$detail"
 fi
 fi  # CHECK_SKIP bench
+
+# ---- caption-train on the GPU (opt-in) -----------------------------------------------------
+# CHECK_TRAIN_S=N (seconds; default 0: not run): the demo's training as a user runs it on a
+# GPU (scripts/demo.sh: the synthetic set, configs/synthetic.toml, --device cuda), the
+# loader, uploads, feature cache, recorded steps and evaluation together; extra fit
+# options in CHECK_TRAIN_ARGS (e.g. "--epochs 3 --amp"). Its output goes to bench.log (the
+# device tool returns 8 files); the detail gives the epochs' seconds and the last scores.
+t0=$(date +%s)
+train_s=${CHECK_TRAIN_S:-0}
+train_bin=$build/bin/caption-train
+if [ "$train_s" -le 0 ]; then
+  record train SKIP 0 "CHECK_TRAIN_S unset"
+elif [ ! -x "$train_bin" ]; then
+  record train SKIP 0 "$train_bin not built"
+else
+  t=$(cap "$train_s" 5)
+  tdir=$work/train
+  rm -rf "$tdir" && mkdir -p "$tdir"
+  echo "### caption-train synth, then fit --config configs/synthetic.toml --device cuda ${CHECK_TRAIN_ARGS:-} (limit ${t}s)" >>"$BENCHLOG"
+  # shellcheck disable=SC2086  # CHECK_TRAIN_ARGS is a list of options
+  run_limited "$t" "$BENCHLOG" bash -c "'$train_bin' synth --out '$tdir/synthetic' --seed 1 && \
+    '$train_bin' fit --config configs/synthetic.toml --data '$tdir/synthetic' --output '$tdir/run' \
+    --device cuda ${CHECK_TRAIN_ARGS:-}"
+  epoch_s=$(grep -o '^epoch [0-9]*/[0-9]*.*(\([0-9.]*\) s)' "$BENCHLOG" | sed 's/.*(\([0-9.]*\) s).*/\1/' | tr '\n' ' ')
+  last=$(grep '^epoch [0-9]*/' "$BENCHLOG" | tail -1 | sed 's/.*val [a-z0-9 ]*: //; s/  (.*//' | cut -c1-120)
+  if [ $rc -eq 0 ]; then
+    record train PASS $(($(date +%s) - t0)) "epochs' s: ${epoch_s:-none}; last: ${last:-none}"
+  else
+    why="rc $rc"; [ $rc -eq 124 ] && why="TIME-OUT after ${t}s"
+    record train FAIL $(($(date +%s) - t0)) "$why; epochs' s: ${epoch_s:-none}; last: ${last:-none}"
+  fi
+fi
 
 # ---- summary ----------------------------------------------------------------------------------
 nfail=0

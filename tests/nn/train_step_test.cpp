@@ -110,6 +110,22 @@ TEST(PackedLoss, RefusesWordsOutsideTheVocabulary) {
   Generator g(1);
   EXPECT_ERROR_WITH(d.forward(rand_normal({3, 4, 512}, 0, 1, g), bad, 1.0, g),
                     "token 20 of caption 2 is outside the vocabulary of 13 words");
+  // Input words too (the first word, and padding the full teacher-forced pass reads), with
+  // and without teacher forcing: checked on the host, not by the embedding on the device.
+  for (double tf : {1.0, 0.5}) {
+    CaptionBatch first = caption_batch();
+    first.captions = first.captions.clone();
+    first.captions.select(0, 1).narrow(0, 0, 1).fill_(-1);
+    EXPECT_ERROR_WITH(d.forward(rand_normal({3, 4, 512}, 0, 1, g), first, tf, g),
+                      "token -1 of caption 1 is outside the vocabulary of 13 words");
+    CaptionBatch pad = caption_batch();
+    pad.captions = pad.captions.clone();
+    const int64_t last = pad.lengths[0] - 2;  // read as an input word by every caption's row
+    ASSERT_GE(last, pad.lengths[2]) << "caption 2 has no padding there";
+    pad.captions.select(0, 2).narrow(0, last, 1).fill_(99);
+    EXPECT_ERROR_WITH(d.forward(rand_normal({3, 4, 512}, 0, 1, g), pad, tf, g),
+                      "token 99 of caption 2 is outside the vocabulary of 13 words");
+  }
 }
 
 // Two stores with the same parameters and gradients: step() on one, the two halves on
