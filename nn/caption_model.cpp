@@ -149,7 +149,11 @@ DecoderOutput AttentionDecoder::forward(const Tensor& features, const CaptionBat
   StepViews word_steps(word_gates.defined() ? word_gates : Tensor::zeros({1}));
 
   std::vector<Tensor> hidden, step_logits, alpha_rows;
-  std::vector<int64_t> previous_prediction;  // argmax of the last step, per row
+  // Scheduled sampling: the captions and each step's arg-max stay where the pass runs; a
+  // step's words are picked from the two by an index made from the host's coins, so that
+  // nothing is read back (the logits used to come to the host for their arg-max).
+  const Tensor captions = full_tf ? Tensor() : batch.captions.to(device);
+  Tensor previous_prediction;  // [rows of the last step] int64, the arg-max of its logits
   for (int64_t t = 0; t < T; ++t) {
     const int64_t bt = out.batch_sizes[t];
     const Tensor h = state.h.narrow(0, 0, bt), c = state.c.narrow(0, 0, bt);
@@ -158,13 +162,22 @@ DecoderOutput AttentionDecoder::forward(const Tensor& features, const CaptionBat
     if (full_tf) {
       word_gate = word_steps.view([t, bt](const Tensor& x) { return x.select(0, t).narrow(0, 0, bt); });
     } else {
-      std::vector<int64_t> words(bt);
+      // pick[b] indexes [the captions' words | the previous arg-max]: one coin per sample
+      // and step from step 2 on (t >= 1 here, 0-based).
+      std::vector<int64_t> pick(bt);
+      bool sampled = false;
       for (int64_t b = 0; b < bt; ++b) {
-        words[b] = tokens[b * L + t];
-        // One coin per sample and step from step 2 on (t >= 1 here, 0-based).
-        if (t >= 1 && gen.uniform() >= teacher_forcing) words[b] = previous_prediction[b];
+        pick[b] = b;
+        if (t >= 1 && gen.uniform() >= teacher_forcing) {
+          pick[b] = bt + b;
+          sampled = true;
+        }
       }
-      word_gate = word_in(embedding.forward(Tensor::from_vector<int64_t>(words, {bt}).to(device)));
+      Tensor words = captions.select(1, t).narrow(0, 0, bt);
+      if (sampled)
+        words = index_select(concat({words, previous_prediction.narrow(0, 0, bt)}, 0), 0,
+                             Tensor::from_vector<int64_t>(pick, {bt}).to(device));
+      word_gate = word_in(embedding.forward(words));
     }
     const std::vector<Tensor> from_h = h_in.split(h, h_blocks);  // [bt, A], [bt, D], [bt, 4H]
     const AttentionStepResult att = attention_step(enc_rows.view(first_rows), from_h[0], full_att_w,
@@ -176,11 +189,7 @@ DecoderOutput AttentionDecoder::forward(const Tensor& features, const CaptionBat
       hidden.push_back(h_drop);
     } else {
       Tensor logits = fc.forward(h_drop);  // [bt, V]
-      const std::vector<float> lv = logits.to_vector<float>();
-      previous_prediction.assign(bt, 0);
-      for (int64_t b = 0; b < bt; ++b)
-        previous_prediction[b] = std::max_element(lv.begin() + b * V, lv.begin() + (b + 1) * V) -
-                                 (lv.begin() + b * V);
+      previous_prediction = max_last(logits).indices;  // the first of equal maxima, as max_element
       step_logits.push_back(logits);
     }
     Tensor a = att.alpha;  // [bt, P]

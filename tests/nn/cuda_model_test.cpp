@@ -527,6 +527,26 @@ struct GpuDecoding {
   }
 };
 
+// Scheduled sampling on the GPU picks its words on the device (the previous step's
+// arg-max, never read back) and gives the CPU's logits for the same coins.
+TEST(CudaModel, ScheduledSamplingMatchesCpu) {
+  CAPTION_REQUIRE_CUDA_OR_SKIP();
+  GpuDecoding m(31, 3);
+  Pair& p = m.p;
+  p.cpu->eval();  // dropout off on both; the decoder's pass is the same otherwise
+  const CaptionBatch batch = caption_batch();
+  const Tensor features = m.features.to(Device::cpu());
+  for (double ratio : {0.0, 0.5}) {
+    Generator gc(5), gg(5);
+    const DecoderOutput cpu = p.cpu->decoder.forward(features, batch, ratio, gc);
+    const DecoderOutput gpu = p.gpu->decoder.forward(m.features, batch, ratio, gg);
+    EXPECT_EQ(gpu.batch_sizes, cpu.batch_sizes);
+    EXPECT_TRUE(close(gpu.logits, cpu.logits, 1e-5, "scheduled-sampling logits"));
+    EXPECT_TRUE(close(gpu.alphas, cpu.alphas, 1e-5, "scheduled-sampling attention"));
+    EXPECT_EQ(gg.offset(), gc.offset()) << "the coins drawn differ";
+  }
+}
+
 // Decoding with the step's CUDA graphs gives bit for bit what stepping without them gives
 // (the same kernels on the same values), for greedy decoding (one graph for all rows,
 // finished rows kept) and beam search (a graph per number of live hypotheses).

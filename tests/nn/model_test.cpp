@@ -145,6 +145,50 @@ TEST(CaptionModel, ScheduledSamplingWithRatioOneEqualsTeacherForcing) {
   EXPECT_TRUE(testing::allclose(b.narrow(0, 0, 2), a.narrow(0, 0, 2), {1e-6, 1e-5}, "step 1"));
 }
 
+// Scheduled sampling: from the second step on, each row's input word is, with
+// probability 1 - ratio (one coin per row and step, in that order), the arg-max of its
+// previous step's logits. Replaying the same coins on the host and feeding the words so
+// chosen as teacher-forced captions gives the same logits.
+TEST(CaptionModel, ScheduledSamplingFeedsThePreviousArgMaxWhereTheCoinSays) {
+  for (double ratio : {0.0, 0.5}) {
+    Generator g(4);
+    CaptionModel m(tiny_config(), g);
+    Tensor feats = rand_normal({3, 4, 512}, 0, 1, g);
+    CaptionBatch batch;
+    batch.captions = Tensor::from_vector<int64_t>({1, 5, 6, 7, 8, 2,  //
+                                                   1, 7, 9, 5, 2, 0,  //
+                                                   1, 6, 6, 2, 0, 0},
+                                                  {3, 6});
+    batch.lengths = {6, 5, 4};
+    Generator run(21);
+    const DecoderOutput out = m.decoder.forward(feats, batch, ratio, run);
+    const int64_t V = out.logits.size(1);
+    const std::vector<float> logits = out.logits.to_vector<float>();
+    std::vector<int64_t> words = batch.captions.to_vector<int64_t>();
+    Generator coins(21);
+    int64_t offset = 0, predicted = 0;  // packed rows of the previous step; words fed
+    for (size_t t = 0; t < out.batch_sizes.size(); ++t) {
+      const int64_t bt = out.batch_sizes[t];
+      if (t >= 1) {
+        const int64_t previous = offset - out.batch_sizes[t - 1];
+        for (int64_t b = 0; b < bt; ++b) {
+          if (coins.uniform() < ratio) continue;
+          const auto row = logits.begin() + (previous + b) * V;
+          words[static_cast<size_t>(b * 6 + static_cast<int64_t>(t))] = std::max_element(row, row + V) - row;
+          ++predicted;
+        }
+      }
+      offset += bt;
+    }
+    EXPECT_GT(predicted, 0);
+    CaptionBatch fed = batch;
+    fed.captions = Tensor::from_vector<int64_t>(words, {3, 6});
+    Generator unused(0);
+    const Tensor expected = m.decoder.forward(feats, fed, 1.0, unused).logits;
+    EXPECT_TRUE(testing::allclose(out.logits, expected, {1e-5, 1e-5}, "logits")) << "ratio " << ratio;
+  }
+}
+
 // Beam search of width one is greedy decoding: the same tokens, and the same scores and
 // attention up to the last bits (the batched products of greedy decoding and beam
 // search's one-row products may run in different BLAS kernels, e.g. OpenBLAS's small-
