@@ -4,6 +4,8 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -23,13 +25,19 @@ double teacher_forced_loss(nn::CaptionModel& model, data::DataLoader& loader, do
   const nn::Mode was = model.mode();
   model.eval();
   Generator unused(0);  // eval mode draws nothing
-  double total = 0;
-  int64_t rows = 0;
+  // The batches' losses are read back after the last batch (on a GPU, reading each at
+  // once would make the host wait before loading and launching the next); summed in the
+  // same order.
+  std::vector<std::pair<Tensor, int64_t>> losses;
   while (auto b = loader.next()) {
     nn::CaptionBatch cb{b->captions, b->lengths.to_vector<int64_t>()};
     nn::DecoderOutput out = model.decoder.forward(batch_features(model, *b, device), cb, 1.0, unused);
-    const int64_t n = out.targets.numel();
-    total += nn::caption_loss(out, alpha_c).total.item() * static_cast<double>(n);
+    losses.emplace_back(nn::caption_loss(out, alpha_c).total, out.targets.numel());
+  }
+  double total = 0;
+  int64_t rows = 0;
+  for (const auto& [loss, n] : losses) {
+    total += loss.item() * static_cast<double>(n);
     rows += n;
   }
   model.set_mode(was);

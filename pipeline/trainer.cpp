@@ -376,7 +376,9 @@ std::vector<EpochRecord> Trainer::fit() {
         nn::DecoderOutput out = model_->decoder.forward(features, cb, o.teacher_forcing, m.gen);
         loss = nn::caption_loss(out, o.alpha_c).total;
         loss.backward();
-        if (o.grad_clip > 0) nn::clip_grad_norm(*m.store, o.grad_clip);
+        // On a GPU without reading the norm back (the same gradients bit for bit).
+        if (o.grad_clip > 0 && m.device.is_cuda()) nn::clip_grad_norm_on_device(*m.store, o.grad_clip);
+        else if (o.grad_clip > 0) nn::clip_grad_norm(*m.store, o.grad_clip);
         m.optimizer->step();
       }
       m.scheduler->on_batch_end();

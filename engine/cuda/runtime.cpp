@@ -167,7 +167,7 @@ StagingBacking staging_backing(int device) {
   StagingBacking b;
   b.allocate = [](size_t n) -> void* {
     void* p = nullptr;
-    if (cudaHostAlloc(&p, n, cudaHostAllocDefault) != cudaSuccess) {
+    if (cudaHostAlloc(&p, n, cudaHostAllocPortable) != cudaSuccess) {  // pinned for every device
       cudaGetLastError();
       return nullptr;
     }

@@ -102,6 +102,7 @@ enum cudaStreamCaptureStatus {
   cudaStreamCaptureStatusInvalidated = 2,
 };
 #define cudaHostAllocDefault 0x00
+#define cudaHostAllocPortable 0x01
 #define cudaEventDefault 0x00
 #define cudaEventDisableTiming 0x02
 #define cudaStreamDefault 0x00
