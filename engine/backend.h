@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "engine/allocator.h"
 #include "engine/device.h"
@@ -27,6 +28,16 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
 // What the device's staging ring (engine/staging.h) did so far: copies from the host go
 // through pinned buffers and return without waiting for the device.
 StagingStats cuda_staging_stats(int device);
+// Copies several blocks of one device's memory to the host, returning when all are
+// there: queued together into one pinned buffer and waited for once (each copy_bytes to
+// the host waits once). Falls back to one copy_bytes each where it must (a capture is
+// being recorded, more than 64 MiB in all, no pinned memory).
+struct HostCopy {
+  void* dst;        // host
+  const void* src;  // on the device
+  size_t bytes;
+};
+void copy_many_to_host(const std::vector<HostCopy>& copies, Device source);
 // Sets bytes to zero on any device (on the current stream for CUDA).
 void zero_bytes(void* dst, Device device, size_t bytes);
 // Sets `count` elements of `elem_size` bytes (4 or 8) to the low bytes of `bits` on any

@@ -17,6 +17,9 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
   if (!dst_device.is_cpu() || !src_device.is_cpu()) no_cuda();
   if (bytes) std::memcpy(dst, src, bytes);
 }
+void copy_many_to_host(const std::vector<HostCopy>& copies, Device source) {
+  for (const HostCopy& c : copies) copy_bytes(c.dst, Device::cpu(), c.src, source, c.bytes);
+}
 void zero_bytes(void* dst, Device device, size_t bytes) {
   if (!device.is_cpu()) no_cuda();
   if (bytes) std::memset(dst, 0, bytes);

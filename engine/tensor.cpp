@@ -396,6 +396,36 @@ template std::vector<double> Tensor::to_vector<double>() const;
 template std::vector<int32_t> Tensor::to_vector<int32_t>() const;
 template std::vector<int64_t> Tensor::to_vector<int64_t>() const;
 
+std::vector<Tensor> Tensor::to_host(const std::vector<Tensor>& xs) {
+  std::vector<Tensor> out(xs.size());
+  std::vector<HostCopy> copies;
+  Device device = Device::cpu();
+  bool one_device = true;
+  for (size_t i = 0; i < xs.size(); ++i) {
+    CAPTION_CHECK(xs[i].defined(), "to_host: tensor ", i, " is undefined");
+    if (xs[i].device().is_cpu()) {
+      out[i] = xs[i].detach().contiguous();
+      continue;
+    }
+    if (device.is_cpu()) device = xs[i].device();
+    one_device = one_device && xs[i].device() == device;
+  }
+  if (!one_device) {  // several devices: one wait each
+    for (size_t i = 0; i < xs.size(); ++i)
+      if (!out[i].defined()) out[i] = xs[i].detach().to(Device::cpu()).contiguous();
+    return out;
+  }
+  std::vector<Tensor> sources;  // kept alive until the copies are done
+  for (size_t i = 0; i < xs.size(); ++i) {
+    if (out[i].defined()) continue;
+    sources.push_back(xs[i].detach().contiguous());
+    out[i] = empty(xs[i].shape(), xs[i].dtype(), Device::cpu());
+    copies.push_back({out[i].raw_data(), sources.back().raw_data(), out[i].nbytes()});
+  }
+  if (!copies.empty()) copy_many_to_host(copies, device);
+  return out;
+}
+
 double Tensor::item() const {
   CAPTION_CHECK(numel() == 1, "item() of ", describe(), ": not a one-element tensor");
   return to_vector<double>()[0];

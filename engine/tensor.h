@@ -118,6 +118,10 @@ class Tensor {
   // Host values in logical (row-major) order, converted to T.
   template <typename T>
   std::vector<T> to_vector() const;
+  // The tensors' values on the host (contiguous, detached; host tensors as they are):
+  // those on one CUDA device come back with one wait for it (engine/backend.h:
+  // copy_many_to_host), where reading them one by one waits once each.
+  static std::vector<Tensor> to_host(const std::vector<Tensor>& xs);
   double item() const;  // the value of a one-element tensor
 
   // ---- autograd ----

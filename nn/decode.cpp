@@ -130,8 +130,9 @@ std::vector<DecodedCaption> greedy_decode(const AttentionDecoder& decoder, const
   // The chosen tokens' log-probabilities and attention, read back once.
   const int64_t P = step_alphas[0].size(1);
   const AttentionGrid grid = AttentionGrid::of(P, decoder.encoder_size());
-  const std::vector<float> log_probs = concat(step_log_probs, 0).to_vector<float>();
-  const std::vector<float> alphas = concat(step_alphas, 0).to_vector<float>();
+  const std::vector<Tensor> host = Tensor::to_host({concat(step_log_probs, 0), concat(step_alphas, 0)});
+  const std::vector<float> log_probs = host[0].to_vector<float>();
+  const std::vector<float> alphas = host[1].to_vector<float>();
   for (const Chosen& c : chosen) {
     const int64_t at = step_offset[static_cast<size_t>(c.step)] + c.row;
     append_token(results[c.result], c.token, log_probs[at], alphas.data() + at * P, grid);
@@ -201,8 +202,9 @@ DecodedCaption beam_search(const AttentionDecoder& decoder, const Tensor& featur
     // exactly greedy's lowest-id rule).
     const int64_t want = k - static_cast<int64_t>(finished.size());
     const TopExtensions top = top_extensions(out.log_probs, base, want);
-    const std::vector<int64_t> order = top.indices.to_vector<int64_t>();
-    const std::vector<float> chosen_lp = top.log_probs.to_vector<float>();
+    const std::vector<Tensor> host = Tensor::to_host({top.indices, top.log_probs});  // one wait
+    const std::vector<int64_t> order = host[0].to_vector<int64_t>();
+    const std::vector<float> chosen_lp = host[1].to_vector<float>();
     std::vector<Hypothesis> next;
     std::vector<int64_t> rows, next_tokens, kept;
     for (size_t j = 0; j < order.size(); ++j) {

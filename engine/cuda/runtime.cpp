@@ -1,5 +1,7 @@
 // The CUDA runtime facade (engine/backend.h), device probing, the per-device contexts
 // and the error reporting of the check macros.
+#include <algorithm>
+#include <bit>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -250,6 +252,60 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
   CAPTION_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, s));
   // The host side may reuse or read its buffer as soon as we return.
   if (dst_device.is_cpu() || src_device.is_cpu()) CAPTION_CUDA_CHECK(cudaStreamSynchronize(s));
+}
+
+void copy_many_to_host(const std::vector<HostCopy>& copies, Device source) {
+  auto one_by_one = [&] {
+    for (const HostCopy& c : copies) copy_bytes(c.dst, Device::cpu(), c.src, source, c.bytes);
+  };
+  if (source.is_cpu() || copies.size() < 2) return one_by_one();
+  constexpr size_t kAlign = 256, kMax = size_t{64} << 20;
+  size_t total = 0;
+  for (const HostCopy& c : copies) total += (c.bytes + kAlign - 1) / kAlign * kAlign;
+  const cudaStream_t s = cuda::stream(source);
+  if (total > kMax || capturing(s)) return one_by_one();
+  // One pinned buffer per device, grown as needed; free again when this call returns.
+  struct Download {
+    std::mutex mutex;
+    void* data = nullptr;
+    size_t size = 0;
+  };
+  static std::mutex downloads_mutex;
+  static auto* downloads = new std::vector<std::unique_ptr<Download>>();  // kept for the process
+  Download* d = nullptr;
+  {
+    std::lock_guard lock(downloads_mutex);
+    if (downloads->size() <= static_cast<size_t>(source.index)) downloads->resize(source.index + 1);
+    auto& slot = (*downloads)[source.index];
+    if (!slot) slot = std::make_unique<Download>();
+    d = slot.get();
+  }
+  std::lock_guard lock(d->mutex);
+  if (d->size < total) {
+    if (d->data != nullptr && cudaFreeHost(d->data) != cudaSuccess) cudaGetLastError();
+    d->data = nullptr;
+    d->size = 0;
+    const size_t want = std::max(std::bit_ceil(total), size_t{64} << 10);
+    if (cudaHostAlloc(&d->data, want, cudaHostAllocPortable) != cudaSuccess) {
+      cudaGetLastError();
+      d->data = nullptr;
+      return one_by_one();
+    }
+    d->size = want;
+  }
+  auto* buffer = static_cast<unsigned char*>(d->data);
+  size_t offset = 0;
+  for (const HostCopy& c : copies) {
+    if (c.bytes != 0)
+      CAPTION_CUDA_CHECK(cudaMemcpyAsync(buffer + offset, c.src, c.bytes, cudaMemcpyDeviceToHost, s));
+    offset += (c.bytes + kAlign - 1) / kAlign * kAlign;
+  }
+  CAPTION_CUDA_CHECK(cudaStreamSynchronize(s));
+  offset = 0;
+  for (const HostCopy& c : copies) {
+    if (c.bytes != 0) std::memcpy(c.dst, buffer + offset, c.bytes);
+    offset += (c.bytes + kAlign - 1) / kAlign * kAlign;
+  }
 }
 
 void zero_bytes(void* dst, Device device, size_t bytes) {

@@ -278,5 +278,32 @@ TEST(CudaStaging, KernelsAfterAnUploadReadItAndCapturesStillRefuseUploads) {
   EXPECT_EQ(cuda_staging_stats(0).uploads, uploads);
 }
 
+// Several device tensors read back together (one wait): the same values as one by one,
+// whatever their dtypes, layouts and sizes (an empty one, a strided view, host tensors
+// mixed in); while a graph is recorded the read-back still fails the capture.
+TEST(CudaStaging, ManyReadBacksEqualOneByOne) {
+  CAPTION_REQUIRE_CUDA_OR_SKIP();
+  const Device gpu = Device::cuda(0);
+  Generator g(3);
+  const Tensor a = rand_normal({37, 5}, 0, 1, g).to(gpu);
+  const Tensor ids = Tensor::from_vector<int64_t>({4, -2, 9, 1 << 30}, {4}).to(gpu);
+  const Tensor view = a.narrow(1, 1, 3);  // not contiguous
+  const Tensor none = Tensor::empty({0}, DType::F32, gpu);
+  const Tensor host = Tensor::from_vector<double>({1.5, -2.5}, {2});
+  const std::vector<Tensor> xs{a, ids, view, none, host, a.to(DType::F64)};
+  const std::vector<Tensor> back = Tensor::to_host(xs);
+  ASSERT_EQ(back.size(), xs.size());
+  for (size_t i = 0; i < xs.size(); ++i) {
+    EXPECT_TRUE(back[i].device().is_cpu()) << i;
+    EXPECT_EQ(back[i].shape(), xs[i].shape()) << i;
+    EXPECT_EQ(back[i].dtype(), xs[i].dtype()) << i;
+    EXPECT_EQ(back[i].to_vector<double>(), xs[i].to(Device::cpu()).to_vector<double>()) << i;
+  }
+  DeviceGraph::set_enabled(true);
+  DeviceGraph graph;
+  EXPECT_FALSE(graph.capture(gpu, [&] { Tensor::to_host({a, ids}); }));
+  EXPECT_EQ(Tensor::to_host({a, ids})[1].to_vector<int64_t>(), ids.to_vector<int64_t>());
+}
+
 }  // namespace
 }  // namespace caption

@@ -179,5 +179,16 @@ TEST(Tensor, DescribeNamesEveryDtype) {
   EXPECT_EQ(Tensor().describe(), "undefined tensor");
 }
 
+TEST(Tensor, ToHostOfHostTensorsIsTheirContiguousValues) {
+  const Tensor x = Tensor::from_vector<float>({1, 2, 3, 4, 5, 6}, {2, 3});
+  const std::vector<Tensor> back = Tensor::to_host({x.permute({1, 0}), x});
+  ASSERT_EQ(back.size(), 2u);
+  EXPECT_TRUE(back[0].is_contiguous());
+  EXPECT_EQ(back[0].to_vector<float>(), (std::vector<float>{1, 4, 2, 5, 3, 6}));
+  EXPECT_EQ(back[1].to_vector<float>(), x.to_vector<float>());
+  EXPECT_TRUE(Tensor::to_host({}).empty());
+  EXPECT_THROW(Tensor::to_host({x, Tensor()}), Error);
+}
+
 }  // namespace
 }  // namespace caption
