@@ -110,7 +110,8 @@ def main():
     theirs["greedy_caption_1img"] = median_ms(lambda: rm.greedy_decode(dec, model.encoder(images1), WORDS),
                                               args.repeats)
 
-    print(f"CPU race, {args.threads} threads, torch {torch.__version__}, median of {args.repeats}")
+    print(f"CPU race, {args.threads} threads, torch {torch.__version__}, median of {args.repeats}, "
+          f"our BLAS kernels {ours.get('blas_core', '?')}")
     print(f"{'row':24s} {'ours ms':>10s} {'PyTorch ms':>11s} {'ratio':>7s}")
     rows = {}
     for k in ["encoder_b1", "encoder_b8", "decoder_step_b32", "train_step_b32", "greedy_caption_1img"]:
@@ -120,7 +121,8 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"threads": args.threads, "torch": torch.__version__, "rows": rows,
-                       "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", "")}, f, indent=1)
+                       "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", ""),
+                       "blas_core": ours.get("blas_core", "")}, f, indent=1)
 
 
 if __name__ == "__main__":

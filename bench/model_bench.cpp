@@ -18,6 +18,7 @@
 
 #include "engine/profile.h"
 #include "engine/tensor_io.h"
+#include "kernels/cpu/blas.h"
 #include "nn/checkpoint.h"
 #include "nn/optim.h"
 
@@ -106,9 +107,10 @@ int main(int argc, char** argv) {
       NoGradGuard ng;
       nn::greedy_decode(model.decoder, model.encode(in.at("images1")), 20);
     }));
-    std::printf("{");
+    // Which OpenBLAS kernels ran the products (kernels/cpu/blas.h), then the rows.
+    std::printf("{\"blas_core\": \"%s\"", kernels::cpu::blas_core().running.c_str());
     for (size_t i = 0; i < rows.size(); ++i)
-      std::printf("%s\"%s\": %.4f", i ? ", " : "", rows[i].first.c_str(), rows[i].second);
+      std::printf(", \"%s\": %.4f", rows[i].first.c_str(), rows[i].second);
     std::printf("}\n");
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_model: %s\n", e.what());

@@ -127,6 +127,7 @@ Trainer::Trainer(TrainOptions options, std::ostream& log) : impl_(std::make_uniq
   m.device = parse_device(o.device);
   if (o.threads > 0) kernels::cpu::set_blas_threads(o.threads);
   log << "caption-train: device " << m.device.to_string() << ", BLAS threads " << kernels::cpu::blas_threads()
+      << ", " << kernels::cpu::blas_core_summary()
       << (o.amp ? ", bfloat16 products in training steps (--amp), float32 otherwise\n" : ", float32\n");
 
   m.dataset = load_dataset(o.data);

@@ -1,9 +1,12 @@
 // OpenBLAS wrappers. Zero-sized products still honour beta (C = beta * C), which
-// OpenBLAS may skip, so that callers can rely on "every element written".
+// OpenBLAS may skip, so that callers can rely on "every element written". Also the choice
+// of OpenBLAS's kernel set when the library is loaded (blas_core(), see blas.h).
 #include "kernels/cpu/blas.h"
 
 #include <cblas.h>
 
+#include <cstdlib>
+#include <strings.h>
 #include <vector>
 
 #include "kernels/bf16.h"
@@ -84,5 +87,102 @@ void gemm<double>(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, double al
 
 void set_blas_threads(int threads) { openblas_set_num_threads(threads); }
 int blas_threads() { return openblas_get_num_threads(); }
+
+}  // namespace caption::kernels::cpu
+
+// A DYNAMIC_ARCH OpenBLAS exports these (driver/others/dynamic.c): quit forgets the kernel
+// set, init chooses one again, reading OPENBLAS_CORETYPE first. Weak, so that a BLAS built
+// for one processor (without them) still links; blas_core() then keeps what it has.
+extern "C" {
+void gotoblas_dynamic_init(void) __attribute__((weak));
+void gotoblas_dynamic_quit(void) __attribute__((weak));
+}
+
+namespace caption::kernels::cpu {
+
+namespace {
+// 3: AVX-512 kernels, 2: AVX2 + FMA, 1: AVX, 0: SSE-only or unknown (OpenBLAS's names).
+int core_level(const std::string& name) {
+  const auto is = [&](const char* n) { return strcasecmp(name.c_str(), n) == 0; };
+  if (is("SkylakeX") || is("Cooperlake") || is("SapphireRapids")) return 3;
+  if (is("Haswell") || is("Zen")) return 2;
+  if (is("Sandybridge") || is("Bulldozer") || is("Piledriver") || is("Steamroller") || is("Excavator"))
+    return 1;
+  return 0;
+}
+
+std::string current_core_name() {
+  const char* name = openblas_get_corename();
+  return name == nullptr ? std::string() : std::string(name);
+}
+
+BlasCore choose_blas_core() {
+  BlasCore core;
+  core.detected = current_core_name();
+  core.running = core.detected;
+  const char* forced = std::getenv("OPENBLAS_CORETYPE");
+  const std::string better = better_blas_core(core.detected, forced, cpu_vector_units());
+  if (better.empty()) {
+    if (forced != nullptr && *forced != '\0') core.note = std::string("OPENBLAS_CORETYPE=") + forced;
+    return core;
+  }
+  if (gotoblas_dynamic_init == nullptr || gotoblas_dynamic_quit == nullptr) {
+    core.note = "OpenBLAS chose " + core.detected + " for this processor and cannot choose again (not a "
+                "DYNAMIC_ARCH build); set OPENBLAS_CORETYPE=" + better;
+    return core;
+  }
+  // No product has run yet (this runs when libcaption is loaded) and OpenBLAS's threads
+  // are idle, so its kernel table can be swapped. The variable is set only for the
+  // re-initialisation, so child processes choose for themselves.
+  setenv("OPENBLAS_CORETYPE", better.c_str(), 1);
+  gotoblas_dynamic_quit();
+  gotoblas_dynamic_init();
+  unsetenv("OPENBLAS_CORETYPE");
+  core.running = current_core_name();
+  if (strcasecmp(core.running.c_str(), better.c_str()) != 0) {
+    core.note = "OpenBLAS chose " + core.detected + " for this processor and refused " + better;
+    return core;
+  }
+  core.note = "OpenBLAS chose " + core.detected + " for this processor";
+  return core;
+}
+
+// Chosen when libcaption is loaded, before any product (blas.h says why).
+[[maybe_unused]] const BlasCore& g_core_at_load = blas_core();
+}  // namespace
+
+std::string better_blas_core(const std::string& detected, const char* forced, CpuVectorUnits cpu) {
+  if (forced != nullptr && *forced != '\0') return {};
+  if (core_level(detected) >= 2) return {};
+  if (cpu.avx512) return "SkylakeX";
+  if (cpu.avx2_fma) return "Haswell";
+  return {};
+}
+
+CpuVectorUnits cpu_vector_units() {
+  CpuVectorUnits u;
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  u.avx2_fma = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  u.avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512cd") &&
+             __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+             __builtin_cpu_supports("avx512vl");
+#endif
+  return u;
+}
+
+const BlasCore& blas_core() {
+  static const BlasCore core = choose_blas_core();
+  return core;
+}
+
+std::string blas_core_now() { return current_core_name(); }
+
+std::string blas_core_summary() {
+  const BlasCore& c = blas_core();
+  std::string s = "BLAS core " + (c.running.empty() ? std::string("unknown") : c.running);
+  if (!c.note.empty()) s += " (" + c.note + ")";
+  return s;
+}
 
 }  // namespace caption::kernels::cpu

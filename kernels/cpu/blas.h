@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace caption::kernels::cpu {
@@ -63,5 +64,36 @@ const uint16_t* bf16_shadow_of(const float* first, const float* last);
 // Sets the number of threads OpenBLAS uses (0 = its default).
 void set_blas_threads(int threads);
 int blas_threads();
+
+// Which of OpenBLAS's kernel sets the products run. A DYNAMIC_ARCH OpenBLAS (Debian's)
+// chooses its kernels when it is loaded, from the processor's family and model; a
+// processor newer than the library (0.3.21 does not know Intel's Emerald Rapids) gets the
+// generic SSE3 kernels ("Prescott"), about 9x slower than its AVX-512 ones (measured:
+// sgemm 1024^3 on one core, 11 against 99 GFLOP/s). So, when libcaption is loaded: if
+// OPENBLAS_CORETYPE is not set and OpenBLAS chose a kernel set below AVX2, and the processor
+// (with the operating system's support) has AVX-512 F/CD/BW/DQ/VL or AVX2 + FMA, OpenBLAS is
+// re-initialised with "SkylakeX" or "Haswell" kernels, the ones a newer OpenBLAS chooses for
+// such processors. A choice OpenBLAS made at the AVX2 level or above is kept (it may be
+// deliberate), and so is any OPENBLAS_CORETYPE (set it to choose by hand, "Prescott" too).
+struct BlasCore {
+  std::string detected;  // what OpenBLAS chose when it was loaded ("" unknown)
+  std::string running;   // what it runs now
+  std::string note;      // why they differ, or why a switch was not made; "" when none applies
+};
+const BlasCore& blas_core();
+// What OpenBLAS reports running at this moment (openblas_get_corename).
+std::string blas_core_now();
+// "BLAS core SkylakeX (OpenBLAS chose Prescott for this processor)", for start-up logs.
+std::string blas_core_summary();
+
+// The decision of blas_core(), on its inputs: the kernel set to switch to, or "" to keep
+// `detected`. `forced` is OPENBLAS_CORETYPE (nullptr when unset).
+struct CpuVectorUnits {
+  bool avx2_fma = false;
+  bool avx512 = false;  // F, CD, BW, DQ and VL, with the OS saving the registers
+};
+std::string better_blas_core(const std::string& detected, const char* forced, CpuVectorUnits cpu);
+// This processor's units (__builtin_cpu_supports, which checks the OS's support too).
+CpuVectorUnits cpu_vector_units();
 
 }  // namespace caption::kernels::cpu
