@@ -44,6 +44,7 @@ struct Options {
   std::string attention_dir;
   std::string device = "auto";
   int batch_size = caption::pipeline::Captioner::kDefaultBatchSize;
+  int read_threads = -1;  // -1: the device's default (Captioner::default_read_threads)
   bool amp = false;
 };
 
@@ -87,6 +88,7 @@ nlohmann::json to_json(const CaptionResult& r) {
 int run(const Options& o) {
   caption::pipeline::Captioner captioner(o.checkpoint, caption::parse_device(o.device));
   captioner.set_batch_size(o.batch_size);
+  if (o.read_threads >= 0) captioner.set_read_threads(o.read_threads);
   caption::nn::DecodeOptions decode = captioner.default_options();
   decode.beam = o.beam;
   decode.length_penalty = o.length_penalty;
@@ -170,6 +172,10 @@ int main(int argc, char** argv) {
   app.add_option("--batch-size", o.batch_size, "Images per encoder pass")
       ->check(CLI::Range(1, 4096))
       ->capture_default_str();
+  app.add_option("--read-threads", o.read_threads,
+                 "Threads reading images ahead of the model (0: read each batch before captioning it; "
+                 "default: 1 on a CPU, up to 8 on a GPU)")
+      ->check(CLI::Range(0, 256));
   app.add_option("IMAGE", o.images, "Images to caption (JPEG, PNG, BMP, GIF)")->required();
   app.set_version_flag("--version", std::string("caption ") + CAPTION_VERSION);
 

@@ -3,8 +3,10 @@
 
 #include <algorithm>
 #include <cstring>
+#include <thread>
 
 #include "engine/autograd.h"
+#include "pipeline/read_ahead.h"
 #include "pipeline/session.h"
 
 namespace caption::pipeline {
@@ -12,7 +14,19 @@ namespace caption::pipeline {
 Captioner::Captioner(const std::string& checkpoint_path, Device device)
     : device_(device),
       checkpoint_(nn::load_checkpoint(checkpoint_path, device)),
-      transform_(image_transform(checkpoint_.config)) {}
+      transform_(image_transform(checkpoint_.config)),
+      read_threads_(default_read_threads(device)) {}
+
+int Captioner::default_read_threads(Device device) {
+  if (!device.is_cuda()) return 1;
+  const int cores = static_cast<int>(std::thread::hardware_concurrency());
+  return std::clamp(cores - 1, 1, 8);
+}
+
+void Captioner::set_read_threads(int threads) {
+  CAPTION_CHECK(threads >= 0, "captioner: read threads must be 0 or more, got ", threads);
+  read_threads_ = threads;
+}
 
 nn::DecodeOptions Captioner::default_options() const {
   nn::DecodeOptions o;
@@ -104,11 +118,17 @@ std::vector<CaptionResult> Captioner::caption(const std::vector<std::string>& im
   check_options(options);
   std::vector<CaptionResult> out;
   out.reserve(image_paths.size());
-  // Read one batch at a time, so that only batch_size decoded images are held at once.
-  for (size_t begin = 0; begin < image_paths.size(); begin += static_cast<size_t>(batch_size_)) {
-    const size_t end = std::min(image_paths.size(), begin + static_cast<size_t>(batch_size_));
+  // Batch by batch, with up to two batches read ahead: memory stays bounded. The first
+  // unreadable image throws what its reading threw.
+  ReadAhead<PreparedImage> reader(image_paths, [this](const std::string& path) { return prepare(path); },
+                                  read_threads_, 2 * static_cast<size_t>(batch_size_));
+  while (!reader.done()) {
     std::vector<PreparedImage> batch;
-    for (size_t i = begin; i < end; ++i) batch.push_back(prepare(image_paths[i]));
+    while (!reader.done() && static_cast<int>(batch.size()) < batch_size_) {
+      ReadAhead<PreparedImage>::Item item = reader.next();
+      if (!item.image) std::rethrow_exception(item.error);
+      batch.push_back(std::move(*item.image));
+    }
     for (CaptionResult& r : caption_batch(batch, 0, batch.size(), options)) out.push_back(std::move(r));
   }
   return out;
@@ -117,23 +137,29 @@ std::vector<CaptionResult> Captioner::caption(const std::vector<std::string>& im
 void Captioner::caption_each(const std::vector<std::string>& image_paths, const nn::DecodeOptions& options,
                              const ResultCallback& on_result, const ErrorCallback& on_error) const {
   check_options(options);
-  size_t next = 0;
-  while (next < image_paths.size()) {
+  // Up to two batches are read ahead of the one being captioned.
+  ReadAhead<PreparedImage> reader(image_paths, [this](const std::string& path) { return prepare(path); },
+                                  read_threads_, 2 * static_cast<size_t>(batch_size_));
+  while (!reader.done()) {
     // Fill a batch with readable images, reporting unreadable ones as they come, so that
     // results and errors reach the caller in input order.
     std::vector<PreparedImage> batch;
-    while (next < image_paths.size() && static_cast<int>(batch.size()) < batch_size_) {
-      const std::string& path = image_paths[next++];
+    while (!reader.done() && static_cast<int>(batch.size()) < batch_size_) {
+      ReadAhead<PreparedImage>::Item item = reader.next();
+      if (item.image) {
+        batch.push_back(std::move(*item.image));
+        continue;
+      }
+      // Results of the images read so far come first, then this error.
+      if (!batch.empty()) {
+        const std::vector<CaptionResult> results = caption_batch(batch, 0, batch.size(), options);
+        for (size_t i = 0; i < results.size(); ++i) on_result(results[i], batch[i]);
+        batch.clear();
+      }
       try {
-        batch.push_back(prepare(path));
+        std::rethrow_exception(item.error);
       } catch (const Error& e) {
-        // Results of the images read so far come first, then this error.
-        if (!batch.empty()) {
-          const std::vector<CaptionResult> results = caption_batch(batch, 0, batch.size(), options);
-          for (size_t i = 0; i < results.size(); ++i) on_result(results[i], batch[i]);
-          batch.clear();
-        }
-        on_error(path, e);
+        on_error(image_paths[item.index], e);
       }
     }
     if (batch.empty()) continue;

@@ -12,6 +12,11 @@
 // - Reading an image is separate from captioning it (prepare / caption_prepared), so a
 //   caller can skip an unreadable file and go on with the others; caption_each does
 //   exactly that and streams results batch by batch, keeping memory bounded.
+// - The list forms (caption of a list, caption_each) read images ahead on worker threads
+//   (pipeline/read_ahead.h) while the model captions the batch before; results and errors
+//   come in input order all the same. read_threads: by default 1 on the CPU (the products
+//   already use every core through BLAS; one reader overlaps reading with them) and up to
+//   8 on a GPU (there reading is most of the work).
 #pragma once
 
 #include <functional>
@@ -59,6 +64,13 @@ class Captioner {
   // Images per encoder pass (>= 1).
   void set_batch_size(int batch_size);
   int batch_size() const { return batch_size_; }
+  // Threads reading images ahead in the list forms (>= 0; 0: the calling thread reads
+  // each batch's images before captioning it).
+  void set_read_threads(int threads);
+  int read_threads() const { return read_threads_; }
+  // The default for a device: 1 on the CPU; on a GPU, the processor's threads less one,
+  // from 1 to 8.
+  static int default_read_threads(Device device);
 
   // Reads and preprocesses one image; throws caption::Error naming the path.
   PreparedImage prepare(const std::string& image_path) const;
@@ -97,6 +109,7 @@ class Captioner {
   nn::Checkpoint checkpoint_;
   data::ImageTransform transform_;
   int batch_size_ = kDefaultBatchSize;
+  int read_threads_;
 };
 
 }  // namespace caption::pipeline

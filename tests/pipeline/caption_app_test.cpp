@@ -112,7 +112,7 @@ TEST_F(CaptionAppTest, HelpListsEveryOption) {
   const AppRun r = run({"--help"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   for (const char* option : {"--checkpoint", "--beam", "--length-penalty", "--max-len", "--json", "--attention-map",
-                             "--device", "--amp", "--batch-size", "IMAGE"})
+                             "--device", "--amp", "--batch-size", "--read-threads", "IMAGE"})
     EXPECT_NE(r.out.find(option), std::string::npos) << option << " missing from:\n" << r.out;
 }
 
@@ -123,6 +123,7 @@ TEST_F(CaptionAppTest, UsageErrorsExitWithTwo) {
   EXPECT_EQ(run({"--checkpoint", *checkpoint_, "--beam", "0", (*images_)[0]}).exit_code, 2);
   EXPECT_EQ(run({"--checkpoint", *checkpoint_, "--beam", "two", (*images_)[0]}).exit_code, 2);
   EXPECT_EQ(run({"--checkpoint", *checkpoint_, "--batch-size", "0", (*images_)[0]}).exit_code, 2);
+  EXPECT_EQ(run({"--checkpoint", *checkpoint_, "--read-threads", "-1", (*images_)[0]}).exit_code, 2);
   EXPECT_EQ(run({"--checkpoint", *checkpoint_, "--device", "gpu", (*images_)[0]}).exit_code, 2);
   EXPECT_EQ(run({"--checkpoint", *checkpoint_, "--no-such-option", (*images_)[0]}).exit_code, 2);
   EXPECT_EQ(run({(*images_)[0]}).exit_code, 2);  // no checkpoint
@@ -143,6 +144,13 @@ TEST_F(CaptionAppTest, PrintsTheLibraryCaptions) {
   ASSERT_EQ(lines.size(), 3u) << several.out;
   for (size_t i = 0; i < 3; ++i)
     EXPECT_EQ(lines[i], (*images_)[i] + "\t" + captioner.caption((*images_)[i], options).text);
+  // Reading ahead on threads, or not at all, prints the same lines.
+  for (const char* threads : {"0", "3"}) {
+    const AppRun r = run({"--checkpoint", *checkpoint_, "--beam", "2", "--batch-size", "2", "--read-threads",
+                          threads, (*images_)[0], (*images_)[1], (*images_)[2]});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.out, several.out) << "--read-threads " << threads;
+  }
 }
 
 TEST_F(CaptionAppTest, JsonLinesHoldTheWholeResult) {
@@ -214,7 +222,7 @@ TEST_F(CaptionAppTest, AttentionMapsAreWrittenPerImage) {
 TEST_F(CaptionAppTest, UnreadableImageIsNamedAndTheOthersStillCaptioned) {
   const std::string corrupt = (*dir_ / "corrupt.jpg").string();
   data::write_file_atomic(corrupt, std::string_view("\xff\xd8\xff\xe0 truncated jpeg"));
-  const AppRun r = run({"--checkpoint", *checkpoint_, (*images_)[0], corrupt, (*images_)[1]});
+  const AppRun r = run({"--checkpoint", *checkpoint_, "--read-threads", "2", (*images_)[0], corrupt, (*images_)[1]});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("caption: error: "), std::string::npos) << r.err;
   EXPECT_NE(r.err.find(corrupt), std::string::npos) << r.err;

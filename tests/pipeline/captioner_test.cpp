@@ -132,11 +132,14 @@ TEST_F(CaptionerTest, BatchedEqualsOneByOne) {
     for (const std::string& image : *images_) single.push_back(c.caption(image, options));
     for (int batch_size : {1, 2, 16}) {
       c.set_batch_size(batch_size);
-      const std::vector<CaptionResult> batched = c.caption(*images_, options);
-      ASSERT_EQ(batched.size(), images_->size());
       // Batching changes the grouping of the encoder's products, not the arithmetic of
-      // one image, up to float rounding.
-      for (size_t i = 0; i < batched.size(); ++i) expect_same(batched[i], single[i], 1e-5f);
+      // one image, up to float rounding; reading ahead on threads changes nothing.
+      for (int threads : {0, 1, 3}) {
+        c.set_read_threads(threads);
+        const std::vector<CaptionResult> batched = c.caption(*images_, options);
+        ASSERT_EQ(batched.size(), images_->size());
+        for (size_t i = 0; i < batched.size(); ++i) expect_same(batched[i], single[i], 1e-5f);
+      }
       std::vector<PreparedImage> prepared;
       for (const std::string& image : *images_) prepared.push_back(c.prepare(image));
       const std::vector<CaptionResult> from_prepared = c.caption_prepared(prepared, options);
@@ -169,21 +172,29 @@ TEST_F(CaptionerTest, CaptionEachReportsUnreadableImagesAndGoesOn) {
   c.set_batch_size(2);
   const std::vector<std::string> inputs{(*images_)[0], corrupt, (*images_)[1], (*images_)[2], missing,
                                         (*images_)[3]};
-  std::vector<std::string> order, errors;
-  c.caption_each(
-      inputs, c.default_options(),
-      [&](const CaptionResult& r, const PreparedImage& p) {
-        EXPECT_EQ(r.image_path, p.path);
-        EXPECT_FALSE(p.image.empty());
-        order.push_back(r.image_path);
-      },
-      [&](const std::string& path, const Error& e) {
-        EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
-        errors.push_back(path);
-        order.push_back(path);
-      });
-  EXPECT_EQ(order, inputs);  // results and errors arrive in input order
-  EXPECT_EQ(errors, (std::vector<std::string>{corrupt, missing}));
+  std::vector<std::string> serial_texts;
+  for (int threads : {0, 2}) {
+    c.set_read_threads(threads);
+    std::vector<std::string> order, errors, texts;
+    c.caption_each(
+        inputs, c.default_options(),
+        [&](const CaptionResult& r, const PreparedImage& p) {
+          EXPECT_EQ(r.image_path, p.path);
+          EXPECT_FALSE(p.image.empty());
+          order.push_back(r.image_path);
+          texts.push_back(r.text);
+        },
+        [&](const std::string& path, const Error& e) {
+          EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+          errors.push_back(path);
+          order.push_back(path);
+        });
+    EXPECT_EQ(order, inputs) << threads << " read threads";  // results and errors arrive in input order
+    EXPECT_EQ(errors, (std::vector<std::string>{corrupt, missing})) << threads << " read threads";
+    if (threads == 0) serial_texts = texts;
+    EXPECT_EQ(texts, serial_texts) << threads << " read threads";
+  }
+  EXPECT_THROW(c.set_read_threads(-1), Error);
   // The strict forms throw, naming the image.
   try {
     c.caption(corrupt);
@@ -192,6 +203,14 @@ TEST_F(CaptionerTest, CaptionEachReportsUnreadableImagesAndGoesOn) {
     EXPECT_NE(std::string(e.what()).find("corrupt.png"), std::string::npos) << e.what();
   }
   EXPECT_THROW(c.caption(std::vector<std::string>{(*images_)[0], missing}, c.default_options()), Error);
+  c.set_read_threads(3);
+  try {
+    c.caption(std::vector<std::string>{(*images_)[0], missing, corrupt, (*images_)[1]}, c.default_options());
+    FAIL() << "a list with a missing image was captioned";
+  } catch (const Error& e) {
+    // The first unreadable image in input order, whichever thread read it first.
+    EXPECT_NE(std::string(e.what()).find("missing.jpg"), std::string::npos) << e.what();
+  }
 }
 
 TEST_F(CaptionerTest, MissingAndTruncatedCheckpointsAreRefusedNamingTheFile) {
