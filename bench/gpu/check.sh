@@ -549,10 +549,26 @@ else
   run_limited "$t" "$BENCHLOG" bash -c "'$train_bin' synth --out '$tdir/synthetic' --seed 1 && \
     '$train_bin' fit --config configs/synthetic.toml --data '$tdir/synthetic' --output '$tdir/run' \
     --device cuda ${CHECK_TRAIN_ARGS:-}"
+  train_rc=$rc
   epoch_s=$(grep -o '^epoch [0-9]*/[0-9]*.*(\([0-9.]*\) s)' "$BENCHLOG" | sed 's/.*(\([0-9.]*\) s).*/\1/' | tr '\n' ' ')
   last=$(grep '^epoch [0-9]*/' "$BENCHLOG" | tail -1 | sed 's/.*val [a-z0-9 ]*: //; s/  (.*//' | cut -c1-120)
+  # Then `caption` over the 500 test images with the trained checkpoint, images read on
+  # the main thread (--read-threads 0) and ahead on 8 threads (pipeline/read_ahead.h).
+  caption_s=""
+  if [ $train_rc -eq 0 ] && [ -x "$build/bin/caption" ] && [ -f "$tdir/run/best.safetensors" ]; then
+    mapfile -t test_images < <(sed "s|^|$tdir/synthetic/Flicker8k_Dataset/|" "$tdir/synthetic/Flickr_8k.testImages.txt")
+    for threads in 0 8; do
+      c0=$(date +%s%N)
+      # (the captions go to a file, not to bench.log)
+      run_limited "$(cap 60 5)" "$BENCHLOG" bash -c 'out=$1; shift; "$@" >"$out"' _ "$tdir/captions-$threads.txt" \
+        "$build/bin/caption" --checkpoint "$tdir/run/best.safetensors" --device cuda --batch-size 64 \
+        --read-threads "$threads" "${test_images[@]}"
+      caption_s+="caption ${#test_images[@]} images, read-threads $threads: $(( ($(date +%s%N) - c0) / 1000000 )) ms (rc $rc); "
+    done
+  fi
+  rc=$train_rc
   if [ $rc -eq 0 ]; then
-    record train PASS $(($(date +%s) - t0)) "epochs' s: ${epoch_s:-none}; last: ${last:-none}"
+    record train PASS $(($(date +%s) - t0)) "epochs' s: ${epoch_s:-none}; last: ${last:-none}; ${caption_s}"
   else
     why="rc $rc"; [ $rc -eq 124 ] && why="TIME-OUT after ${t}s"
     record train FAIL $(($(date +%s) - t0)) "$why; epochs' s: ${epoch_s:-none}; last: ${last:-none}"
