@@ -3,7 +3,9 @@
 // im2col writes each row of col (one channel c and kernel tap (ki, kj)) output row by
 // output row: the output columns whose input column lies inside the image form one
 // contiguous range [lo, hi), computed once per tap, so the inner loop is a plain copy
-// (stride 1) or a strided gather with no bounds test, and the padding is a memset.
+// (stride 1) or a strided gather with no bounds test, and the padding is a memset. When
+// the output rows are as wide as the input's (stride 1, "same" padding: every 3x3 of
+// ResNet but three), a tap's whole block is one copy (im2col_channels says how).
 #include "kernels/cpu/conv.h"
 
 #include <algorithm>
@@ -59,6 +61,7 @@ template <typename T>
 void im2col_channels(const Conv2dGeometry& g, const T* x, T* col, int64_t c0, int64_t c1) {
   const int64_t H = g.in_h, W = g.in_w, Ho = g.out_h, Wo = g.out_w, N = Ho * Wo;
   const int64_t sh = g.stride_h, sw = g.stride_w;
+  const bool same_width = sw == 1 && sh == 1 && Wo == W;
   for (int64_t c = c0; c < c1; ++c) {
     const T* xc = x + c * H * W;
     for (int64_t ki = 0; ki < g.kernel_h; ++ki) {
@@ -67,6 +70,25 @@ void im2col_channels(const Conv2dGeometry& g, const T* x, T* col, int64_t c0, in
         T* dst = col + ((c * g.kernel_h + ki) * g.kernel_w + kj) * N;
         const Range cols = valid_range(Wo, W, sw, g.pad_w, kj * g.dilation_w);
         const int64_t iw0 = cols.lo * sw - g.pad_w + kj * g.dilation_w;
+        if (same_width && rows.lo < rows.hi && cols.lo < cols.hi) {
+          // Output rows as wide as the input rows, strides 1: the tap's valid outputs read
+          // one span of the input at a fixed offset, so one copy moves them all, reading
+          // only inside the image (the span runs from the first valid output to the last);
+          // the outputs whose column is in the padding read a neighbouring row's pixel in
+          // that copy and are zeroed after it.
+          const int64_t first = rows.lo * Wo + cols.lo, last = (rows.hi - 1) * Wo + cols.hi;
+          const int64_t offset = (ki * g.dilation_h - g.pad_h) * W + kj * g.dilation_w - g.pad_w;
+          std::memset(dst, 0, sizeof(T) * static_cast<size_t>(first));
+          std::memcpy(dst + first, xc + first + offset,
+                      sizeof(T) * static_cast<size_t>(last - first));
+          std::memset(dst + last, 0, sizeof(T) * static_cast<size_t>(N - last));
+          for (int64_t oh = rows.lo; oh < rows.hi; ++oh) {
+            T* d = dst + oh * Wo;
+            for (int64_t k = 0; k < cols.lo; ++k) d[k] = T(0);
+            for (int64_t k = cols.hi; k < Wo; ++k) d[k] = T(0);
+          }
+          continue;
+        }
         std::memset(dst, 0, sizeof(T) * static_cast<size_t>(rows.lo * Wo));
         for (int64_t oh = rows.lo; oh < rows.hi; ++oh) {
           T* d = dst + oh * Wo;

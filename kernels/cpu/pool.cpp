@@ -1,7 +1,11 @@
 // Pooling kernels (see pool.h). Each plane is handled on its own. Max pooling computes
 // the in-image window taps once per output row and column, so that its inner loops carry
-// no bounds tests, and has a separable values-only path for inference (about twice as
-// fast on ResNet's stem); adaptive pooling is a plain loop (it runs once per image).
+// no bounds tests, and has a separable values-only path for inference: the maximum over
+// the window's rows for every input column, into a row padded with -inf on both sides
+// (so that every window has all its taps and the column pass is a fixed-length loop the
+// compiler vectorises), then over the window's columns. Adaptive pooling computes its
+// bins once per call (their bounds are integer divisions, which cost more than the sums
+// themselves when the bins hold one or two pixels, as ResNet's 7x7 -> 14x14 does).
 #include "kernels/cpu/pool.h"
 
 #include <algorithm>
@@ -70,21 +74,29 @@ void max_pool2d_with_indices(const MaxPool2dParams& p, const T* x, T* y, int64_t
 }
 
 // Without indices (inference): separable, first the maximum over the window's rows for
-// every input column (contiguous, vectorisable), then over the window's columns.
+// every input column (contiguous, vectorisable) into cm, which has pad_w values of -inf
+// before the row and enough after it for the last window, then over the window's
+// columns. -inf never takes over (takes_over), so the padding changes no result, and a
+// window wholly in the padding gives -inf, as the indexed path does.
 template <typename T>
 void max_pool2d_values_only(const MaxPool2dParams& p, const T* x, T* y,
-                            const std::vector<Taps>& rows, const std::vector<Taps>& cols) {
+                            const std::vector<Taps>& rows) {
   const int64_t H = p.in_h, W = p.in_w, Ho = p.out_h, Wo = p.out_w;
+  const int64_t sw = p.stride_w, dw = p.dilation_w, kw = p.kernel_w;
   constexpr T kMinusInf = -std::numeric_limits<T>::infinity();
-  std::vector<T> column_max(static_cast<size_t>(W));
-  T* cm = column_max.data();
+  // The last window's last tap: (Wo - 1) * sw + (kw - 1) * dw in padded coordinates.
+  const int64_t padded = std::max(p.pad_w + W, (Wo - 1) * sw + (kw - 1) * dw + 1);
+  std::vector<T> padded_row(static_cast<size_t>(padded), kMinusInf);
+  T* const cm = padded_row.data() + p.pad_w;  // cm[w] for input column w
+  const T* const cp = padded_row.data();      // padded coordinates
   for (int64_t pl = 0; pl < p.planes; ++pl) {
     const T* xp = x + pl * H * W;
     T* yp = y + pl * Ho * Wo;
     for (int64_t oh = 0; oh < Ho; ++oh) {
+      T* yr = yp + oh * Wo;
       const int64_t h0 = oh * p.stride_h - p.pad_h;
       if (rows[oh].lo >= rows[oh].hi) {
-        std::fill_n(yp + oh * Wo, Wo, kMinusInf);
+        std::fill_n(yr, Wo, kMinusInf);
         continue;
       }
       std::copy_n(xp + (h0 + rows[oh].lo * p.dilation_h) * W, W, cm);
@@ -92,14 +104,21 @@ void max_pool2d_values_only(const MaxPool2dParams& p, const T* x, T* y,
         const T* xr = xp + (h0 + ki * p.dilation_h) * W;
         for (int64_t w = 0; w < W; ++w) cm[w] = takes_over(xr[w], cm[w]) ? xr[w] : cm[w];
       }
-      for (int64_t ow = 0; ow < Wo; ++ow) {
-        const int64_t w0 = ow * p.stride_w - p.pad_w;
-        T best = kMinusInf;
-        for (int64_t kj = cols[ow].lo; kj < cols[ow].hi; ++kj) {
-          const T v = cm[w0 + kj * p.dilation_w];
-          best = takes_over(v, best) ? v : best;
+      if (kw == 3 && sw == 2 && dw == 1) {  // ResNet's stem: a fixed window the compiler unrolls
+        for (int64_t ow = 0; ow < Wo; ++ow) {
+          const T* c = cp + 2 * ow;
+          T best = c[0];
+          best = takes_over(c[1], best) ? c[1] : best;
+          best = takes_over(c[2], best) ? c[2] : best;
+          yr[ow] = best;
         }
-        yp[oh * Wo + ow] = best;
+        continue;
+      }
+      for (int64_t ow = 0; ow < Wo; ++ow) {
+        const T* c = cp + ow * sw;
+        T best = kMinusInf;
+        for (int64_t kj = 0; kj < kw; ++kj) best = takes_over(c[kj * dw], best) ? c[kj * dw] : best;
+        yr[ow] = best;
       }
     }
   }
@@ -117,7 +136,7 @@ void max_pool2d_forward(const MaxPool2dParams& p, const T* x, T* y, int64_t* ind
   if (indices)
     max_pool2d_with_indices(p, x, y, indices, rows, cols);
   else
-    max_pool2d_values_only(p, x, y, rows, cols);
+    max_pool2d_values_only(p, x, y, rows);
 }
 
 template <typename T>
@@ -134,20 +153,43 @@ void max_pool2d_backward(const MaxPool2dParams& p, const int64_t* indices, const
   }
 }
 
+namespace {
+// The bins of one axis: [start[i], end[i]) for output i.
+struct Bins {
+  std::vector<int64_t> start, end;
+  Bins(int64_t in, int64_t out) : start(static_cast<size_t>(out)), end(static_cast<size_t>(out)) {
+    for (int64_t i = 0; i < out; ++i) {
+      start[i] = bin_start(i, in, out);
+      end[i] = bin_end(i, in, out);
+    }
+  }
+};
+}  // namespace
+
 template <typename T>
 void adaptive_avg_pool2d_forward(const AdaptiveAvgPool2dParams& p, const T* x, T* y) {
   const int64_t H = p.in_h, W = p.in_w, Ho = p.out_h, Wo = p.out_w;
+  const Bins rows(H, Ho), cols(W, Wo);
+  bool single_pixels = true;  // every bin one pixel: up-sampling by an integer factor, or none
+  for (int64_t i = 0; i < Ho; ++i) single_pixels &= rows.end[i] - rows.start[i] == 1;
+  for (int64_t i = 0; i < Wo; ++i) single_pixels &= cols.end[i] - cols.start[i] == 1;
   for (int64_t pl = 0; pl < p.planes; ++pl) {
     const T* xp = x + pl * H * W;
     T* yp = y + pl * Ho * Wo;
     for (int64_t oh = 0; oh < Ho; ++oh) {
-      const int64_t h0 = bin_start(oh, H, Ho), h1 = bin_end(oh, H, Ho);
+      const int64_t h0 = rows.start[oh], h1 = rows.end[oh];
+      T* yr = yp + oh * Wo;
+      if (single_pixels) {  // the general loop's arithmetic for one pixel: (0 + x) / 1
+        const T* xr = xp + h0 * W;
+        for (int64_t ow = 0; ow < Wo; ++ow) yr[ow] = T(0) + xr[cols.start[ow]];
+        continue;
+      }
       for (int64_t ow = 0; ow < Wo; ++ow) {
-        const int64_t w0 = bin_start(ow, W, Wo), w1 = bin_end(ow, W, Wo);
+        const int64_t w0 = cols.start[ow], w1 = cols.end[ow];
         T acc = 0;
         for (int64_t h = h0; h < h1; ++h)
           for (int64_t w = w0; w < w1; ++w) acc += xp[h * W + w];
-        yp[oh * Wo + ow] = acc / static_cast<T>((h1 - h0) * (w1 - w0));
+        yr[ow] = acc / static_cast<T>((h1 - h0) * (w1 - w0));
       }
     }
   }
@@ -156,14 +198,15 @@ void adaptive_avg_pool2d_forward(const AdaptiveAvgPool2dParams& p, const T* x, T
 template <typename T>
 void adaptive_avg_pool2d_backward(const AdaptiveAvgPool2dParams& p, const T* grad_y, T* grad_x) {
   const int64_t H = p.in_h, W = p.in_w, Ho = p.out_h, Wo = p.out_w;
+  const Bins rows(H, Ho), cols(W, Wo);
   std::fill_n(grad_x, p.planes * H * W, T(0));
   for (int64_t pl = 0; pl < p.planes; ++pl) {
     T* gx = grad_x + pl * H * W;
     const T* gy = grad_y + pl * Ho * Wo;
     for (int64_t oh = 0; oh < Ho; ++oh) {
-      const int64_t h0 = bin_start(oh, H, Ho), h1 = bin_end(oh, H, Ho);
+      const int64_t h0 = rows.start[oh], h1 = rows.end[oh];
       for (int64_t ow = 0; ow < Wo; ++ow) {
-        const int64_t w0 = bin_start(ow, W, Wo), w1 = bin_end(ow, W, Wo);
+        const int64_t w0 = cols.start[ow], w1 = cols.end[ow];
         const T share = gy[oh * Wo + ow] / static_cast<T>((h1 - h0) * (w1 - w0));
         for (int64_t h = h0; h < h1; ++h)
           for (int64_t w = w0; w < w1; ++w) gx[h * W + w] += share;

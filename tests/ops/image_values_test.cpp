@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <string>
 
 #include "tests/harness/harness.h"
@@ -186,6 +187,23 @@ TEST(Conv2dValues, LargeResNetLikeLayerMatchesDirectLoops) {
 
 TEST(Conv2dValues, StemLikeLayerMatchesDirectLoops) {
   check_against_direct({2, 3, 33, 31}, {4, 3, 7, 7}, {.stride = {2, 2}, .padding = {3, 3}});
+}
+
+// im2col copies a tap's block in one span when the output rows are as wide as the input's
+// and both strides are 1 (kernels/cpu/conv.cpp); these shapes reach that path's corners.
+TEST(Conv2dValues, SameWidthDilatedLayerMatchesDirectLoops) {
+  check_against_direct({2, 3, 9, 8}, {4, 3, 3, 3}, {.padding = {2, 2}, .dilation = {2, 2}});
+}
+
+TEST(Conv2dValues, SameWidthRowStrideLayerMatchesDirectLoops) {
+  // Wo == W but the rows stride 2: the one-span copy does not apply.
+  check_against_direct({2, 3, 9, 8}, {4, 3, 3, 3}, {.stride = {2, 1}, .padding = {1, 1}});
+}
+
+TEST(Conv2dValues, SameWidthTapsWhollyInThePaddingMatchDirectLoops) {
+  // A 5x5 kernel with padding 2 over a 1-row, 2-column image: most taps read nothing.
+  check_against_direct({2, 2, 1, 2}, {3, 2, 5, 5}, {.padding = {2, 2}});
+  check_against_direct({1, 2, 3, 1}, {3, 2, 5, 5}, {.padding = {2, 2}});
 }
 
 TEST(Conv2dValues, PointwiseBatchMatchesDirectLoops) {
@@ -387,10 +405,13 @@ TEST(MaxPoolValues, InferencePathMatchesTrainingPath) {
       {.kernel = {3, 3}, .stride = Size2{1, 1}, .padding = {1, 1}, .dilation = {2, 2}},
       {.kernel = {3, 2}, .stride = Size2{1, 2}, .padding = {1, 1}},
       {.kernel = {2, 2}},
+      {.kernel = {3, 3}, .stride = Size2{2, 3}, .padding = {1, 1}, .dilation = {1, 2}},
+      {.kernel = {1, 3}, .stride = Size2{1, 2}, .padding = {0, 1}},
   };
   Generator gen(3);
   Tensor x = random_tensor({2, 3, 17, 15}, gen, DType::F32, Device::cpu());
   x.data<float>()[40] = std::nanf("");
+  x.data<float>()[15 * 3] = -std::numeric_limits<float>::infinity();  // a row's first pixel
   for (const MaxPool2dOptions& o : configs) {
     Tensor inference;
     {
