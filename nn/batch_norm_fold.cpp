@@ -56,13 +56,21 @@ bool folding_saves_work(const Conv2d& conv, const Shape& input) {
 }
 
 Tensor conv_batch_norm(const Conv2d& conv, const BatchNorm2d& bn, const Tensor& x,
-                       BatchNormFolding folding) {
+                       BatchNormFolding folding, const Conv2dEpilogue& epilogue) {
   const bool fold = folding != BatchNormFolding::Off && x.defined() && x.dim() == 4 &&
                     can_fold_batch_norm(conv, bn) &&
                     (folding == BatchNormFolding::Always || folding_saves_work(conv, x.shape()));
-  if (!fold) return bn.forward(conv.forward(x));
-  const FoldedConv2d f = fold_batch_norm(conv, bn);
-  return conv2d(x, f.weight, f.bias, conv.options());
+  Tensor y;
+  if (fold) {
+    const FoldedConv2d f = fold_batch_norm(conv, bn);
+    if (!any_requires_grad({x, epilogue.residual}))
+      return conv2d(x, f.weight, f.bias, conv.options(), epilogue);
+    y = conv2d(x, f.weight, f.bias, conv.options());
+  } else {
+    y = bn.forward(conv.forward(x));
+  }
+  if (epilogue.residual.defined()) y = add(y, epilogue.residual);
+  return epilogue.relu ? relu(y) : y;
 }
 
 }  // namespace caption::nn

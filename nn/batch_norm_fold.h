@@ -56,8 +56,11 @@ FoldedConv2d fold_batch_norm(const Conv2d& conv, const BatchNorm2d& bn);
 bool folding_saves_work(const Conv2d& conv, const Shape& input);
 
 // bn.forward(conv.forward(x)) for x [B, C, H, W], folded where `folding` and
-// can_fold_batch_norm allow it.
+// can_fold_batch_norm allow it; then + epilogue.residual and ReLU as `epilogue` asks. A
+// folded pair whose input and residual need no gradient applies them in the
+// convolution's own pass over its output (engine/ops/conv.h); otherwise they run as the
+// add and relu ops. The values are the same bit for bit either way.
 Tensor conv_batch_norm(const Conv2d& conv, const BatchNorm2d& bn, const Tensor& x,
-                       BatchNormFolding folding);
+                       BatchNormFolding folding, const Conv2dEpilogue& epilogue = {});
 
 }  // namespace caption::nn

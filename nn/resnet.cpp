@@ -106,16 +106,16 @@ ResidualBlock::ResidualBlock(BlockKind kind, int64_t in, int64_t planes, int64_t
 }
 
 Tensor ResidualBlock::forward(const Tensor& x, BatchNormFolding folding) const {
-  Tensor y = relu(conv_batch_norm(*conv1_, *bn1_, x, folding));
-  if (kind_ == BlockKind::Bottleneck) {
-    y = relu(conv_batch_norm(*conv2_, *bn2_, y, folding));
-    y = conv_batch_norm(*conv3_, *bn3_, y, folding);
-  } else {
-    y = conv_batch_norm(*conv2_, *bn2_, y, folding);
-  }
+  const Conv2dEpilogue then_relu{.relu = true};
+  Tensor y = conv_batch_norm(*conv1_, *bn1_, x, folding, then_relu);
+  if (kind_ == BlockKind::Bottleneck) y = conv_batch_norm(*conv2_, *bn2_, y, folding, then_relu);
+  // The identity first: the last convolution adds it and applies ReLU in its own pass
+  // where it can (conv_batch_norm).
   const Tensor identity =
       downsample_ ? conv_batch_norm(downsample_->conv, downsample_->bn, x, folding) : x;
-  return relu(add(y, identity));
+  const Conv2dEpilogue last{.residual = identity, .relu = true};
+  if (kind_ == BlockKind::Bottleneck) return conv_batch_norm(*conv3_, *bn3_, y, folding, last);
+  return conv_batch_norm(*conv2_, *bn2_, y, folding, last);
 }
 
 Tensor ResidualBlock::forward_nhwc_with(ConvBn conv_bn, const Tensor& x) const {
@@ -286,7 +286,8 @@ Tensor ResNet::forward(const Tensor& x) const {
   check_images(x);
   if (const int k = nhwc_bf16_stages(x); k >= 0) return forward_nhwc_bf16(x, k, true);
   if (nhwc_eligible(x) && trains_all_nhwc()) return forward_nhwc_train(x);
-  Tensor y = max_pool2d(relu(conv_batch_norm(*conv1_, *bn1_, x, batch_norm_folding)), stem_pool());
+  Tensor y = max_pool2d(conv_batch_norm(*conv1_, *bn1_, x, batch_norm_folding, {.relu = true}),
+                        stem_pool());
   for (const auto& s : stages_) y = s->forward(y, batch_norm_folding);
   return y;
 }

@@ -30,6 +30,10 @@
 //   (engine/ops/conv.cpp) rounds the same operands and outputs.
 // - Bias: added by cudnnAddTensor; its gradient is the engine's deterministic reduction
 //   (sum over each output plane, then over the batch), not cudnnConvolutionBackwardBias.
+// - The inference epilogue (residual, ReLU: Conv2dEpilogue) runs the add and relu ops'
+//   kernels in place over y, two passes: float32 NCHW inference on a GPU is not the
+//   encoder's fast path (autocast's NHWC one is), so exact agreement with the separate
+//   ops was worth more than a third kernel.
 // - The NHWC op (engine/ops/nhwc.h, conv_nhwc): operands and result already NHWC
 //   bfloat16, no conversion; bias, residual and ReLU by one epilogue kernel afterwards
 //   (kernels/cuda/nhwc.cu). It shares the plans of autocast's NHWC convolutions.
@@ -49,7 +53,9 @@
 #include "engine/op_table.h"
 #include "engine/ops/conv.h"
 #include "engine/ops/nhwc.h"
+#include "kernels/broadcast.h"
 #include "kernels/cuda/blas.h"
+#include "kernels/cuda/elementwise.h"
 #include "kernels/cuda/nhwc.h"
 #include "kernels/cuda/reduce.h"
 
@@ -363,6 +369,21 @@ void conv2d_cuda_forward(const OpCall& c) {
     CAPTION_CUDNN_CHECK(cudnnAddTensor(h, &one, plan.bias, c.in[2].data<float>(), &one, plan.y32,
                                        c.out[0].data<float>()));
   }
+  // The inference epilogue (engine/ops/conv.h): the residual added by the add op's kernel,
+  // then ReLU by relu's, both in place over y, so the results are those ops' to the bit.
+  float* y = c.out[0].data<float>();
+  const int64_t n = c.out[0].numel();
+  if (c.in.size() > 3 && c.in[3].defined()) {
+    require_f32(c.in[3], "conv2d");
+    const Shape& s = c.out[0].shape();  // the residual's too (conv2d checks)
+    const int rank = static_cast<int>(s.size());
+    kernels::cuda::binary_forward(
+        kernels::cpu::BinaryOp::Add, y, c.in[3].data<float>(), y,
+        kernels::make_broadcast_layout(s.data(), rank, s.data(), rank, s.data(), rank),
+        cuda::stream(dev));
+  }
+  if (p.relu)
+    kernels::cuda::unary_forward(kernels::cpu::UnaryOp::Relu, y, y, n, cuda::stream(dev));
 }
 
 // cuDNN's backward-data and backward-filter calls on operands already in the plan's type

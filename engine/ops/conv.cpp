@@ -4,6 +4,7 @@
 #include "engine/ops/conv.h"
 
 #include "engine/autocast.h"
+#include "engine/autograd.h"
 #include "engine/dispatch.h"
 #include "engine/op_node.h"
 #include "engine/op_table.h"
@@ -27,30 +28,42 @@ void round_to_bf16_(const Tensor& t) {
   for (int64_t i = 0, n = t.numel(); i < n; ++i) p[i] = kernels::round_to_bf16(p[i]);
 }
 
-// Forward: in = {x, weight, bias (may be undefined)}, out = {y}. Under autocast the
+// Forward: in = {x, weight, bias (may be undefined), residual (may be undefined or
+// absent)}, out = {y}; p.relu and the residual form the epilogue. Under autocast the
 // products run on bfloat16-rounded operands (kc::Bf16Products), y is rounded before its
-// bias is added in float32.
+// bias is added in float32, and the epilogue follows in float32.
 void conv2d_cpu_forward(const OpCall& c) {
   const auto& p = c.get<Conv2dParams>();
   const Tensor ws = workspace_for(p, c.in[0]);
+  const Tensor residual = c.in.size() > 3 ? c.in[3] : Tensor();
   if (p.bf16 && c.in[0].dtype() == DType::F32) {
-    kc::Bf16Products scope(true);
-    kc::conv2d_forward<float>(p, c.in[0].data<float>(), c.in[1].data<float>(), nullptr,
-                              c.out[0].data<float>(), data_or_null<float>(ws));
+    {
+      kc::Conv2dGeometry plain = p;  // the epilogue comes after the rounding and the bias
+      plain.relu = false;
+      kc::Bf16Products scope(true);
+      kc::conv2d_forward<float>(plain, c.in[0].data<float>(), c.in[1].data<float>(), nullptr,
+                                nullptr, c.out[0].data<float>(), data_or_null<float>(ws));
+    }
     round_to_bf16_(c.out[0]);
+    float* y = c.out[0].data<float>();
+    const int64_t plane = p.out_plane(), n = c.out[0].numel();
     if (c.in[2].defined()) {
       const float* b = c.in[2].data<float>();
-      float* y = c.out[0].data<float>();
-      const int64_t plane = p.out_plane();
-      for (int64_t n = 0; n < p.batch; ++n)
+      for (int64_t i = 0; i < p.batch; ++i)
         for (int64_t o = 0; o < p.out_channels; ++o)
-          for (int64_t i = 0; i < plane; ++i) y[(n * p.out_channels + o) * plane + i] += b[o];
+          for (int64_t k = 0; k < plane; ++k) y[(i * p.out_channels + o) * plane + k] += b[o];
     }
+    if (residual.defined()) {
+      const float* r = residual.data<float>();
+      for (int64_t i = 0; i < n; ++i) y[i] += r[i];
+    }
+    if (p.relu)
+      for (int64_t i = 0; i < n; ++i) y[i] = y[i] > 0.f ? y[i] : 0.f;
     return;
   }
   dispatch_floating(c.in[0].dtype(), "conv2d", [&]<typename T>() {
     kc::conv2d_forward<T>(p, c.in[0].data<T>(), c.in[1].data<T>(), data_or_null<T>(c.in[2]),
-                          c.out[0].data<T>(), data_or_null<T>(ws));
+                          data_or_null<T>(residual), c.out[0].data<T>(), data_or_null<T>(ws));
   });
 }
 
@@ -121,6 +134,11 @@ Conv2dParams conv2d_params(const Shape& x, const Shape& w, Conv2dOptions o, cons
 }
 
 Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, Conv2dOptions o) {
+  return conv2d(x_in, w_in, b_in, o, Conv2dEpilogue{});
+}
+
+Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, Conv2dOptions o,
+              const Conv2dEpilogue& e) {
   CAPTION_CHECK(x_in.defined() && x_in.dim() == 4, "conv2d: input must be [B, C, H, W], got ",
                 x_in.defined() ? x_in.describe() : "an undefined tensor");
   CAPTION_CHECK(w_in.defined() && w_in.dim() == 4,
@@ -140,10 +158,28 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, Conv2d
                 " differ in device or dtype");
   Conv2dParams p = conv2d_params(x_in.shape(), w_in.shape(), o, "conv2d", x_in);
   p.bf16 = autocast_enabled() && x_in.dtype() == DType::F32;
+  p.relu = e.relu;
+  const Tensor& r_in = e.residual;
+  const bool epilogue = r_in.defined() || e.relu;
+  CAPTION_CHECK(!epilogue || !any_requires_grad({x_in, w_in, b_in, r_in}),
+                "conv2d: the epilogue (residual or ReLU) is for inference, but an input "
+                "requires grad; run it under NoGradGuard, or apply add and relu as ops");
+  const Shape out_shape{p.batch, p.out_channels, p.out_h, p.out_w};
+  CAPTION_CHECK(!r_in.defined() || (r_in.shape() == out_shape && r_in.device() == x_in.device() &&
+                                    r_in.dtype() == x_in.dtype()),
+                "conv2d: residual ", r_in.defined() ? r_in.describe() : std::string(),
+                " does not match the output ", shape_string(out_shape), " of input ",
+                x_in.describe(), " (same shape, device and dtype needed)");
   const Tensor x = x_in.contiguous(), w = w_in.contiguous();
   const Tensor b = b_in.defined() ? b_in.contiguous() : Tensor();
-  Tensor y = Tensor::empty({p.batch, p.out_channels, p.out_h, p.out_w}, x.dtype(), x.device());
-  std::vector<Tensor> in{x, w, b}, outs{y};
+  Tensor y = Tensor::empty(out_shape, x.dtype(), x.device());
+  std::vector<Tensor> outs{y};
+  if (epilogue) {
+    std::vector<Tensor> in{x, w, b, r_in.defined() ? r_in.contiguous() : Tensor()};
+    run_forward(OpId::Conv2d, x.device(), OpCall{in, outs, &p});
+    return y;  // never recorded (checked above)
+  }
+  std::vector<Tensor> in{x, w, b};
   run_forward(OpId::Conv2d, x.device(), OpCall{in, outs, &p});
   record_op(OpId::Conv2d, p, in, {x, w}, outs);
   return y;

@@ -31,6 +31,21 @@ using Conv2dParams = kernels::cpu::Conv2dGeometry;
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(),
               Conv2dOptions options = {});
 
+// What a convolution at inference may do to its output in the same pass: ResNet's
+// relu(bn(conv(x)) + identity) with the batch norm folded (nn/batch_norm_fold.h) is one
+// call instead of three ops, each of which would read and write the whole activation.
+struct Conv2dEpilogue {
+  Tensor residual{};  // [B, O, Ho, Wo], added after the bias (undefined: none)
+  bool relu = false;  // then ReLU, as relu() computes it
+};
+
+// relu?(conv2d(x, weight, bias, options) + residual), equal bit for bit to the separate
+// ops (add, then relu). Not differentiable: with an epilogue and an input that requires
+// grad (grad mode on) it refuses; nn/batch_norm_fold.h's conv_batch_norm falls back to
+// the separate ops then.
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Conv2dOptions options,
+              const Conv2dEpilogue& epilogue);
+
 // Every size of a convolution of x [B, C, H, W] with weight [O, C, kh, kw] (shapes in that
 // logical order whatever the memory layout), the options checked; errors name `op` and
 // describe `input` (only when they are raised). bf16 is left false.

@@ -75,8 +75,8 @@ void conv_nhwc_cpu(const OpCall& c) {
   const WidenedConv k = widened_conv(p, c);
   const kc::Conv2dGeometry& g = k.g;
   const Tensor y = Tensor::empty({g.batch, g.out_channels, g.out_h, g.out_w});
-  kc::conv2d_forward<float>(g, k.x.data<float>(), k.w.data<float>(), nullptr, y.data<float>(),
-                            data_or_null<float>(k.ws));
+  kc::conv2d_forward<float>(g, k.x.data<float>(), k.w.data<float>(), nullptr, nullptr,
+                            y.data<float>(), data_or_null<float>(k.ws));
   uint16_t* out = c.out[0].data<uint16_t>();
   kc::nchw_to_nhwc_bf16({g.batch, g.out_channels, g.out_plane()}, y.data<float>(), out);
   kc::conv_nhwc_epilogue(out, data_or_null<float>(c.in[2]),

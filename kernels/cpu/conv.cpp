@@ -57,8 +57,10 @@ void over_channels(int64_t channels, int64_t elements, Fn fn) {
   for (std::thread& th : pool) th.join();
 }
 
+// col's rows are ld apart (N for one image's matrix; more when images sit side by side).
 template <typename T>
-void im2col_channels(const Conv2dGeometry& g, const T* x, T* col, int64_t c0, int64_t c1) {
+void im2col_channels(const Conv2dGeometry& g, const T* x, T* col, int64_t ld, int64_t c0,
+                     int64_t c1) {
   const int64_t H = g.in_h, W = g.in_w, Ho = g.out_h, Wo = g.out_w, N = Ho * Wo;
   const int64_t sh = g.stride_h, sw = g.stride_w;
   const bool same_width = sw == 1 && sh == 1 && Wo == W;
@@ -67,7 +69,7 @@ void im2col_channels(const Conv2dGeometry& g, const T* x, T* col, int64_t c0, in
     for (int64_t ki = 0; ki < g.kernel_h; ++ki) {
       const Range rows = valid_range(Ho, H, sh, g.pad_h, ki * g.dilation_h);
       for (int64_t kj = 0; kj < g.kernel_w; ++kj) {
-        T* dst = col + ((c * g.kernel_h + ki) * g.kernel_w + kj) * N;
+        T* dst = col + ((c * g.kernel_h + ki) * g.kernel_w + kj) * ld;
         const Range cols = valid_range(Wo, W, sw, g.pad_w, kj * g.dilation_w);
         const int64_t iw0 = cols.lo * sw - g.pad_w + kj * g.dilation_w;
         if (same_width && rows.lo < rows.hi && cols.lo < cols.hi) {
@@ -138,6 +140,30 @@ void col2im_channels(const Conv2dGeometry& g, const T* col, T* x, int64_t c0, in
   }
 }
 
+// im2col of one image into N columns starting at col, in rows ld apart.
+template <typename T>
+void im2col_into(const Conv2dGeometry& g, const T* x, T* col, int64_t ld) {
+  over_channels(g.in_channels, g.patch_size() * g.out_plane(),
+                [&](int64_t c0, int64_t c1) { im2col_channels(g, x, col, ld, c0, c1); });
+}
+
+// y_b = relu?(y_b + residual_b) over one image's n outputs (the epilogue, conv.h).
+template <typename T>
+void epilogue(const Conv2dGeometry& g, T* yb, const T* rb, int64_t n) {
+  if (rb) {
+    if (g.relu) {
+      for (int64_t i = 0; i < n; ++i) {
+        const T v = yb[i] + rb[i];
+        yb[i] = v > T(0) ? v : T(0);
+      }
+    } else {
+      for (int64_t i = 0; i < n; ++i) yb[i] += rb[i];
+    }
+  } else if (g.relu) {
+    for (int64_t i = 0; i < n; ++i) yb[i] = yb[i] > T(0) ? yb[i] : T(0);
+  }
+}
+
 }  // namespace
 
 int64_t conv2d_workspace_elems(const Conv2dGeometry& g) {
@@ -146,8 +172,7 @@ int64_t conv2d_workspace_elems(const Conv2dGeometry& g) {
 
 template <typename T>
 void im2col(const Conv2dGeometry& g, const T* x, T* col) {
-  over_channels(g.in_channels, g.patch_size() * g.out_plane(),
-                [&](int64_t c0, int64_t c1) { im2col_channels(g, x, col, c0, c1); });
+  im2col_into(g, x, col, g.out_plane());
 }
 
 template <typename T>
@@ -157,8 +182,8 @@ void col2im(const Conv2dGeometry& g, const T* col, T* x) {
 }
 
 template <typename T>
-void conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* bias, T* y,
-                    T* workspace) {
+void conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* bias,
+                    const T* residual, T* y, T* workspace) {
   const int64_t O = g.out_channels, K = g.patch_size(), N = g.out_plane();
   const int64_t in_image = g.in_channels * g.in_h * g.in_w;
   for (int64_t b = 0; b < g.batch; ++b) {
@@ -174,6 +199,7 @@ void conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* bi
       for (int64_t o = 0; o < O; ++o) std::fill_n(yb + o * N, N, bias[o]);
     }
     gemm<T>(Trans::No, Trans::No, O, N, K, T(1), w, K, colb, N, bias ? T(1) : T(0), yb, N);
+    epilogue(g, yb, residual ? residual + b * O * N : nullptr, O * N);
   }
 }
 
@@ -221,8 +247,8 @@ void conv2d_backward(const Conv2dGeometry& g, const T* x, const T* w, const T* g
 #define CAPTION_CONV_INSTANTIATE(T)                                                        \
   template void im2col<T>(const Conv2dGeometry&, const T*, T*);                            \
   template void col2im<T>(const Conv2dGeometry&, const T*, T*);                            \
-  template void conv2d_forward<T>(const Conv2dGeometry&, const T*, const T*, const T*, T*, \
-                                  T*);                                                     \
+  template void conv2d_forward<T>(const Conv2dGeometry&, const T*, const T*, const T*,     \
+                                  const T*, T*, T*);                                       \
   template void conv2d_backward<T>(const Conv2dGeometry&, const T*, const T*, const T*, T*, \
                                    T*, T*, T*);
 CAPTION_CONV_INSTANTIATE(float)

@@ -29,6 +29,10 @@ struct Conv2dGeometry {
   // The NHWC op (engine/ops/nhwc.h): x [B, H, W, C], w [O, kh, kw, C] and y [B, Ho, Wo, O]
   // in bfloat16 (bf16 is set too). Read by the CUDA side to describe them to cuDNN.
   bool nhwc = false;
+  // The inference epilogue of OpId::Conv2d (engine/ops/conv.h, Conv2dEpilogue): ReLU of the
+  // output after its bias and the residual (the op's fourth input, when given). Never set
+  // on a recorded call: the op refuses an epilogue while differentiating.
+  bool relu = false;
 
   int64_t patch_size() const { return in_channels * kernel_h * kernel_w; }  // gemm K
   int64_t out_plane() const { return out_h * out_w; }                      // gemm N
@@ -42,10 +46,15 @@ struct Conv2dGeometry {
 // Scratch elements (of the element type) that the kernels below need: 0 for pointwise.
 int64_t conv2d_workspace_elems(const Conv2dGeometry& g);
 
-// y [B, O, Ho, Wo] = conv(x [B, C, H, W], w [O, C, kh, kw]) + bias [O] (bias may be null).
+// y [B, O, Ho, Wo] = conv(x [B, C, H, W], w [O, C, kh, kw]) + bias [O], then + residual
+// [B, O, Ho, Wo], then ReLU where g.relu; bias and residual may be null (none). The
+// epilogue runs on each image's output right after its product, while it is in cache, and
+// rounds as the separate ops do: (the product with its bias, as without an epilogue) +
+// residual, then v > 0 ? v : 0, the
+// relu op's own test (kernels/cpu/elementwise.cpp), so the result is theirs bit for bit.
 template <typename T>
-void conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* bias, T* y,
-                    T* workspace);
+void conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* bias,
+                    const T* residual, T* y, T* workspace);
 
 // Gradients for grad_y [B, O, Ho, Wo]; each of grad_x [B, C, H, W], grad_w [O, C, kh, kw],
 // grad_bias [O] may be null (not needed) and is written (=) otherwise. x is needed only

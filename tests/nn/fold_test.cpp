@@ -98,6 +98,45 @@ TEST(BatchNormFold, EvalModeUnderNoGradFoldsTrainableLayers) {
   EXPECT_FALSE(bitwise_equal(always, off));
 }
 
+// With the images needing no gradient, folded pairs add the residual and apply ReLU in the
+// convolution's own pass (engine/ops/conv.h); with images that require grad they run as
+// separate add and relu ops. Same bits either way, on both block kinds.
+void expect_epilogue_changes_nothing(int depth) {
+  Net n(depth);
+  n.resnet.eval();
+  n.resnet.set_frozen(true);
+  for (BatchNormFolding folding : {BatchNormFolding::Always, BatchNormFolding::WhereCheaper}) {
+    Generator g(12);
+    const Tensor x = rand_normal({2, 3, 64, 64}, 0.0, 1.0, g);
+    const Tensor fused = run(n.resnet, x, folding);
+    Tensor xg = x.clone();
+    xg.set_requires_grad(true);
+    const Tensor separate = run(n.resnet, xg, folding);
+    EXPECT_TRUE(separate.requires_grad());  // evidence that the separate path ran
+    EXPECT_TRUE(bitwise_equal(fused, separate.detach())) << "resnet" << depth;
+  }
+}
+TEST(BatchNormFold, Resnet18EpilogueChangesNothing) { expect_epilogue_changes_nothing(18); }
+TEST(BatchNormFold, Resnet50EpilogueChangesNothing) { expect_epilogue_changes_nothing(50); }
+
+TEST(BatchNormFold, ConvBatchNormEpilogueUnfoldedAndFolded) {
+  Generator g(9);
+  Conv2d conv(Conv2dSpec{3, 4, 3, 1, 1, 1, Bias::No}, g);
+  BatchNorm2d bn(4);
+  randomise_batch_norms(bn, g);
+  conv.set_frozen(true);
+  bn.set_frozen(true);
+  const Tensor x = rand_normal({2, 3, 5, 6}, 0.0, 1.0, g);
+  const Tensor r = rand_normal({2, 4, 5, 6}, 0.0, 1.0, g);
+  for (BatchNormFolding folding : {BatchNormFolding::Off, BatchNormFolding::Always}) {
+    const Tensor plain = conv_batch_norm(conv, bn, x, folding);
+    const Tensor expected = relu(add(plain, r));
+    const Tensor got = conv_batch_norm(conv, bn, x, folding, {.residual = r, .relu = true});
+    EXPECT_TRUE(bitwise_equal(got, expected)) << static_cast<int>(folding);
+    EXPECT_GT(sum(relu(mul(plain, -1.0))).item(), 0.0);  // ReLU had work to do
+  }
+}
+
 TEST(BatchNormFold, WhoMayFold) {
   Generator g(1);
   Conv2d conv(Conv2dSpec{3, 4, 3, 1, 1, 1, Bias::No}, g);

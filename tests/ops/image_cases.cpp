@@ -44,6 +44,30 @@ OpCase conv_case(std::string name, Shape x, Shape w, Bias bias, Conv2dOptions o)
   return c;
 }
 
+// The inference epilogue (forward only: conv2d refuses it while differentiating). The
+// CUDA side runs the add and relu kernels after cuDNN's product, the CPU the same sums
+// inside its loop over images, so the usual product tolerance applies.
+OpCase conv_epilogue_case(std::string name, Shape x, Shape w, Bias bias, bool residual,
+                          bool relu, Conv2dOptions o) {
+  OpCase c;
+  c.name = std::move(name);
+  c.op = OpId::Conv2d;
+  c.gradcheck = false;
+  c.no_grad_inputs = {0, 1, 2, 3};
+  const int64_t ho = conv_output_size(x[2], w[2], o.stride.h, o.padding.h, o.dilation.h);
+  const int64_t wo = conv_output_size(x[3], w[3], o.stride.w, o.padding.w, o.dilation.w);
+  c.inputs = [=](Generator& g, DType t, Device d) {
+    std::vector<Tensor> v{random_tensor(x, g, t, d), random_tensor(w, g, t, d)};
+    v.push_back(bias == Bias::Yes ? random_tensor({w[0]}, g, t, d) : Tensor());
+    v.push_back(residual ? random_tensor({x[0], w[0], ho, wo}, g, t, d) : Tensor());
+    return v;
+  };
+  c.forward = [o, relu](const std::vector<Tensor>& v) {
+    return std::vector<Tensor>{conv2d(v[0], v[1], v[2], o, {.residual = v[3], .relu = relu})};
+  };
+  return c;
+}
+
 enum class Affine { No, Yes };
 enum class Running { No, Yes };
 
@@ -118,6 +142,12 @@ CAPTION_OP_CASES {
       conv_case("conv2d/kernel_larger_than_input", {1, 1, 3, 3}, {2, 1, 5, 5}, Bias::Yes,
                 {.padding = {2, 2}}),
       conv_case("conv2d/one_channel_one_pixel_out", {3, 1, 3, 3}, {1, 1, 3, 3}, Bias::No, {}),
+      conv_epilogue_case("conv2d/epilogue_residual_relu_3x3_batch3", {3, 4, 6, 5}, {5, 4, 3, 3},
+                         Bias::Yes, true, true, {.padding = {1, 1}}),
+      conv_epilogue_case("conv2d/epilogue_relu_only_1x1", {2, 6, 3, 7}, {3, 6, 1, 1}, Bias::Yes,
+                         false, true, {}),
+      conv_epilogue_case("conv2d/epilogue_residual_only_stride2_no_bias", {2, 3, 7, 7},
+                         {4, 3, 1, 1}, Bias::No, true, false, {.stride = {2, 2}}),
       // batch_norm2d (inputs: x, weight, bias, running_mean, running_var)
       bn_case("batch_norm2d/train_batch3_c5", {3, 5, 4, 3}, Mode::Train, Affine::Yes,
               Running::Yes),

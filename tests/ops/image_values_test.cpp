@@ -6,6 +6,7 @@
 // (tests/ops/image_cases.cpp); here only a few are pinned to PyTorch's or hand values.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <string>
@@ -208,6 +209,54 @@ TEST(Conv2dValues, SameWidthTapsWhollyInThePaddingMatchDirectLoops) {
 
 TEST(Conv2dValues, PointwiseBatchMatchesDirectLoops) {
   check_against_direct({3, 17, 9, 11}, {5, 17, 1, 1}, {});
+}
+
+// The epilogue computes what add and relu compute, to the bit: float32 and float64, with
+// and without bias, a residual and ReLU, NaN and negative zero included (relu maps both
+// to +0).
+TEST(Conv2dValues, EpilogueEqualsSeparateOpsBitForBit) {
+  for (DType t : {DType::F32, DType::F64}) {
+    Generator gen(5);
+    Tensor x = random_tensor({2, 3, 6, 5}, gen, t, Device::cpu());
+    const Tensor w = random_tensor({4, 3, 3, 3}, gen, t, Device::cpu());
+    const Tensor b = random_tensor({4}, gen, t, Device::cpu());
+    const Conv2dOptions o{.padding = {1, 1}};
+    Tensor r = random_tensor({2, 4, 6, 5}, gen, t, Device::cpu());
+    if (t == DType::F32) {
+      x.data<float>()[7] = std::nanf("");  // poisons the outputs whose windows read it
+      r.data<float>()[3] = -0.f;
+    }
+    for (const Tensor& bias : {b, Tensor()})
+      for (const Tensor& residual : {r, Tensor()})
+        for (bool relu_on : {true, false}) {
+          Tensor unfused = conv2d(x, w, bias, o);
+          if (residual.defined()) unfused = add(unfused, residual);
+          if (relu_on) unfused = relu(unfused);
+          const Tensor fused = conv2d(x, w, bias, o, {.residual = residual, .relu = relu_on});
+          ASSERT_EQ(fused.shape(), unfused.shape());
+          EXPECT_EQ(std::memcmp(fused.raw_data(), unfused.raw_data(),
+                                static_cast<size_t>(fused.numel()) * dtype_size(t)),
+                    0)
+              << dtype_name(t) << " bias " << bias.defined() << " residual "
+              << residual.defined() << " relu " << relu_on;
+        }
+  }
+}
+
+TEST(Conv2dValues, EpilogueRefusedWhileDifferentiating) {
+  Tensor x = Tensor::ones({1, 2, 4, 4});
+  x.set_requires_grad(true);
+  const Tensor w = Tensor::ones({3, 2, 1, 1});
+  expect_error([&] { conv2d(x, w, Tensor(), {}, {.relu = true}); },
+               "the epilogue (residual or ReLU) is for inference");
+  {
+    NoGradGuard no_grad;  // the same call without gradients: allowed
+    EXPECT_EQ(conv2d(x, w, Tensor(), {}, {.relu = true}).shape(), (Shape{1, 3, 4, 4}));
+  }
+  const Tensor wrong = Tensor::ones({1, 3, 4, 5});
+  expect_error([&] { conv2d(x.detach(), w, Tensor(), {}, {.residual = wrong}); },
+               "conv2d: residual float32[1, 3, 4, 5] on cpu does not match the output "
+               "[1, 3, 4, 4] of input float32[1, 2, 4, 4] on cpu");
 }
 
 TEST(Conv2dValues, EmptyBatch) {
