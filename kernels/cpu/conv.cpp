@@ -140,6 +140,15 @@ void col2im_channels(const Conv2dGeometry& g, const T* col, T* x, int64_t c0, in
   }
 }
 
+// How many images share one product in the forward (see conv.h): enough that the
+// product has at least kGroupColumns columns, when one image's output plane has fewer.
+constexpr int64_t kGroupColumns = 512;
+int64_t images_per_product(const Conv2dGeometry& g) {
+  const int64_t N = g.out_plane();
+  if (g.batch <= 1 || N >= kGroupColumns) return 1;
+  return std::min(g.batch, (kGroupColumns + N - 1) / N);
+}
+
 // im2col of one image into N columns starting at col, in rows ld apart.
 template <typename T>
 void im2col_into(const Conv2dGeometry& g, const T* x, T* col, int64_t ld) {
@@ -164,9 +173,41 @@ void epilogue(const Conv2dGeometry& g, T* yb, const T* rb, int64_t n) {
   }
 }
 
+// The forward of images [b0, b0 + G) in one product: their column matrices side by side
+// in cols [K, G*N] (for a pointwise convolution, the images' own planes copied), the
+// product into ys [O, G*N] over the bias, then each image's block of ys to y with the
+// epilogue.
+template <typename T>
+void forward_group(const Conv2dGeometry& g, const T* x, const T* w, const T* bias,
+                   const T* residual, T* y, T* workspace, int64_t b0, int64_t G) {
+  const int64_t O = g.out_channels, K = g.patch_size(), N = g.out_plane(), ld = G * N;
+  const int64_t in_image = g.in_channels * g.in_h * g.in_w;
+  T* cols = workspace;
+  T* ys = workspace + K * ld;
+  for (int64_t j = 0; j < G; ++j) {
+    const T* xb = x + (b0 + j) * in_image;
+    if (g.is_pointwise()) {
+      for (int64_t c = 0; c < K; ++c) std::copy_n(xb + c * N, N, cols + c * ld + j * N);
+    } else {
+      im2col_into(g, xb, cols + j * N, ld);
+    }
+  }
+  if (bias) {
+    for (int64_t o = 0; o < O; ++o) std::fill_n(ys + o * ld, ld, bias[o]);
+  }
+  gemm<T>(Trans::No, Trans::No, O, ld, K, T(1), w, K, cols, ld, bias ? T(1) : T(0), ys, ld);
+  for (int64_t j = 0; j < G; ++j) {
+    T* yb = y + (b0 + j) * O * N;
+    for (int64_t o = 0; o < O; ++o) std::copy_n(ys + o * ld + j * N, N, yb + o * N);
+    epilogue(g, yb, residual ? residual + (b0 + j) * O * N : nullptr, O * N);
+  }
+}
+
 }  // namespace
 
 int64_t conv2d_workspace_elems(const Conv2dGeometry& g) {
+  const int64_t G = images_per_product(g);
+  if (G > 1) return (g.patch_size() + g.out_channels) * G * g.out_plane();
   return g.is_pointwise() ? 0 : g.patch_size() * g.out_plane();
 }
 
@@ -186,6 +227,11 @@ void conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* bi
                     const T* residual, T* y, T* workspace) {
   const int64_t O = g.out_channels, K = g.patch_size(), N = g.out_plane();
   const int64_t in_image = g.in_channels * g.in_h * g.in_w;
+  if (const int64_t G = images_per_product(g); G > 1) {
+    for (int64_t b0 = 0; b0 < g.batch; b0 += G)
+      forward_group(g, x, w, bias, residual, y, workspace, b0, std::min(G, g.batch - b0));
+    return;
+  }
   for (int64_t b = 0; b < g.batch; ++b) {
     const T* xb = x + b * in_image;
     T* yb = y + b * O * N;

@@ -4,6 +4,13 @@
 // as a column matrix col [C*kh*kw, Ho*Wo] and y_b [O, Ho*Wo] = W [O, C*kh*kw] * col.
 // A 1x1 convolution with stride 1 and no padding ("pointwise", most of ResNet-50's
 // FLOPs outside the 3x3s) needs no im2col: the image itself is the column matrix.
+// When one image's output plane is small (ResNet's deep layers: 7x7, 14x14 positions) the
+// forward puts several images' column matrices side by side, up to 512 columns, and runs
+// one product for them: OpenBLAS runs a product of 49 columns at about half the rate of
+// one of 500 (bench/NOTES.md, eleventh session). Each output is still one dot product over
+// K, but OpenBLAS may order its sums differently for another number of columns, so an
+// image's output can differ in its last bits with the batch it comes in (as PyTorch's
+// oneDNN convolutions do); a given batch gives the same bits every time.
 // Backward reuses the same scratch buffer twice per image: first as im2col of x_b for
 // grad_weight (gemm accumulated over the batch), then as grad_col = W^T * grad_y_b,
 // which col2im scatters back into grad_x_b. The scratch buffer is the caller's (the op

@@ -243,6 +243,32 @@ TEST(Conv2dValues, EpilogueEqualsSeparateOpsBitForBit) {
   }
 }
 
+// With small output planes the forward multiplies several images at once (13 images of
+// 7x7 outputs: a group of 11, then one of 2); each image's result must be the one it gets
+// alone, for 3x3 and pointwise layers, with the epilogue. Not to the bit: OpenBLAS may
+// sum a product of 539 columns in another order than one of 49 (it does, on SkylakeX
+// kernels), so to float32 rounding.
+TEST(Conv2dValues, ImagesGroupedInOneProductEqualOneAtATime) {
+  Generator gen(8);
+  const Tensor x = random_tensor({13, 16, 7, 7}, gen, DType::F32, Device::cpu());
+  const Tensor w3 = random_tensor({12, 16, 3, 3}, gen, DType::F32, Device::cpu());
+  const Tensor w1 = random_tensor({12, 16, 1, 1}, gen, DType::F32, Device::cpu());
+  const Tensor b = random_tensor({12}, gen, DType::F32, Device::cpu());
+  const Tensor r = random_tensor({13, 12, 7, 7}, gen, DType::F32, Device::cpu());
+  NoGradGuard no_grad;
+  for (const Tensor& w : {w3, w1}) {
+    const Conv2dOptions o{.padding = {w.size(2) / 2, w.size(3) / 2}};
+    const Tensor all = conv2d(x, w, b, o, {.residual = r, .relu = true});
+    std::vector<Tensor> each;
+    for (int64_t i = 0; i < 13; ++i)
+      each.push_back(conv2d(x.narrow(0, i, 1).contiguous(), w, b, o,
+                            {.residual = r.narrow(0, i, 1).contiguous(), .relu = true}));
+    // Sums of 144 products of O(1) terms: float32 rounding is ~1e-6 of the largest term.
+    EXPECT_TRUE(allclose(all, concat(each, 0), {1e-5, 1e-5}, "grouped vs alone"))
+        << "kernel " << w.size(2);
+  }
+}
+
 TEST(Conv2dValues, EpilogueRefusedWhileDifferentiating) {
   Tensor x = Tensor::ones({1, 2, 4, 4});
   x.set_requires_grad(true);
