@@ -35,7 +35,11 @@ double median_ms(int repeats, const std::function<void()>& fn) {
     t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a).count());
   }
   std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
+  // The median as Python's statistics.median takes it (cpu_race.py's PyTorch side): the
+  // mean of the middle two for an even count (encoder_b8 runs 2 repeats by default, where
+  // t[size / 2] would be the slower of the two).
+  const size_t n = t.size();
+  return n % 2 == 1 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
 }
 
 }  // namespace
