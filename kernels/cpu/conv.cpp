@@ -99,6 +99,8 @@ void im2col_channels(const Conv2dGeometry& g, const T* x, T* col, int64_t ld, in
           const int64_t n = cols.hi - cols.lo;
           if (sw == 1) {
             std::memcpy(d + cols.lo, s, sizeof(T) * static_cast<size_t>(n));
+          } else if (sw == 2) {  // ResNet's strided layers: a constant stride vectorises
+            for (int64_t k = 0; k < n; ++k) d[cols.lo + k] = s[2 * k];
           } else {
             for (int64_t k = 0; k < n; ++k) d[cols.lo + k] = s[k * sw];
           }
