@@ -119,19 +119,26 @@ void expect_epilogue_changes_nothing(int depth) {
 TEST(BatchNormFold, Resnet18EpilogueChangesNothing) { expect_epilogue_changes_nothing(18); }
 TEST(BatchNormFold, Resnet50EpilogueChangesNothing) { expect_epilogue_changes_nothing(50); }
 
+// A frozen convolution and batch norm with random statistics.
+struct FrozenPair {
+  FrozenPair(uint64_t seed, Conv2dSpec spec) : g(seed), conv(spec, g), bn(spec.out) {
+    randomise_batch_norms(bn, g);
+    conv.set_frozen(true);
+    bn.set_frozen(true);
+  }
+  Generator g;
+  Conv2d conv;
+  BatchNorm2d bn;
+};
+
 TEST(BatchNormFold, ConvBatchNormEpilogueUnfoldedAndFolded) {
-  Generator g(9);
-  Conv2d conv(Conv2dSpec{3, 4, 3, 1, 1, 1, Bias::No}, g);
-  BatchNorm2d bn(4);
-  randomise_batch_norms(bn, g);
-  conv.set_frozen(true);
-  bn.set_frozen(true);
-  const Tensor x = rand_normal({2, 3, 5, 6}, 0.0, 1.0, g);
-  const Tensor r = rand_normal({2, 4, 5, 6}, 0.0, 1.0, g);
+  FrozenPair p(9, Conv2dSpec{3, 4, 3, 1, 1, 1, Bias::No});
+  const Tensor x = rand_normal({2, 3, 5, 6}, 0.0, 1.0, p.g);
+  const Tensor r = rand_normal({2, 4, 5, 6}, 0.0, 1.0, p.g);
   for (BatchNormFolding folding : {BatchNormFolding::Off, BatchNormFolding::Always}) {
-    const Tensor plain = conv_batch_norm(conv, bn, x, folding);
+    const Tensor plain = conv_batch_norm(p.conv, p.bn, x, folding);
     const Tensor expected = relu(add(plain, r));
-    const Tensor got = conv_batch_norm(conv, bn, x, folding, {.residual = r, .relu = true});
+    const Tensor got = conv_batch_norm(p.conv, p.bn, x, folding, {.residual = r, .relu = true});
     EXPECT_TRUE(bitwise_equal(got, expected)) << static_cast<int>(folding);
     EXPECT_GT(sum(relu(mul(plain, -1.0))).item(), 0.0);  // ReLU had work to do
   }
@@ -166,13 +173,10 @@ TEST(BatchNormFold, WhoMayFold) {
 }
 
 TEST(BatchNormFold, ConvolutionWithBias) {
-  Generator g(5);
-  Conv2d conv(Conv2dSpec{3, 6, 3, 2, 1, 1, Bias::Yes}, g);
-  BatchNorm2d bn(6);
-  randomise_batch_norms(bn, g);
-  conv.set_frozen(true);
-  bn.set_frozen(true);
-  const Tensor x = rand_normal({2, 3, 9, 7}, 0.0, 1.0, g);
+  FrozenPair p(5, Conv2dSpec{3, 6, 3, 2, 1, 1, Bias::Yes});
+  const Conv2d& conv = p.conv;
+  const BatchNorm2d& bn = p.bn;
+  const Tensor x = rand_normal({2, 3, 9, 7}, 0.0, 1.0, p.g);
   const Tensor off = conv_batch_norm(conv, bn, x, BatchNormFolding::Off);
   const Tensor folded = conv_batch_norm(conv, bn, x, BatchNormFolding::Always);
   EXPECT_LT(rel_l2(folded, off), 1e-6);
