@@ -23,6 +23,7 @@
 #include "data/synthetic/generator.h"
 #include "data/text/normalize.h"
 #include "engine/profile.h"
+#include "kernels/cpu/blas.h"
 #include "pipeline/evaluate.h"
 #include "pipeline/session.h"
 #include "pipeline/trainer.h"
@@ -318,6 +319,9 @@ int run(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   try {
+    // Denormal numbers flushed to zero, here and in OpenBLAS's threads (kernels/cpu/blas.h):
+    // a CPU training step's gradients underflow into them.
+    kernels::cpu::set_flush_denormals(kernels::cpu::default_flush_denormals());
     const int status = run(argc, argv);
     // CAPTION_PROFILE=1: where the run spent its time, op by op.
     if (OpProfile::enabled()) std::cerr << OpProfile::report();

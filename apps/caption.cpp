@@ -23,6 +23,7 @@
 #include "engine/device.h"
 #include "engine/error.h"
 #include "engine/profile.h"
+#include "kernels/cpu/blas.h"
 #include "pipeline/attention_map.h"
 #include "pipeline/captioner.h"
 
@@ -187,6 +188,8 @@ int main(int argc, char** argv) {
     return code == 0 ? 0 : kExitUsage;
   }
   try {
+    // Denormal numbers flushed to zero, here and in OpenBLAS's threads (kernels/cpu/blas.h).
+    caption::kernels::cpu::set_flush_denormals(caption::kernels::cpu::default_flush_denormals());
     const int status = run(o);
     // CAPTION_PROFILE=1: where the run spent its time, op by op.
     if (caption::OpProfile::enabled()) std::cerr << caption::OpProfile::report();

@@ -17,6 +17,11 @@ threads. Rows (median milliseconds):
 Prints a table with the ratio PyTorch / ours (> 1: we are faster). With CAPTION_PROFILE=1
 our side also prints each row's ops by time (engine/profile.h) on stderr.
 
+Both sides flush denormal numbers to zero (ours by default, CAPTION_FLUSH_DENORMALS;
+PyTorch through torch.set_flush_denormal, set alike), so that neither pays the
+processor's slow path for values below 1.2e-38 that the training step's gradients
+reach (bench/NOTES.md, eleventh session).
+
 --rounds R alternates the two sides R times (ours, PyTorch, ours, ...) and reports per
 row the median of the rounds' medians, with the fastest round beside it: on a shared
 machine whose speed drifts within minutes (bench/NOTES.md, eleventh session) a slow
@@ -89,6 +94,8 @@ def main():
     if args.rounds < 1 or args.repeats < 1:
         ap.error("--rounds and --repeats must be at least 1")
     torch.set_num_threads(args.threads)
+    flush_denormals = os.environ.get("CAPTION_FLUSH_DENORMALS", "1") != "0"
+    torch.set_flush_denormal(flush_denormals)
     torch.manual_seed(0)
 
     config = rm.make_config(vocab_size=V)
@@ -129,7 +136,7 @@ def main():
     blas_core = ours_rounds[0].get("blas_core", "")
     rounds = f", {args.rounds} rounds (median of the rounds, fastest in brackets)" if args.rounds > 1 else ""
     print(f"CPU race, {args.threads} threads, torch {torch.__version__}, median of {args.repeats}{rounds}, "
-          f"our BLAS kernels {blas_core or '?'}")
+          f"our BLAS kernels {blas_core or '?'}, denormals {'flushed' if flush_denormals else 'kept'}")
     width = 20 if args.rounds > 1 else 11
     print(f"{'row':24s} {'ours ms':>{width}s} {'PyTorch ms':>{width}s} {'ratio':>7s}")
     rows = {}
@@ -148,7 +155,7 @@ def main():
             json.dump({"threads": args.threads, "torch": torch.__version__, "repeats": args.repeats,
                        "rounds": args.rounds, "rows": rows,
                        "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", ""),
-                       "blas_core": blas_core}, f, indent=1)
+                       "blas_core": blas_core, "flush_denormals": flush_denormals}, f, indent=1)
 
 
 if __name__ == "__main__":

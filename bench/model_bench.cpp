@@ -62,6 +62,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
+    // As the programs do (kernels/cpu/blas.h); cpu_race.py sets PyTorch's flag alike.
+    kernels::cpu::set_flush_denormals(kernels::cpu::default_flush_denormals());
     nn::Checkpoint ck = nn::load_checkpoint(checkpoint);
     nn::CaptionModel& model = *ck.model;
     LoadedTensors in = load_tensors(inputs_path);
@@ -112,7 +114,9 @@ int main(int argc, char** argv) {
       nn::greedy_decode(model.decoder, model.encode(in.at("images1")), 20);
     }));
     // Which OpenBLAS kernels ran the products (kernels/cpu/blas.h), then the rows.
-    std::printf("{\"blas_core\": \"%s\"", kernels::cpu::blas_core().running.c_str());
+    std::printf("{\"blas_core\": \"%s\", \"flush_denormals\": %s",
+                kernels::cpu::blas_core().running.c_str(),
+                kernels::cpu::flush_denormals() ? "true" : "false");
     for (size_t i = 0; i < rows.size(); ++i)
       std::printf(", \"%s\": %.4f", rows[i].first.c_str(), rows[i].second);
     std::printf("}\n");

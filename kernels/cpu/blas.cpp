@@ -6,8 +6,14 @@
 #include <cblas.h>
 
 #include <cstdlib>
+#include <stdexcept>
+#include <string>
 #include <strings.h>
 #include <vector>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#endif
 
 #include "kernels/bf16.h"
 
@@ -87,6 +93,50 @@ void gemm<double>(Trans ta, Trans tb, int64_t M, int64_t N, int64_t K, double al
 
 void set_blas_threads(int threads) { openblas_set_num_threads(threads); }
 int blas_threads() { return openblas_get_num_threads(); }
+
+}  // namespace caption::kernels::cpu
+
+// OpenBLAS's thread pool (driver/others/blas_server.c): shutdown joins the workers; the next
+// threaded product starts new ones, from the thread that calls it. Weak, as below.
+extern "C" {
+int blas_thread_shutdown_(void) __attribute__((weak));
+}
+
+namespace caption::kernels::cpu {
+
+namespace {
+#if defined(__x86_64__) || defined(__i386__)
+constexpr unsigned kFlushToZero = 0x8000, kDenormalsAreZero = 0x0040;  // MXCSR bits
+#endif
+}  // namespace
+
+void set_flush_denormals(bool on) {
+#if defined(__x86_64__) || defined(__i386__)
+  if (on == flush_denormals()) return;
+  const unsigned bits = kFlushToZero | kDenormalsAreZero;
+  _mm_setcsr(on ? (_mm_getcsr() | bits) : (_mm_getcsr() & ~bits));
+  if (blas_thread_shutdown_ != nullptr) blas_thread_shutdown_();
+#else
+  (void)on;
+#endif
+}
+
+bool flush_denormals() {
+#if defined(__x86_64__) || defined(__i386__)
+  const unsigned bits = kFlushToZero | kDenormalsAreZero;
+  return (_mm_getcsr() & bits) == bits;
+#else
+  return false;
+#endif
+}
+
+bool default_flush_denormals() {
+  const char* v = std::getenv("CAPTION_FLUSH_DENORMALS");
+  if (v == nullptr || std::string(v) == "1") return true;
+  if (std::string(v) == "0") return false;
+  throw std::invalid_argument(std::string("CAPTION_FLUSH_DENORMALS='") + v +
+                              "' is not 0 (keep denormal numbers) or 1 (flush them to zero)");
+}
 
 }  // namespace caption::kernels::cpu
 
