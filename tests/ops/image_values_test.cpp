@@ -11,6 +11,7 @@
 #include <limits>
 #include <string>
 
+#include "engine/autocast.h"
 #include "tests/harness/harness.h"
 
 namespace caption::testing {
@@ -267,6 +268,23 @@ TEST(Conv2dValues, ImagesGroupedInOneProductEqualOneAtATime) {
     EXPECT_TRUE(allclose(all, concat(each, 0), {1e-5, 1e-5}, "grouped vs alone"))
         << "kernel " << w.size(2);
   }
+}
+
+// Under autocast the product is rounded to bfloat16 before the bias, and the epilogue
+// follows in float32: still what add and relu give on that output, bit for bit.
+TEST(Conv2dValues, EpilogueUnderAutocastEqualsSeparateOps) {
+  Generator gen(6);
+  const Tensor x = random_tensor({3, 4, 5, 6}, gen, DType::F32, Device::cpu());
+  const Tensor w = random_tensor({5, 4, 3, 3}, gen, DType::F32, Device::cpu());
+  const Tensor b = random_tensor({5}, gen, DType::F32, Device::cpu());
+  const Tensor r = random_tensor({3, 5, 5, 6}, gen, DType::F32, Device::cpu());
+  const Conv2dOptions o{.padding = {1, 1}};
+  NoGradGuard no_grad;
+  AutocastGuard autocast(true);
+  const Tensor unfused = relu(add(conv2d(x, w, b, o), r));
+  const Tensor fused = conv2d(x, w, b, o, {.residual = r, .relu = true});
+  ASSERT_EQ(fused.shape(), unfused.shape());
+  EXPECT_EQ(std::memcmp(fused.raw_data(), unfused.raw_data(), sizeof(float) * fused.numel()), 0);
 }
 
 TEST(Conv2dValues, EpilogueRefusedWhileDifferentiating) {
