@@ -9,7 +9,8 @@ same inputs (images, precomputed features, captions of 20 words). PyTorch runs t
 reference implementation of MODEL_SPEC (weights-tools/reference_model.py) in eager
 float32 with `threads` threads; ours runs build/bench/bench_model with as many BLAS
 threads. Rows (median milliseconds):
-  encoder_b1 / encoder_b8   ResNet-50 trunk + pooling, 224x224, no grad
+  encoder_b1 / encoder_b8   ResNet-50 trunk + pooling, 224x224, no grad (ours as `caption`
+                            runs it: batch norms folded once, nn/folded_resnet.h)
   decoder_step_b32          one decoding step for 32 rows (attention, LSTM, fc, log-softmax)
   train_step_b32            teacher-forced decoder training step on precomputed features:
                             forward, loss, backward, AdamW (dropout 0.5 on)
@@ -134,9 +135,11 @@ def main():
                                               step_tokens, args.repeats))
 
     blas_core = ours_rounds[0].get("blas_core", "")
+    folded = ours_rounds[0].get("folded_encoder")  # our encoder's batch norms folded once (nn/folded_resnet.h)
     rounds = f", {args.rounds} rounds (median of the rounds, fastest in brackets)" if args.rounds > 1 else ""
     print(f"CPU race, {args.threads} threads, torch {torch.__version__}, median of {args.repeats}{rounds}, "
-          f"our BLAS kernels {blas_core or '?'}, denormals {'flushed' if flush_denormals else 'kept'}")
+          f"our BLAS kernels {blas_core or '?'}, denormals {'flushed' if flush_denormals else 'kept'}"
+          + ("" if folded is None else f", our encoder {'folded once' if folded else 'unfolded (CAPTION_FOLD_BN=0)'}"))
     width = 20 if args.rounds > 1 else 11
     print(f"{'row':24s} {'ours ms':>{width}s} {'PyTorch ms':>{width}s} {'ratio':>7s}")
     rows = {}
@@ -155,7 +158,8 @@ def main():
             json.dump({"threads": args.threads, "torch": torch.__version__, "repeats": args.repeats,
                        "rounds": args.rounds, "rows": rows,
                        "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", ""),
-                       "blas_core": blas_core, "flush_denormals": flush_denormals}, f, indent=1)
+                       "blas_core": blas_core, "flush_denormals": flush_denormals,
+                       "folded_encoder": folded}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,7 @@
 #include "engine/tensor_io.h"
 #include "kernels/cpu/blas.h"
 #include "nn/checkpoint.h"
+#include "nn/folded_resnet.h"
 #include "nn/optim.h"
 
 using namespace caption;
@@ -68,6 +70,14 @@ int main(int argc, char** argv) {
     nn::CaptionModel& model = *ck.model;
     LoadedTensors in = load_tensors(inputs_path);
     model.eval();
+    // The encoder rows run as `caption` runs them: through a snapshot with every batch
+    // norm folded once (nn/folded_resnet.h), unless CAPTION_FOLD_BN=0.
+    std::unique_ptr<nn::FoldedResNet> folded;
+    if (model.encoder.batch_norm_folding != nn::BatchNormFolding::Off)
+      folded = std::make_unique<nn::FoldedResNet>(model.encoder);
+    const auto encode = [&](const Tensor& images) {
+      return folded ? model.encode(images, *folded) : model.encode(images);
+    };
     std::vector<std::pair<std::string, double>> rows;
     // CAPTION_PROFILE=1: each row's ops (warm-up and repeats) on stderr.
     const auto add_row = [&rows](const std::string& name, double ms) {
@@ -79,8 +89,8 @@ int main(int argc, char** argv) {
     OpProfile::reset();
     {
       NoGradGuard ng;
-      add_row("encoder_b1", median_ms(repeats, [&] { model.encode(in.at("images1")); }));
-      add_row("encoder_b8", median_ms(std::max(1, repeats / 2), [&] { model.encode(in.at("images8")); }));
+      add_row("encoder_b1", median_ms(repeats, [&] { encode(in.at("images1")); }));
+      add_row("encoder_b8", median_ms(std::max(1, repeats / 2), [&] { encode(in.at("images8")); }));
       nn::DecoderState state = model.decoder.init_state(in.at("features"));
       const Tensor tokens = in.at("step_tokens");
       add_row("decoder_step_b32", median_ms(repeats * 4, [&] {
@@ -111,12 +121,12 @@ int main(int argc, char** argv) {
     }
     add_row("greedy_caption_1img", median_ms(repeats, [&] {
       NoGradGuard ng;
-      nn::greedy_decode(model.decoder, model.encode(in.at("images1")), 20);
+      nn::greedy_decode(model.decoder, encode(in.at("images1")), 20);
     }));
     // Which OpenBLAS kernels ran the products (kernels/cpu/blas.h), then the rows.
-    std::printf("{\"blas_core\": \"%s\", \"flush_denormals\": %s",
+    std::printf("{\"blas_core\": \"%s\", \"flush_denormals\": %s, \"folded_encoder\": %s",
                 kernels::cpu::blas_core().running.c_str(),
-                kernels::cpu::flush_denormals() ? "true" : "false");
+                kernels::cpu::flush_denormals() ? "true" : "false", folded ? "true" : "false");
     for (size_t i = 0; i < rows.size(); ++i)
       std::printf(", \"%s\": %.4f", rows[i].first.c_str(), rows[i].second);
     std::printf("}\n");

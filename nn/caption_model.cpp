@@ -5,6 +5,7 @@
 #include <mutex>
 
 #include "nn/encoder_graph.h"
+#include "nn/folded_resnet.h"
 #include "nn/recurrence.h"
 
 namespace caption::nn {
@@ -353,17 +354,36 @@ Tensor CaptionModel::trunk(const Tensor& images) const {
   return runner->forward(encoder, images);
 }
 
-Tensor CaptionModel::encode(const Tensor& images) const {
+Tensor CaptionModel::encode(const Tensor& images) const { return pooled_features(trunk(images)); }
+
+Tensor CaptionModel::encode(const Tensor& images, const FoldedResNet& folded) const {
+  return pooled_features(folded_trunk(images, folded));
+}
+
+Tensor CaptionModel::pooled_features(const Tensor& maps) const {
   const int64_t S = config_.encoder_size;
-  return position_major(adaptive_avg_pool2d(trunk(images), {S, S}));  // [B, S*S, D]
+  return position_major(adaptive_avg_pool2d(maps, {S, S}));  // [B, S*S, D]
+}
+
+Tensor CaptionModel::folded_trunk(const Tensor& images, const FoldedResNet& folded) const {
+  CAPTION_CHECK(&folded.source() == &encoder,
+                "CaptionModel: the folded trunk is a snapshot of another model's encoder");
+  return folded.forward(images);
 }
 
 Tensor CaptionModel::encode_distinct(const Tensor& images) const {
+  return distinct_features(trunk(images));
+}
+
+Tensor CaptionModel::encode_distinct(const Tensor& images, const FoldedResNet& folded) const {
+  return distinct_features(folded_trunk(images, folded));
+}
+
+Tensor CaptionModel::distinct_features(const Tensor& maps) const {
   const int64_t S = config_.encoder_size;
-  const Tensor maps = trunk(images);  // [B, D, k, k]
   const int64_t k = maps.size(2);
   if (maps.size(3) == k && k < S && S % k == 0) return position_major(maps);
-  return position_major(adaptive_avg_pool2d(maps, {S, S}));
+  return pooled_features(maps);
 }
 
 AttentionGrid AttentionGrid::of(int64_t positions, int64_t encoder_size) {

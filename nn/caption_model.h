@@ -100,6 +100,7 @@ struct AttentionGrid {
 
 struct StepRunnerCache;  // nn/step_graph.h
 class EncoderRunner;     // nn/encoder_graph.h
+class FoldedResNet;      // nn/folded_resnet.h
 
 class AttentionDecoder : public Module {
  public:
@@ -161,6 +162,10 @@ class CaptionModel : public Module {
   // the encoder's cells (AttentionGrid): [B, k*k, D]; otherwise exactly encode(). What
   // the pipeline trains and decodes on: every decoder output is unchanged.
   Tensor encode_distinct(const Tensor& images) const;
+  // encode and encode_distinct with the trunk's pass through `folded`, a snapshot of this
+  // model's encoder (nn/folded_resnet.h): the same features with every batch norm folded.
+  Tensor encode(const Tensor& images, const FoldedResNet& folded) const;
+  Tensor encode_distinct(const Tensor& images, const FoldedResNet& folded) const;
   // Freezes the encoder per config().fine_tune (MODEL_SPEC section 3).
   void apply_fine_tune();
   // Sets the encoder's batch-norm running statistics from data: the trunk runs in
@@ -182,6 +187,12 @@ class CaptionModel : public Module {
 
  private:
   Tensor trunk(const Tensor& images) const;  // encoder.forward, through the runner if eligible
+  // The trunk's maps [B, D, k, k] pooled to S x S (encode), or their distinct positions
+  // (encode_distinct).
+  Tensor pooled_features(const Tensor& maps) const;
+  Tensor distinct_features(const Tensor& maps) const;
+  // The trunk's pass through `folded`, refused unless it is a snapshot of this encoder.
+  Tensor folded_trunk(const Tensor& images, const FoldedResNet& folded) const;
   ModelConfig config_;
   mutable std::shared_ptr<EncoderRunner> encoder_runner_;
 };

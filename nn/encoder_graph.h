@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -41,13 +42,24 @@ class EncoderRunner {
   // Whether `encoder` on `images` runs through a runner (inference on a CUDA device with
   // graphs on).
   static bool eligible(const ResNet& encoder, const Tensor& images);
+  // Whether passes over `images` can be recorded at all: [B, C, H, W] on a CUDA device
+  // with graphs on.
+  static bool graphs_possible(const Tensor& images);
   // encoder.forward(images), recorded per shape; the result is the caller's own tensor.
   Tensor forward(const ResNet& encoder, const Tensor& images);
+  // pass(images), recorded per shape, autocast and `variant` (what else decides the
+  // pass's kernels). `state` holds the address of every tensor the pass reads besides
+  // the images: when it changes, every recording is dropped. Callers check
+  // graphs_possible(images) and that no gradient is recorded.
+  using Pass = std::function<Tensor(const Tensor&)>;
+  Tensor run(const Tensor& images, int variant, const std::vector<const void*>& state,
+             const Pass& pass);
   const EncoderRunnerStats& stats() const { return stats_; }
 
  private:
   struct Graph;
-  // input shape, autocast, the stages in NHWC bfloat16 (ResNet::nhwc_bf16_stages)
+  // input shape, autocast, variant (for a ResNet, the stages in NHWC bfloat16:
+  // ResNet::nhwc_bf16_stages)
   using Key = std::tuple<std::vector<int64_t>, bool, int>;
   static constexpr size_t kMaxShapes = 4;
   // One pass at a time; a caller that finds it busy waits (running eagerly instead would

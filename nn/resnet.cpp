@@ -35,9 +35,7 @@ bool default_encoder_nhwc() {
 namespace {
 int64_t expansion(BlockKind k) { return k == BlockKind::Bottleneck ? 4 : 1; }
 
-// The stem's input channels (3) are padded to this many (zeros), as cuDNN's tensor-core
-// kernels want; every later layer has a multiple of 64.
-constexpr int64_t kChannelMultiple = 8;
+constexpr int64_t kChannelMultiple = ResNet::kNhwcChannelMultiple;
 
 // conv + batch norm folded (one pass over the weights, recomputed at each call as
 // batch_norm_fold.h explains), on NHWC bfloat16 x, with the residual added and ReLU
@@ -62,6 +60,14 @@ Tensor train_conv_bn(const Conv2d& conv, const BatchNorm2d& bn, const Tensor& x,
 Tensor conv_bn_train_nhwc(const Conv2d& conv, const BatchNorm2d& bn, const Tensor& x,
                           const Tensor& residual, bool relu) {
   return train_conv_bn(conv, bn, x, residual, relu, 1);
+}
+
+// The layer-by-layer pair: folded where `folding` allows (batch_norm_fold.h).
+ConvBnFn layer_by_layer(BatchNormFolding folding) {
+  return [folding](const Conv2d& conv, const BatchNorm2d& bn, const Tensor& x,
+                   const Tensor& residual, bool relu) {
+    return conv_batch_norm(conv, bn, x, folding, {.residual = residual, .relu = relu});
+  };
 }
 
 bool trains_nhwc(const Conv2d& conv, const BatchNorm2d& bn) {
@@ -105,36 +111,32 @@ ResidualBlock::ResidualBlock(BlockKind kind, int64_t in, int64_t planes, int64_t
   }
 }
 
-Tensor ResidualBlock::forward(const Tensor& x, BatchNormFolding folding) const {
-  const Conv2dEpilogue then_relu{.relu = true};
-  Tensor y = conv_batch_norm(*conv1_, *bn1_, x, folding, then_relu);
-  if (kind_ == BlockKind::Bottleneck) y = conv_batch_norm(*conv2_, *bn2_, y, folding, then_relu);
-  // The identity first: the last convolution adds it and applies ReLU in its own pass
-  // where it can (conv_batch_norm).
-  const Tensor identity =
-      downsample_ ? conv_batch_norm(downsample_->conv, downsample_->bn, x, folding) : x;
-  const Conv2dEpilogue last{.residual = identity, .relu = true};
-  if (kind_ == BlockKind::Bottleneck) return conv_batch_norm(*conv3_, *bn3_, y, folding, last);
-  return conv_batch_norm(*conv2_, *bn2_, y, folding, last);
-}
-
-Tensor ResidualBlock::forward_nhwc_with(ConvBn conv_bn, const Tensor& x) const {
+Tensor ResidualBlock::forward_pairs(const ConvBnFn& conv_bn, const Tensor& x) const {
+  Tensor y = conv_bn(*conv1_, *bn1_, x, Tensor(), true);
+  if (kind_ == BlockKind::Bottleneck) y = conv_bn(*conv2_, *bn2_, y, Tensor(), true);
+  // The identity just before the last convolution, which adds it and applies ReLU.
   const Tensor identity =
       downsample_ ? conv_bn(downsample_->conv, downsample_->bn, x, Tensor(), false) : x;
-  Tensor y = conv_bn(*conv1_, *bn1_, x, Tensor(), true);
-  if (kind_ == BlockKind::Bottleneck) {
-    y = conv_bn(*conv2_, *bn2_, y, Tensor(), true);
-    return conv_bn(*conv3_, *bn3_, y, identity, true);
-  }
+  if (kind_ == BlockKind::Bottleneck) return conv_bn(*conv3_, *bn3_, y, identity, true);
   return conv_bn(*conv2_, *bn2_, y, identity, true);
 }
 
-Tensor ResidualBlock::forward_nhwc_bf16(const Tensor& x) const {
-  return forward_nhwc_with(conv_bn_nhwc, x);
+Tensor ResidualBlock::forward(const Tensor& x, BatchNormFolding folding) const {
+  return forward_pairs(layer_by_layer(folding), x);
 }
 
+Tensor ResidualBlock::forward_nhwc_bf16(const Tensor& x) const { return forward_pairs(conv_bn_nhwc, x); }
+
 Tensor ResidualBlock::forward_nhwc_train(const Tensor& x) const {
-  return forward_nhwc_with(conv_bn_train_nhwc, x);
+  return forward_pairs(conv_bn_train_nhwc, x);
+}
+
+void ResidualBlock::for_each_pair(
+    const std::function<void(const Conv2d&, const BatchNorm2d&)>& visit) const {
+  visit(*conv1_, *bn1_);
+  visit(*conv2_, *bn2_);
+  if (conv3_) visit(*conv3_, *bn3_);
+  if (downsample_) visit(downsample_->conv, downsample_->bn);
 }
 
 bool ResidualBlock::every_pair(PairTest test) const {
@@ -154,22 +156,22 @@ Stage::Stage(BlockKind kind, int64_t& in, int64_t planes, int blocks, int64_t st
   }
 }
 
+Tensor Stage::forward_pairs(const ConvBnFn& conv_bn, const Tensor& x) const {
+  Tensor y = x;
+  for (const auto& b : blocks_) y = b->forward_pairs(conv_bn, y);
+  return y;
+}
+
 Tensor Stage::forward(const Tensor& x, BatchNormFolding folding) const {
-  Tensor y = x;
-  for (const auto& b : blocks_) y = b->forward(y, folding);
-  return y;
+  return forward_pairs(layer_by_layer(folding), x);
 }
 
-Tensor Stage::forward_nhwc_bf16(const Tensor& x) const {
-  Tensor y = x;
-  for (const auto& b : blocks_) y = b->forward_nhwc_bf16(y);
-  return y;
-}
+Tensor Stage::forward_nhwc_bf16(const Tensor& x) const { return forward_pairs(conv_bn_nhwc, x); }
 
-Tensor Stage::forward_nhwc_train(const Tensor& x) const {
-  Tensor y = x;
-  for (const auto& b : blocks_) y = b->forward_nhwc_train(y);
-  return y;
+Tensor Stage::forward_nhwc_train(const Tensor& x) const { return forward_pairs(conv_bn_train_nhwc, x); }
+
+void Stage::for_each_pair(const std::function<void(const Conv2d&, const BatchNorm2d&)>& visit) const {
+  for (const auto& b : blocks_) b->for_each_pair(visit);
 }
 
 bool Stage::trains_nhwc() const {
@@ -282,14 +284,29 @@ Tensor ResNet::forward_nhwc_train(const Tensor& x) const {
   return nhwc_unpack(y);
 }
 
+Tensor ResNet::forward_pairs(const Tensor& x, const ConvBnFn& conv_bn, bool nhwc) const {
+  check_images(x);
+  if (!nhwc) {
+    Tensor y = max_pool2d(conv_bn(*conv1_, *bn1_, x, Tensor(), true), stem_pool());
+    for (const auto& s : stages_) y = s->forward_pairs(conv_bn, y);
+    return y;
+  }
+  Tensor y = max_pool_nhwc(conv_bn(*conv1_, *bn1_, nhwc_pack(x, kChannelMultiple), Tensor(), true),
+                           stem_pool());
+  for (const auto& s : stages_) y = s->forward_pairs(conv_bn, y);
+  return nhwc_unpack(y);
+}
+
+void ResNet::for_each_pair(const std::function<void(const Conv2d&, const BatchNorm2d&)>& visit) const {
+  visit(*conv1_, *bn1_);
+  for (const auto& s : stages_) s->for_each_pair(visit);
+}
+
 Tensor ResNet::forward(const Tensor& x) const {
   check_images(x);
   if (const int k = nhwc_bf16_stages(x); k >= 0) return forward_nhwc_bf16(x, k, true);
   if (nhwc_eligible(x) && trains_all_nhwc()) return forward_nhwc_train(x);
-  Tensor y = max_pool2d(conv_batch_norm(*conv1_, *bn1_, x, batch_norm_folding, {.relu = true}),
-                        stem_pool());
-  for (const auto& s : stages_) y = s->forward(y, batch_norm_folding);
-  return y;
+  return forward_pairs(x, layer_by_layer(batch_norm_folding), false);
 }
 
 }  // namespace caption::nn

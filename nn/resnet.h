@@ -4,6 +4,7 @@
 // "layer2.0.downsample.0.weight"), so converted ImageNet weights load by name.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -26,10 +27,19 @@ bool default_encoder_nhwc();
 // The spec of a supported depth (18, 34, 50, 101, 152); others are refused.
 ResNetSpec resnet_spec(int depth);
 
+// How the trunk computes one conv + batch norm pair on x, then adds `residual` (may be
+// undefined) and applies ReLU when `relu`: the layer-by-layer pair (conv_batch_norm),
+// the folded NHWC bfloat16 one, the one training in NHWC, or a FoldedResNet's
+// precomputed weights. The walks below (forward_pairs) are the ResNet's structure.
+using ConvBnFn = std::function<Tensor(const Conv2d& conv, const BatchNorm2d& bn, const Tensor& x,
+                                      const Tensor& residual, bool relu)>;
+
 class ResidualBlock : public Module {
  public:
   ResidualBlock(BlockKind kind, int64_t in, int64_t planes, int64_t stride, Generator& gen);
   Tensor forward(const Tensor& x, BatchNormFolding folding) const;
+  // The block with every pair computed by `conv_bn`.
+  Tensor forward_pairs(const ConvBnFn& conv_bn, const Tensor& x) const;
   // The block on NHWC bfloat16 activations, every batch norm folded (ResNet::forward_nhwc_bf16).
   Tensor forward_nhwc_bf16(const Tensor& x) const;
   // The block training on NHWC bfloat16 activations: each convolution on a bfloat16 copy of
@@ -42,13 +52,10 @@ class ResidualBlock : public Module {
   // Whether forward_nhwc_train computes the block's function: every batch norm normalises
   // with batch statistics (Train mode, not frozen) and no convolution has a bias.
   bool trains_nhwc() const;
+  // Calls `visit` on every conv + batch norm pair of the block.
+  void for_each_pair(const std::function<void(const Conv2d&, const BatchNorm2d&)>& visit) const;
 
  private:
-  // A conv + batch norm pair on NHWC bfloat16 x, then the residual (may be undefined) and
-  // ReLU (when asked): folded for inference or trained with batch statistics.
-  using ConvBn = Tensor (*)(const Conv2d&, const BatchNorm2d&, const Tensor& x,
-                            const Tensor& residual, bool relu);
-  Tensor forward_nhwc_with(ConvBn conv_bn, const Tensor& x) const;
   // Whether `test` holds for every conv + batch norm pair of the block.
   using PairTest = bool (*)(const Conv2d&, const BatchNorm2d&);
   bool every_pair(PairTest test) const;
@@ -71,8 +78,10 @@ class Stage : public Module {
   Tensor forward(const Tensor& x, BatchNormFolding folding) const;
   Tensor forward_nhwc_bf16(const Tensor& x) const;
   Tensor forward_nhwc_train(const Tensor& x) const;
+  Tensor forward_pairs(const ConvBnFn& conv_bn, const Tensor& x) const;
   bool foldable() const;
   bool trains_nhwc() const;
+  void for_each_pair(const std::function<void(const Conv2d&, const BatchNorm2d&)>& visit) const;
 
  private:
   std::vector<std::unique_ptr<ResidualBlock>> blocks_;
@@ -126,10 +135,21 @@ class ResNet : public Module {
   // -1 when the stem's batch norm cannot be folded now, else the number of leading stages
   // whose batch norms all can.
   int foldable_stages() const;
+  // The whole trunk with every pair computed by `conv_bn`: in NCHW (x [B, 3, H, W] as is,
+  // max_pool2d after the stem), or with `nhwc` in NHWC bfloat16 (x packed with its channels
+  // padded to 8 for the stem, max_pool_nhwc, the output unpacked to NCHW float32).
+  Tensor forward_pairs(const Tensor& x, const ConvBnFn& conv_bn, bool nhwc) const;
+  // Calls `visit` on every conv + batch norm pair, the stem's first, in the order of the
+  // forward pass's walk.
+  void for_each_pair(const std::function<void(const Conv2d&, const BatchNorm2d&)>& visit) const;
+  // The stem's input channels are padded to this many in NHWC (cuDNN's tensor-core kernels
+  // want multiples of 8; every later layer has a multiple of 64).
+  static constexpr int64_t kNhwcChannelMultiple = 8;
   const ResNetSpec& spec() const { return spec_; }
   // layer1..layer4, for partial fine-tuning.
   Stage& stage(int i) { return *stages_.at(i - 1); }
   Conv2d& conv1() { return *conv1_; }
+  const Conv2d& conv1() const { return *conv1_; }
   BatchNorm2d& bn1() { return *bn1_; }
   // Whether each conv + batch norm pair runs as one folded convolution where that computes
   // the same function (batch_norm_fold.h); Off gives the plain layer-by-layer path.

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "engine/autograd.h"
+#include "nn/folded_resnet.h"
 #include "pipeline/read_ahead.h"
 #include "pipeline/session.h"
 
@@ -15,7 +16,15 @@ Captioner::Captioner(const std::string& checkpoint_path, Device device)
     : device_(device),
       checkpoint_(nn::load_checkpoint(checkpoint_path, device)),
       transform_(image_transform(checkpoint_.config)),
-      read_threads_(default_read_threads(device)) {}
+      read_threads_(default_read_threads(device)) {
+  // Nothing changes the model once loaded, so its batch norms are folded once here
+  // rather than at every encoder pass.
+  if (checkpoint_.model->encoder.batch_norm_folding != nn::BatchNormFolding::Off)
+    folded_ = std::make_unique<nn::FoldedResNet>(checkpoint_.model->encoder);
+}
+
+Captioner::~Captioner() = default;
+Captioner::Captioner(Captioner&&) noexcept = default;
 
 int Captioner::default_read_threads(Device device) {
   if (!device.is_cuda()) return 1;
@@ -86,7 +95,8 @@ std::vector<CaptionResult> Captioner::caption_batch(const std::vector<PreparedIm
   }
   NoGradGuard no_grad;
   const Tensor batch = Tensor::from_vector<float>(pixels, {B, 3, size, size}).to(device_);
-  const Tensor features = checkpoint_.model->encode_distinct(batch);  // [B, P, D]
+  const Tensor features = folded_ ? checkpoint_.model->encode_distinct(batch, *folded_)
+                                  : checkpoint_.model->encode_distinct(batch);  // [B, P, D]
   const std::vector<nn::DecodedCaption> decoded = nn::decode(checkpoint_.model->decoder, features, options);
   CAPTION_ASSERT(static_cast<int64_t>(decoded.size()) == B);
   std::vector<CaptionResult> out;

@@ -20,6 +20,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,10 @@
 #include "engine/error.h"
 #include "nn/caption_model.h"
 #include "nn/checkpoint.h"
+
+namespace caption::nn {
+class FoldedResNet;  // nn/folded_resnet.h
+}
 
 namespace caption::pipeline {
 
@@ -57,6 +62,8 @@ class Captioner {
   // Loads the checkpoint (refused, naming the file, when missing, truncated or
   // inconsistent) onto `device`.
   explicit Captioner(const std::string& checkpoint_path, Device device = Device::cpu());
+  ~Captioner();
+  Captioner(Captioner&&) noexcept;
 
   // Greedy, max_len = the checkpoint's max_decode_len, no length penalty.
   nn::DecodeOptions default_options() const;
@@ -107,6 +114,9 @@ class Captioner {
 
   Device device_;
   nn::Checkpoint checkpoint_;
+  // The encoder with every batch norm folded once (nn/folded_resnet.h); null when the
+  // encoder's folding is off (CAPTION_FOLD_BN=0).
+  std::unique_ptr<nn::FoldedResNet> folded_;
   data::ImageTransform transform_;
   int batch_size_ = kDefaultBatchSize;
   int read_threads_;
