@@ -123,59 +123,59 @@ CaptionResult Captioner::caption(const std::string& image_path, const nn::Decode
   return caption_batch(one, 0, 1, options).front();
 }
 
+void Captioner::read_batches(const std::vector<std::string>& image_paths, const BatchFn& on_batch,
+                             const UnreadableFn& on_unreadable) const {
+  // Up to two batches are read ahead of the one being captioned: memory stays bounded.
+  ReadAhead<PreparedImage> reader(image_paths, [this](const std::string& path) { return prepare(path); },
+                                  read_threads_, 2 * static_cast<size_t>(batch_size_));
+  std::vector<PreparedImage> batch;
+  const auto flush = [&] {
+    if (!batch.empty()) on_batch(batch);
+    batch.clear();
+  };
+  while (!reader.done()) {
+    ReadAhead<PreparedImage>::Item item = reader.next();
+    if (item.image) {
+      batch.push_back(std::move(*item.image));
+      if (static_cast<int>(batch.size()) == batch_size_) flush();
+      continue;
+    }
+    if (!on_unreadable) std::rethrow_exception(item.error);
+    flush();  // the images read before this one come first
+    on_unreadable(item.index, item.error);
+  }
+  flush();
+}
+
 std::vector<CaptionResult> Captioner::caption(const std::vector<std::string>& image_paths,
                                               const nn::DecodeOptions& options) const {
   check_options(options);
   std::vector<CaptionResult> out;
   out.reserve(image_paths.size());
-  // Batch by batch, with up to two batches read ahead: memory stays bounded. The first
-  // unreadable image throws what its reading threw.
-  ReadAhead<PreparedImage> reader(image_paths, [this](const std::string& path) { return prepare(path); },
-                                  read_threads_, 2 * static_cast<size_t>(batch_size_));
-  while (!reader.done()) {
-    std::vector<PreparedImage> batch;
-    while (!reader.done() && static_cast<int>(batch.size()) < batch_size_) {
-      ReadAhead<PreparedImage>::Item item = reader.next();
-      if (!item.image) std::rethrow_exception(item.error);
-      batch.push_back(std::move(*item.image));
-    }
+  // The first unreadable image throws what its reading threw.
+  read_batches(image_paths, [&](const std::vector<PreparedImage>& batch) {
     for (CaptionResult& r : caption_batch(batch, 0, batch.size(), options)) out.push_back(std::move(r));
-  }
+  });
   return out;
 }
 
 void Captioner::caption_each(const std::vector<std::string>& image_paths, const nn::DecodeOptions& options,
                              const ResultCallback& on_result, const ErrorCallback& on_error) const {
   check_options(options);
-  // Up to two batches are read ahead of the one being captioned.
-  ReadAhead<PreparedImage> reader(image_paths, [this](const std::string& path) { return prepare(path); },
-                                  read_threads_, 2 * static_cast<size_t>(batch_size_));
-  while (!reader.done()) {
-    // Fill a batch with readable images, reporting unreadable ones as they come, so that
-    // results and errors reach the caller in input order.
-    std::vector<PreparedImage> batch;
-    while (!reader.done() && static_cast<int>(batch.size()) < batch_size_) {
-      ReadAhead<PreparedImage>::Item item = reader.next();
-      if (item.image) {
-        batch.push_back(std::move(*item.image));
-        continue;
-      }
-      // Results of the images read so far come first, then this error.
-      if (!batch.empty()) {
+  // Results and errors reach the caller in input order.
+  read_batches(
+      image_paths,
+      [&](const std::vector<PreparedImage>& batch) {
         const std::vector<CaptionResult> results = caption_batch(batch, 0, batch.size(), options);
         for (size_t i = 0; i < results.size(); ++i) on_result(results[i], batch[i]);
-        batch.clear();
-      }
-      try {
-        std::rethrow_exception(item.error);
-      } catch (const Error& e) {
-        on_error(image_paths[item.index], e);
-      }
-    }
-    if (batch.empty()) continue;
-    const std::vector<CaptionResult> results = caption_batch(batch, 0, batch.size(), options);
-    for (size_t i = 0; i < results.size(); ++i) on_result(results[i], batch[i]);
-  }
+      },
+      [&](size_t index, const std::exception_ptr& error) {
+        try {
+          std::rethrow_exception(error);
+        } catch (const Error& e) {
+          on_error(image_paths[index], e);
+        }
+      });
 }
 
 }  // namespace caption::pipeline

@@ -19,6 +19,7 @@
 //   8 on a GPU (there reading is most of the work).
 #pragma once
 
+#include <exception>
 #include <functional>
 #include <memory>
 #include <string>
@@ -111,6 +112,14 @@ class Captioner {
   std::vector<CaptionResult> caption_batch(const std::vector<PreparedImage>& images, size_t begin,
                                            size_t end, const nn::DecodeOptions& options) const;
   CaptionResult to_result(const std::string& path, const nn::DecodedCaption& decoded) const;
+  // Reads the images ahead (read_threads_ threads, two batches ahead) and hands batches of
+  // up to batch_size_ readable images to on_batch, in input order. An unreadable image
+  // rethrows its error at once without on_unreadable; with it, the images read before it
+  // go to on_batch first, then its index and error to on_unreadable, and reading goes on.
+  using BatchFn = std::function<void(const std::vector<PreparedImage>&)>;
+  using UnreadableFn = std::function<void(size_t index, const std::exception_ptr& error)>;
+  void read_batches(const std::vector<std::string>& image_paths, const BatchFn& on_batch,
+                    const UnreadableFn& on_unreadable = nullptr) const;
 
   Device device_;
   nn::Checkpoint checkpoint_;
