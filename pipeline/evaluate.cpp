@@ -3,6 +3,7 @@
 
 #include <fstream>
 #include <map>
+#include <memory>
 #include <set>
 #include <utility>
 #include <vector>
@@ -10,14 +11,31 @@
 #include <nlohmann/json.hpp>
 
 #include "data/image/file_io.h"
+#include "nn/folded_resnet.h"
 
 namespace caption::pipeline {
 
 namespace {
-Tensor batch_features(nn::CaptionModel& model, const data::Batch& b, Device device) {
-  if (b.features.defined()) return b.features.to(device);
-  return model.encode_distinct(b.images.to(device));
-}
+// The encoder of one evaluation loop. Nothing changes the weights during the loop, so its
+// batch norms are folded once (nn/folded_resnet.h), as `caption` folds them: the scores
+// are those of the captions `caption` would print. The snapshot is made at the first batch
+// that needs the encoder (none when the features are cached); CAPTION_FOLD_BN=0 keeps the
+// model's own pass.
+class LoopEncoder {
+ public:
+  explicit LoopEncoder(const nn::CaptionModel& model) : model_(model) {}
+  Tensor features(const data::Batch& b, Device device) {
+    if (b.features.defined()) return b.features.to(device);
+    const Tensor images = b.images.to(device);
+    if (model_.encoder.batch_norm_folding == nn::BatchNormFolding::Off) return model_.encode_distinct(images);
+    if (!folded_) folded_ = std::make_unique<nn::FoldedResNet>(model_.encoder);
+    return model_.encode_distinct(images, *folded_);
+  }
+
+ private:
+  const nn::CaptionModel& model_;
+  std::unique_ptr<nn::FoldedResNet> folded_;
+};
 }  // namespace
 
 double teacher_forced_loss(nn::CaptionModel& model, data::DataLoader& loader, double alpha_c, Device device) {
@@ -25,13 +43,14 @@ double teacher_forced_loss(nn::CaptionModel& model, data::DataLoader& loader, do
   const nn::Mode was = model.mode();
   model.eval();
   Generator unused(0);  // eval mode draws nothing
+  LoopEncoder encoder(model);
   // The batches' losses are read back after the last batch (on a GPU, reading each at
   // once would make the host wait before loading and launching the next); summed in the
   // same order.
   std::vector<std::pair<Tensor, int64_t>> losses;
   while (auto b = loader.next()) {
     nn::CaptionBatch cb{b->captions, b->lengths.to_vector<int64_t>()};
-    nn::DecoderOutput out = model.decoder.forward(batch_features(model, *b, device), cb, 1.0, unused);
+    nn::DecoderOutput out = model.decoder.forward(encoder.features(*b, device), cb, 1.0, unused);
     losses.emplace_back(nn::caption_loss(out, alpha_c).total, out.targets.numel());
   }
   double total = 0;
@@ -52,6 +71,7 @@ FreeRunningResult evaluate_free_running(nn::CaptionModel& model, data::DataLoade
   const nn::Mode was = model.mode();
   model.eval();
   FreeRunningResult r;
+  LoopEncoder encoder(model);
   std::vector<metrics::Sample> samples;
   std::set<std::string> seen;
   bool done = false;
@@ -59,7 +79,7 @@ FreeRunningResult evaluate_free_running(nn::CaptionModel& model, data::DataLoade
     auto b = loader.next();
     if (!b) break;
     const std::vector<nn::DecodedCaption> captions =
-        nn::decode(model.decoder, batch_features(model, *b, device), decode);
+        nn::decode(model.decoder, encoder.features(*b, device), decode);
     for (int64_t i = 0; i < b->size(); ++i) {
       if (!seen.insert(b->image_ids[i]).second) continue;  // one score per image
       Prediction p{b->image_ids[i], {}};

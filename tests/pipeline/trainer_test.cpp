@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <map>
 #include <stdexcept>
 #include <sstream>
 
@@ -114,6 +115,26 @@ TEST(Trainer, EvaluationAndPredictionFilesAgree) {
   d.max_len = 12;
   const FreeRunningResult r = evaluate_free_running(*ck.model, loader, vocab, d, Device::cpu());
   EXPECT_EQ(r.images, 6u);
+  // The captions scored are those `caption` prints: the Captioner, given the six images in
+  // the loader's order (one batch, composed alike), gives the same words. (Both fold the
+  // encoder's batch norms once, nn/folded_resnet.h; folding where cheaper changes only last
+  // bits, which these words do not show: the features' equality is FoldedResNet's test.)
+  {
+    const Captioner captioner((fs::path(o.output) / "last.safetensors").string());
+    std::map<std::string, std::string> path_of;
+    for (const data::CaptionSample* sample : dataset.of_split(data::Split::Test))
+      path_of[sample->image_id] = sample->image_path.string();
+    std::vector<std::string> paths;
+    for (const Prediction& p : r.predictions) paths.push_back(path_of.at(p.image_id));
+    const std::vector<CaptionResult> printed = captioner.caption(paths, d);
+    ASSERT_EQ(printed.size(), r.predictions.size());
+    size_t words = 0;
+    for (size_t i = 0; i < printed.size(); ++i) {
+      EXPECT_EQ(printed[i].words, r.predictions[i].words) << r.predictions[i].image_id;
+      words += printed[i].words.size();
+    }
+    EXPECT_GT(words, 0u);
+  }
   const std::string path = (fs::path(o.output) / "predictions.jsonl").string();
   write_predictions(path, r.predictions);
   const auto scores = score_predictions(read_predictions(path), dataset, data::Split::Test, normalizer, path);
