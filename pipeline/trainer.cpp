@@ -14,6 +14,7 @@
 #include "engine/graph.h"
 #include "engine/tensor_io.h"
 #include "kernels/cpu/blas.h"
+#include "nn/folded_resnet.h"
 #include "nn/train_graph.h"
 #include "pipeline/report.h"
 #include "pipeline/schedule.h"
@@ -196,11 +197,19 @@ Trainer::Trainer(TrainOptions options, std::ostream& log) : impl_(std::make_uniq
     data::FeatureCacheBuildOptions bo;
     bo.workers = o.workers;
     bo.batch_size = o.eval_batch_size;
+    // Nothing changes the frozen encoder while the cache is built: its batch norms are
+    // folded once (nn/folded_resnet.h), as `caption` folds them, so training sees the
+    // features that captioning computes.
+    std::unique_ptr<nn::FoldedResNet> folded;
+    if (model.encoder.batch_norm_folding != nn::BatchNormFolding::Off)
+      folded = std::make_unique<nn::FoldedResNet>(model.encoder);
     m.cache = std::make_shared<const data::FeatureCache>(data::FeatureCache::build(
         m.file("features"), images, m.transform, encoder_identity(model), model.config().encoder_size,
-        [&model, device](const Tensor& x) {
+        [&model, &folded, device](const Tensor& x) {
           NoGradGuard ng;
-          return model.encode_distinct(x.to(device)).to(Device::cpu());
+          const Tensor on_device = x.to(device);
+          return (folded ? model.encode_distinct(on_device, *folded) : model.encode_distinct(on_device))
+              .to(Device::cpu());
         },
         bo));
     log << "feature cache: " << images.size() << " images ready in "
