@@ -11,6 +11,8 @@
 // folded batch-norm weights are recomputed inside the graph, so a replay reads the
 // weights as they are then; the runner checks that the parameters and buffers are the
 // tensors it recorded (a model moved or reloaded into new tensors is recorded again).
+// A FoldedResNet (nn/folded_resnet.h) records its own passes through run(), over weights
+// folded once, so its graphs hold no folding kernels.
 // A failed recording is logged once and that shape runs eagerly from then on. Results
 // equal the eager pass bit for bit (tests/nn/cuda_model_test.cpp).
 #pragma once
