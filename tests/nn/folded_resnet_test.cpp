@@ -14,6 +14,7 @@
 #include "tests/harness/expect_error.h"
 #include "tests/harness/harness.h"
 #include "tests/nn/random_resnet.h"
+#include "tests/pipeline/tiny_checkpoint.h"
 
 namespace caption::nn {
 namespace {
@@ -126,18 +127,11 @@ TEST(FoldedResNet, RefusesImagesThatRequireGrad) {
   EXPECT_ERROR_WITH(folded.forward(rand_normal({1, 4, 64, 64}, 0.0, 1.0, g)), "expected images [B, 3, H, W]");
 }
 
+// The pipeline tests' tiny model (ResNet-18 at 64x64: a 2x2 map) with encoder_size 4, a
+// 2x2 map repeated 2x2, so that encode_distinct keeps the 4 cells of 16 positions.
 ModelConfig small_config() {
-  ModelConfig c;
-  c.encoder = "resnet18";
-  c.encoder_size = 4;  // a 2x2 map repeated 2x2: encode_distinct keeps the 4 cells
-  c.image_size = 64;
-  c.vocab_size = 13;
-  c.embed_dim = 16;
-  c.decoder_dim = 24;
-  c.attention_dim = 20;
-  c.dropout = 0.0;
-  c.max_decode_len = 6;
-  c.text = {{"lowercase", true}};
+  ModelConfig c = testing::tiny_captioner_config();
+  c.encoder_size = 4;
   return c;
 }
 
