@@ -51,9 +51,10 @@ Tensor source_pass(ResNet& r, const Tensor& x) {
   return r.forward(x);
 }
 
-void expect_snapshot_equals_source(bool amp) {
+void expect_snapshot_equals_source(bool amp, bool nhwc = true) {
   const Device d = Device::cuda(0);
   Net gpu(d);
+  gpu.resnet.nhwc_bf16 = nhwc;
   AutocastGuard autocast(amp);
   const FoldedResNet folded(gpu.resnet);
   EXPECT_EQ(folded.device(), d);
@@ -92,6 +93,13 @@ TEST(CudaFoldedResNet, Float32EqualsTheTrunkFoldingItself) {
 TEST(CudaFoldedResNet, AutocastRunsTheNhwcPassWithWeightsPackedOnce) {
   CAPTION_REQUIRE_CUDA_OR_SKIP();
   expect_snapshot_equals_source(true);
+}
+
+// CAPTION_ENCODER_NHWC=0 (nhwc_bf16 off): under autocast the snapshot, as the trunk, runs
+// layer by layer in NCHW, autocast rounding each convolution's operands.
+TEST(CudaFoldedResNet, AutocastWithoutNhwcRunsLayerByLayer) {
+  CAPTION_REQUIRE_CUDA_OR_SKIP();
+  expect_snapshot_equals_source(true, false);
 }
 
 // The recorded passes read the snapshot's weights: changing the source's statistics
