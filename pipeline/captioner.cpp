@@ -25,6 +25,7 @@ Captioner::Captioner(const std::string& checkpoint_path, Device device)
 
 Captioner::~Captioner() = default;
 Captioner::Captioner(Captioner&&) noexcept = default;
+Captioner& Captioner::operator=(Captioner&&) noexcept = default;
 
 int Captioner::default_read_threads(Device device) {
   if (!device.is_cuda()) return 1;

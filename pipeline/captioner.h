@@ -65,6 +65,7 @@ class Captioner {
   explicit Captioner(const std::string& checkpoint_path, Device device = Device::cpu());
   ~Captioner();
   Captioner(Captioner&&) noexcept;
+  Captioner& operator=(Captioner&&) noexcept;
 
   // Greedy, max_len = the checkpoint's max_decode_len, no length penalty.
   nn::DecodeOptions default_options() const;

@@ -127,6 +127,18 @@ TEST_F(CaptionerTest, EqualsDirectModelDecodingGreedyAndBeam) {
   EXPECT_GT(words, 0u) << "the tiny model decoded no words at all: the comparison would be empty";
 }
 
+// A Captioner moves with its folded encoder (which points into the model it owns): the
+// moved-to one captions as a fresh one does, also after a move assignment.
+TEST_F(CaptionerTest, MovedCaptionerCaptionsAlike) {
+  const Captioner fresh(*checkpoint_);
+  const CaptionResult want = fresh.caption(images_->front());
+  Captioner moved(std::move(*std::make_unique<Captioner>(*checkpoint_)));
+  expect_same(moved.caption(images_->front()), want, 0.0f);
+  Captioner assigned(*checkpoint_);
+  assigned = Captioner(*checkpoint_);
+  expect_same(assigned.caption(images_->front()), want, 0.0f);
+}
+
 TEST_F(CaptionerTest, BatchedEqualsOneByOne) {
   Captioner c(*checkpoint_);
   for (int width : {1, 2}) {
