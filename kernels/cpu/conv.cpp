@@ -9,11 +9,15 @@
 #include "kernels/cpu/conv.h"
 
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
 #include <cstring>
-#include <thread>
-#include <vector>
+#include <string_view>
+#include <type_traits>
 
 #include "kernels/cpu/blas.h"
+#include "kernels/cpu/parallel.h"
+#include "kernels/cpu/winograd.h"
 
 namespace caption::kernels::cpu {
 
@@ -31,30 +35,6 @@ Range valid_range(int64_t out, int64_t in, int64_t stride, int64_t pad, int64_t 
   const int64_t hi = last < 0 ? 0 : last / stride + 1;
   const int64_t l = std::min(lo, out);
   return {l, std::clamp(hi, l, out)};
-}
-
-// Runs fn(c_begin, c_end) over [0, channels) on up to as many threads as the machine
-// has cores, when the work (elements touched) is large enough to repay a thread start
-// (~20 us); small layers and the double-precision gradient checks stay single-threaded.
-template <typename Fn>
-void over_channels(int64_t channels, int64_t elements, Fn fn) {
-  constexpr int64_t kMinElementsPerThread = int64_t{1} << 18;
-  const int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency());
-  const int64_t threads =
-      std::min({cores, channels, std::max<int64_t>(1, elements / kMinElementsPerThread)});
-  if (threads <= 1) {
-    fn(int64_t{0}, channels);
-    return;
-  }
-  std::vector<std::thread> pool;
-  pool.reserve(static_cast<size_t>(threads - 1));
-  const int64_t per = (channels + threads - 1) / threads;
-  for (int64_t t = 1; t < threads; ++t) {
-    const int64_t b = std::min(channels, t * per), e = std::min(channels, b + per);
-    pool.emplace_back([=] { fn(b, e); });
-  }
-  fn(int64_t{0}, std::min(channels, per));  // the calling thread takes the first share
-  for (std::thread& th : pool) th.join();
 }
 
 // col's rows are ld apart (N for one image's matrix; more when images sit side by side).
@@ -154,7 +134,7 @@ int64_t images_per_product(const Conv2dGeometry& g) {
 // im2col of one image into N columns starting at col, in rows ld apart.
 template <typename T>
 void im2col_into(const Conv2dGeometry& g, const T* x, T* col, int64_t ld) {
-  over_channels(g.in_channels, g.patch_size() * g.out_plane(),
+  parallel_ranges(g.in_channels, g.patch_size() * g.out_plane(),
                 [&](int64_t c0, int64_t c1) { im2col_channels(g, x, col, ld, c0, c1); });
 }
 
@@ -205,12 +185,35 @@ void forward_group(const Conv2dGeometry& g, const T* x, const T* w, const T* bia
   }
 }
 
+// The transformed filters (U) first, then winograd_forward's own scratch.
+int64_t winograd_scratch_elems(const Conv2dGeometry& g) {
+  return winograd_weight_elems(g.out_channels, g.in_channels) + winograd_workspace_elems(g);
+}
+
+std::atomic<bool>& winograd_switch() {
+  static std::atomic<bool> on{[] {
+    const char* v = std::getenv("CAPTION_CONV_WINOGRAD");
+    return !(v && std::string_view(v) == "0");
+  }()};
+  return on;
+}
+
 }  // namespace
+
+void set_conv_winograd(bool on) { winograd_switch().store(on); }
+bool conv_winograd() { return winograd_switch().load(); }
+
+bool conv2d_takes_winograd(const Conv2dGeometry& g) {
+  return conv_winograd() && !g.bf16 && winograd_applies(g) &&
+         g.batch * g.out_plane() >= kWinogradMinPositions;
+}
 
 int64_t conv2d_workspace_elems(const Conv2dGeometry& g) {
   const int64_t G = images_per_product(g);
-  if (G > 1) return (g.patch_size() + g.out_channels) * G * g.out_plane();
-  return g.is_pointwise() ? 0 : g.patch_size() * g.out_plane();
+  int64_t n = g.is_pointwise() ? 0 : g.patch_size() * g.out_plane();
+  if (G > 1) n = (g.patch_size() + g.out_channels) * G * g.out_plane();
+  if (conv2d_takes_winograd(g)) n = std::max(n, winograd_scratch_elems(g));
+  return n;
 }
 
 template <typename T>
@@ -220,7 +223,7 @@ void im2col(const Conv2dGeometry& g, const T* x, T* col) {
 
 template <typename T>
 void col2im(const Conv2dGeometry& g, const T* col, T* x) {
-  over_channels(g.in_channels, g.patch_size() * g.out_plane(),
+  parallel_ranges(g.in_channels, g.patch_size() * g.out_plane(),
                 [&](int64_t c0, int64_t c1) { col2im_channels(g, col, x, c0, c1); });
 }
 
@@ -229,6 +232,15 @@ void conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* bi
                     const T* residual, T* y, T* workspace) {
   const int64_t O = g.out_channels, K = g.patch_size(), N = g.out_plane();
   const int64_t in_image = g.in_channels * g.in_h * g.in_w;
+  if constexpr (std::is_same_v<T, float>) {
+    if (conv2d_takes_winograd(g) && !bf16_products()) {
+      T* U = workspace;
+      winograd_weights(O, g.in_channels, w, U);
+      winograd_forward(g, x, U, bias, residual, y,
+                       workspace + winograd_weight_elems(O, g.in_channels));
+      return;
+    }
+  }
   if (const int64_t G = images_per_product(g); G > 1) {
     for (int64_t b0 = 0; b0 < g.batch; b0 += G)
       forward_group(g, x, w, bias, residual, y, workspace, b0, std::min(G, g.batch - b0));

@@ -50,6 +50,19 @@ struct Conv2dGeometry {
   }
 };
 
+// Which method the float32 forward takes. Stride-1 3x3 convolutions go through Winograd's
+// F(2x2, 3x3) (kernels/cpu/winograd.h: 2.25x fewer multiply-adds, no im2col) when enough
+// output positions share the cost of transforming the filters at each call (at least
+// kWinogradMinPositions over the batch: at ResNet-50's 224-pixel input, layer1 and layer2
+// at any batch, layer3 from batch 2, layer4 from batch 8), outside autocast (whose bfloat16 products are of
+// the untransformed operands, as cuDNN's are), unless switched off; everything else, and
+// float64, is im2col + gemm. The switch starts as the environment's CAPTION_CONV_WINOGRAD
+// ("0": off) and is process-wide. Backward is always im2col + gemm.
+constexpr int64_t kWinogradMinPositions = 384;
+void set_conv_winograd(bool on);
+bool conv_winograd();
+bool conv2d_takes_winograd(const Conv2dGeometry& g);  // for float32, outside autocast
+
 // Scratch elements (of the element type) that the kernels below need: 0 for pointwise.
 int64_t conv2d_workspace_elems(const Conv2dGeometry& g);
 
