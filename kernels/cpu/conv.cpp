@@ -155,6 +155,14 @@ void epilogue(const Conv2dGeometry& g, T* yb, const T* rb, int64_t n) {
   }
 }
 
+// y [O, n] = bias, broadcast along each row (the product then adds onto it: beta = 1).
+template <typename T>
+void fill_bias(const T* bias, int64_t O, int64_t n, T* y) {
+  parallel_ranges(O, O * n, [&](int64_t o0, int64_t o1) {
+    for (int64_t o = o0; o < o1; ++o) std::fill_n(y + o * n, n, bias[o]);
+  });
+}
+
 // The forward of images [b0, b0 + G) in one product: their column matrices side by side
 // in cols [K, G*N] (for a pointwise convolution, the images' own planes copied), the
 // product into ys [O, G*N] over the bias, then each image's block of ys to y with the
@@ -169,20 +177,22 @@ void forward_group(const Conv2dGeometry& g, const T* x, const T* w, const T* bia
   for (int64_t j = 0; j < G; ++j) {
     const T* xb = x + (b0 + j) * in_image;
     if (g.is_pointwise()) {
-      for (int64_t c = 0; c < K; ++c) std::copy_n(xb + c * N, N, cols + c * ld + j * N);
+      parallel_ranges(K, K * N, [&](int64_t c0, int64_t c1) {
+        for (int64_t c = c0; c < c1; ++c) std::copy_n(xb + c * N, N, cols + c * ld + j * N);
+      });
     } else {
       im2col_into(g, xb, cols + j * N, ld);
     }
   }
-  if (bias) {
-    for (int64_t o = 0; o < O; ++o) std::fill_n(ys + o * ld, ld, bias[o]);
-  }
+  if (bias) fill_bias(bias, O, ld, ys);
   gemm<T>(Trans::No, Trans::No, O, ld, K, T(1), w, K, cols, ld, bias ? T(1) : T(0), ys, ld);
-  for (int64_t j = 0; j < G; ++j) {
-    T* yb = y + (b0 + j) * O * N;
-    for (int64_t o = 0; o < O; ++o) std::copy_n(ys + o * ld + j * N, N, yb + o * N);
-    epilogue(g, yb, residual ? residual + (b0 + j) * O * N : nullptr, O * N);
-  }
+  parallel_ranges(O, O * ld, [&](int64_t o0, int64_t o1) {
+    for (int64_t j = 0; j < G; ++j) {
+      const int64_t at = (b0 + j) * O * N + o0 * N;
+      for (int64_t o = o0; o < o1; ++o) std::copy_n(ys + o * ld + j * N, N, y + at + (o - o0) * N);
+      epilogue(g, y + at, residual ? residual + at : nullptr, (o1 - o0) * N);
+    }
+  });
 }
 
 // The transformed filters (U) first, then winograd_forward's own scratch.
@@ -255,11 +265,14 @@ void conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* bi
       colb = workspace;
     }
     // The bias goes in first so that the gemm adds onto it (beta = 1): one pass over y.
-    if (bias) {
-      for (int64_t o = 0; o < O; ++o) std::fill_n(yb + o * N, N, bias[o]);
-    }
+    if (bias) fill_bias(bias, O, N, yb);
     gemm<T>(Trans::No, Trans::No, O, N, K, T(1), w, K, colb, N, bias ? T(1) : T(0), yb, N);
-    epilogue(g, yb, residual ? residual + b * O * N : nullptr, O * N);
+    if (residual || g.relu) {
+      const T* rb = residual ? residual + b * O * N : nullptr;
+      parallel_ranges(O, O * N, [&](int64_t o0, int64_t o1) {
+        epilogue(g, yb + o0 * N, rb ? rb + o0 * N : nullptr, (o1 - o0) * N);
+      });
+    }
   }
 }
 
