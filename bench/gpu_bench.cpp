@@ -688,7 +688,7 @@ void decode_1img(Bench& b, Row& r, int beam) {
   // every batch norm folded once; the CPU check through the model's own pass.
   const nn::FoldedResNet folded(b.gpu->encoder);
   auto run = [&](nn::CaptionModel& m, const Tensor& image) {
-    const Tensor features = &m == b.gpu.get() ? m.encode_distinct(image, folded) : m.encode_distinct(image);
+    const Tensor features = &m == b.gpu.get() ? m.encode_distinct(image, &folded) : m.encode_distinct(image);
     return nn::decode(m.decoder, features, opt).at(0);
   };
   r.check_ok = check_caption(run(*b.gpu, images[0]), run(*b.cpu, images[0].to(Device::cpu())),
@@ -708,7 +708,7 @@ void resnet50_fwd_b256(Bench& b, Row& r) {
   const nn::FoldedResNet folded(b.gpu->encoder);  // as `caption` encodes (pipeline/captioner.h)
   std::vector<Tensor> images = variants({B, 3, S, S}, -2.0, 2.0, 2, b.gen, b.device);  // 2 x 154 MB
   {
-    const Tensor g = b.gpu->encode_distinct(images[0], folded).narrow(0, 0, 2);
+    const Tensor g = b.gpu->encode_distinct(images[0], &folded).narrow(0, 0, 2);
     const Tensor c = b.cpu->encode_distinct(images[0].narrow(0, 0, 2).to(Device::cpu()));
     // Relative to the largest feature: cuDNN may pick Winograd/FFT algorithms. This random
     // ResNet-50 amplifies rounding about 100-fold from layer1 to layer4 (bfloat16 gives
@@ -723,7 +723,7 @@ void resnet50_fwd_b256(Bench& b, Row& r) {
     r.check_ok = compare(r.check, "2 images: max|d| / max|ref| vs CPU", max_abs_diff(g, c) / max_abs(c),
                          tol(1e-2, 5e-2, 0.5)) && finite;
   }
-  r.timing = b.timer->measure(1, [&](int i) { b.gpu->encode_distinct(images[i % images.size()], folded); });
+  r.timing = b.timer->measure(1, [&](int i) { b.gpu->encode_distinct(images[i % images.size()], &folded); });
   r.throughput = B * 1e3 / r.timing.median_ms;
 }
 

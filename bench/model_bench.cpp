@@ -72,12 +72,8 @@ int main(int argc, char** argv) {
     model.eval();
     // The encoder rows run as `caption` runs them: through a snapshot with every batch
     // norm folded once (nn/folded_resnet.h), unless CAPTION_FOLD_BN=0.
-    std::unique_ptr<nn::FoldedResNet> folded;
-    if (model.encoder.batch_norm_folding != nn::BatchNormFolding::Off)
-      folded = std::make_unique<nn::FoldedResNet>(model.encoder);
-    const auto encode = [&](const Tensor& images) {
-      return folded ? model.encode(images, *folded) : model.encode(images);
-    };
+    const std::unique_ptr<nn::FoldedResNet> folded = nn::inference_snapshot(model.encoder);
+    const auto encode = [&](const Tensor& images) { return model.encode(images, folded.get()); };
     std::vector<std::pair<std::string, double>> rows;
     // CAPTION_PROFILE=1: each row's ops (warm-up and repeats) on stderr.
     const auto add_row = [&rows](const std::string& name, double ms) {

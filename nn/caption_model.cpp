@@ -356,8 +356,8 @@ Tensor CaptionModel::trunk(const Tensor& images) const {
 
 Tensor CaptionModel::encode(const Tensor& images) const { return pooled_features(trunk(images)); }
 
-Tensor CaptionModel::encode(const Tensor& images, const FoldedResNet& folded) const {
-  return pooled_features(folded_trunk(images, folded));
+Tensor CaptionModel::encode(const Tensor& images, const FoldedResNet* folded) const {
+  return pooled_features(folded ? folded_trunk(images, *folded) : trunk(images));
 }
 
 Tensor CaptionModel::pooled_features(const Tensor& maps) const {
@@ -375,8 +375,8 @@ Tensor CaptionModel::encode_distinct(const Tensor& images) const {
   return distinct_features(trunk(images));
 }
 
-Tensor CaptionModel::encode_distinct(const Tensor& images, const FoldedResNet& folded) const {
-  return distinct_features(folded_trunk(images, folded));
+Tensor CaptionModel::encode_distinct(const Tensor& images, const FoldedResNet* folded) const {
+  return distinct_features(folded ? folded_trunk(images, *folded) : trunk(images));
 }
 
 Tensor CaptionModel::distinct_features(const Tensor& maps) const {

@@ -164,8 +164,9 @@ class CaptionModel : public Module {
   Tensor encode_distinct(const Tensor& images) const;
   // encode and encode_distinct with the trunk's pass through `folded`, a snapshot of this
   // model's encoder (nn/folded_resnet.h): the same features with every batch norm folded.
-  Tensor encode(const Tensor& images, const FoldedResNet& folded) const;
-  Tensor encode_distinct(const Tensor& images, const FoldedResNet& folded) const;
+  // Null: the trunk's own pass (what inference_snapshot returns when folding is off).
+  Tensor encode(const Tensor& images, const FoldedResNet* folded) const;
+  Tensor encode_distinct(const Tensor& images, const FoldedResNet* folded) const;
   // Freezes the encoder per config().fine_tune (MODEL_SPEC section 3).
   void apply_fine_tune();
   // Sets the encoder's batch-norm running statistics from data: the trunk runs in

@@ -90,4 +90,9 @@ Tensor FoldedResNet::forward(const Tensor& x) const {
   });
 }
 
+std::unique_ptr<FoldedResNet> inference_snapshot(const ResNet& source) {
+  if (source.batch_norm_folding == BatchNormFolding::Off) return nullptr;
+  return std::make_unique<FoldedResNet>(source);
+}
+
 }  // namespace caption::nn

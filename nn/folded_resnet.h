@@ -73,4 +73,11 @@ class FoldedResNet {
   std::unique_ptr<EncoderRunner> runner_;
 };
 
+// The snapshot that inference code keeps beside a model whose weights it does not change
+// (the Captioner, an evaluation loop, the feature cache's build, bench_model): null when
+// the source's batch norms are not to be folded (batch_norm_folding Off, which
+// CAPTION_FOLD_BN=0 makes the default), and the caller then runs the source's own pass
+// (CaptionModel::encode takes the null as that).
+std::unique_ptr<FoldedResNet> inference_snapshot(const ResNet& source);
+
 }  // namespace caption::nn

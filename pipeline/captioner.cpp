@@ -19,8 +19,7 @@ Captioner::Captioner(const std::string& checkpoint_path, Device device)
       read_threads_(default_read_threads(device)) {
   // Nothing changes the model once loaded, so its batch norms are folded once here
   // rather than at every encoder pass.
-  if (checkpoint_.model->encoder.batch_norm_folding != nn::BatchNormFolding::Off)
-    folded_ = std::make_unique<nn::FoldedResNet>(checkpoint_.model->encoder);
+  folded_ = nn::inference_snapshot(checkpoint_.model->encoder);
 }
 
 Captioner::~Captioner() = default;
@@ -96,8 +95,7 @@ std::vector<CaptionResult> Captioner::caption_batch(const std::vector<PreparedIm
   }
   NoGradGuard no_grad;
   const Tensor batch = Tensor::from_vector<float>(pixels, {B, 3, size, size}).to(device_);
-  const Tensor features = folded_ ? checkpoint_.model->encode_distinct(batch, *folded_)
-                                  : checkpoint_.model->encode_distinct(batch);  // [B, P, D]
+  const Tensor features = checkpoint_.model->encode_distinct(batch, folded_.get());  // [B, P, D]
   const std::vector<nn::DecodedCaption> decoded = nn::decode(checkpoint_.model->decoder, features, options);
   CAPTION_ASSERT(static_cast<int64_t>(decoded.size()) == B);
   std::vector<CaptionResult> out;

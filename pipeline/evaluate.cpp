@@ -27,14 +27,17 @@ class LoopEncoder {
   Tensor features(const data::Batch& b, Device device) {
     if (b.features.defined()) return b.features.to(device);
     const Tensor images = b.images.to(device);
-    if (model_.encoder.batch_norm_folding == nn::BatchNormFolding::Off) return model_.encode_distinct(images);
-    if (!folded_) folded_ = std::make_unique<nn::FoldedResNet>(model_.encoder);
-    return model_.encode_distinct(images, *folded_);
+    if (!snapshot_made_) {
+      folded_ = nn::inference_snapshot(model_.encoder);
+      snapshot_made_ = true;
+    }
+    return model_.encode_distinct(images, folded_.get());
   }
 
  private:
   const nn::CaptionModel& model_;
-  std::unique_ptr<nn::FoldedResNet> folded_;
+  std::unique_ptr<nn::FoldedResNet> folded_;  // null when folding is off
+  bool snapshot_made_ = false;
 };
 }  // namespace
 

@@ -200,16 +200,13 @@ Trainer::Trainer(TrainOptions options, std::ostream& log) : impl_(std::make_uniq
     // Nothing changes the frozen encoder while the cache is built: its batch norms are
     // folded once (nn/folded_resnet.h), as `caption` folds them, so training sees the
     // features that captioning computes.
-    std::unique_ptr<nn::FoldedResNet> folded;
-    if (model.encoder.batch_norm_folding != nn::BatchNormFolding::Off)
-      folded = std::make_unique<nn::FoldedResNet>(model.encoder);
+    const std::unique_ptr<nn::FoldedResNet> folded = nn::inference_snapshot(model.encoder);
     m.cache = std::make_shared<const data::FeatureCache>(data::FeatureCache::build(
         m.file("features"), images, m.transform, encoder_identity(model), model.config().encoder_size,
         [&model, &folded, device](const Tensor& x) {
           NoGradGuard ng;
           const Tensor on_device = x.to(device);
-          return (folded ? model.encode_distinct(on_device, *folded) : model.encode_distinct(on_device))
-              .to(Device::cpu());
+          return model.encode_distinct(on_device, folded.get()).to(Device::cpu());
         },
         bo));
     log << "feature cache: " << images.size() << " images ready in "

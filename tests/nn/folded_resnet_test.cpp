@@ -147,14 +147,39 @@ TEST(FoldedResNet, EncodeThroughTheSnapshot) {
   const Tensor x = rand_normal({2, 3, 64, 64}, 0.0, 1.0, g);
   NoGradGuard no_grad;
   model.encoder.batch_norm_folding = BatchNormFolding::Always;
-  const Tensor got = model.encode_distinct(x, folded);
+  const Tensor got = model.encode_distinct(x, &folded);
   EXPECT_EQ(got.shape(), (Shape{2, 4, 512}));
   EXPECT_EQ(values(got), values(model.encode_distinct(x)));
-  const Tensor pooled = model.encode(x, folded);
+  const Tensor pooled = model.encode(x, &folded);
   EXPECT_EQ(pooled.shape(), (Shape{2, 16, 512}));
   EXPECT_EQ(values(pooled), values(model.encode(x)));
-  EXPECT_ERROR_WITH(other.encode_distinct(x, folded), "snapshot of another model's encoder");
-  EXPECT_ERROR_WITH(other.encode(x, folded), "snapshot of another model's encoder");
+  EXPECT_ERROR_WITH(other.encode_distinct(x, &folded), "snapshot of another model's encoder");
+  EXPECT_ERROR_WITH(other.encode(x, &folded), "snapshot of another model's encoder");
+}
+
+// inference_snapshot: none when folding is off (the model's own pass, which a null
+// snapshot means to encode), a snapshot of that encoder otherwise.
+TEST(FoldedResNet, InferenceSnapshotFollowsTheFoldingSetting) {
+  Generator gen(5);
+  CaptionModel model(small_config(), gen);
+  randomise_batch_norms(model.encoder, gen);
+  model.eval();
+  Generator g(6);
+  const Tensor x = rand_normal({1, 3, 64, 64}, 0.0, 1.0, g);
+  NoGradGuard no_grad;
+  model.encoder.batch_norm_folding = BatchNormFolding::Off;
+  EXPECT_EQ(inference_snapshot(model.encoder), nullptr);
+  EXPECT_EQ(values(model.encode_distinct(x, nullptr)), values(model.encode_distinct(x)));
+  EXPECT_EQ(values(model.encode(x, nullptr)), values(model.encode(x)));
+  for (BatchNormFolding f : {BatchNormFolding::WhereCheaper, BatchNormFolding::Always}) {
+    model.encoder.batch_norm_folding = f;
+    const std::unique_ptr<FoldedResNet> snapshot = inference_snapshot(model.encoder);
+    ASSERT_NE(snapshot, nullptr);
+    EXPECT_EQ(&snapshot->source(), &model.encoder);
+  }
+  model.encoder.batch_norm_folding = BatchNormFolding::Always;
+  const std::unique_ptr<FoldedResNet> snapshot = inference_snapshot(model.encoder);
+  EXPECT_EQ(values(model.encode_distinct(x, snapshot.get())), values(model.encode_distinct(x)));
 }
 
 }  // namespace
