@@ -92,8 +92,13 @@ TEST(Winograd, Float64EqualsDirectSumsOnEveryShapeCorner) {
       {2, 3, 8, 8, 5, 0},    // no padding
       {40, 3, 4, 4, 2, 1},   // 4 tiles an image: the batch goes through in groups
   };
+  std::vector<Case> all(std::begin(cases), std::end(cases));
+  for (int64_t h = 1; h <= 9; ++h)  // and every small size with every padding up to 2
+    for (int64_t w = 1; w <= 9; ++w)
+      for (int64_t pad = 0; pad <= 2; ++pad)
+        if (h + 2 * pad >= 3 && w + 2 * pad >= 3) all.push_back({2, 2, h, w, 3, pad});
   Generator gen(11);
-  for (const Case& c : cases) {
+  for (const Case& c : all) {
     const kc::Conv2dGeometry g = geometry(c.B, c.C, c.H, c.W, c.O, c.pad);
     const auto x = random_values<double>(static_cast<size_t>(c.B * c.C * c.H * c.W), gen);
     const auto w = random_values<double>(static_cast<size_t>(c.O * c.C * 9), gen);
