@@ -208,6 +208,19 @@ TEST(Conv2dValues, SameWidthTapsWhollyInThePaddingMatchDirectLoops) {
   check_against_direct({1, 2, 3, 1}, {3, 2, 5, 5}, {.padding = {2, 2}});
 }
 
+// im2col's strided gathers (a loop of its own for column stride 2, kernels/cpu/conv.cpp):
+// odd and even widths, paddings 0-3, a dilated kernel, ResNet's strided 3x3 and 1x1 shapes,
+// an image smaller than the kernel.
+TEST(Conv2dValues, ColumnStrideTwoMatchesDirectLoops) {
+  check_against_direct({2, 3, 12, 12}, {4, 3, 3, 3}, {.stride = {2, 2}, .padding = {1, 1}});
+  check_against_direct({2, 3, 11, 13}, {4, 3, 3, 3}, {.stride = {2, 2}, .padding = {1, 1}});
+  check_against_direct({2, 5, 9, 10}, {3, 5, 1, 1}, {.stride = {2, 2}});
+  check_against_direct({1, 2, 9, 9}, {3, 2, 3, 3}, {.stride = {1, 2}, .padding = {2, 3}});
+  check_against_direct({1, 2, 10, 15}, {3, 2, 3, 3},
+                       {.stride = {2, 2}, .padding = {2, 2}, .dilation = {2, 3}});
+  check_against_direct({2, 2, 1, 2}, {3, 2, 3, 3}, {.stride = {2, 2}, .padding = {1, 1}});
+}
+
 TEST(Conv2dValues, PointwiseBatchMatchesDirectLoops) {
   check_against_direct({3, 17, 9, 11}, {5, 17, 1, 1}, {});
 }
