@@ -135,7 +135,7 @@ int64_t images_per_product(const Conv2dGeometry& g) {
 template <typename T>
 void im2col_into(const Conv2dGeometry& g, const T* x, T* col, int64_t ld) {
   parallel_ranges(g.in_channels, g.patch_size() * g.out_plane(),
-                [&](int64_t c0, int64_t c1) { im2col_channels(g, x, col, ld, c0, c1); });
+                  [&](int64_t c0, int64_t c1) { im2col_channels(g, x, col, ld, c0, c1); });
 }
 
 // y_b = relu?(y_b + residual_b) over one image's n outputs (the epilogue, conv.h).
@@ -213,16 +213,22 @@ std::atomic<bool>& winograd_switch() {
 void set_conv_winograd(bool on) { winograd_switch().store(on); }
 bool conv_winograd() { return winograd_switch().load(); }
 
+// The shapes that take Winograd while the switch is on. The scratch size follows this, not
+// the switch, so that flipping the switch between sizing a call's workspace and running it
+// cannot leave the workspace short.
+bool winograd_shape_and_size(const Conv2dGeometry& g) {
+  return !g.bf16 && winograd_applies(g) && g.batch * g.out_plane() >= kWinogradMinPositions;
+}
+
 bool conv2d_takes_winograd(const Conv2dGeometry& g) {
-  return conv_winograd() && !g.bf16 && winograd_applies(g) &&
-         g.batch * g.out_plane() >= kWinogradMinPositions;
+  return conv_winograd() && winograd_shape_and_size(g);
 }
 
 int64_t conv2d_workspace_elems(const Conv2dGeometry& g) {
   const int64_t G = images_per_product(g);
   int64_t n = g.is_pointwise() ? 0 : g.patch_size() * g.out_plane();
   if (G > 1) n = (g.patch_size() + g.out_channels) * G * g.out_plane();
-  if (conv2d_takes_winograd(g)) n = std::max(n, winograd_scratch_elems(g));
+  if (winograd_shape_and_size(g)) n = std::max(n, winograd_scratch_elems(g));
   return n;
 }
 
@@ -234,7 +240,7 @@ void im2col(const Conv2dGeometry& g, const T* x, T* col) {
 template <typename T>
 void col2im(const Conv2dGeometry& g, const T* col, T* x) {
   parallel_ranges(g.in_channels, g.patch_size() * g.out_plane(),
-                [&](int64_t c0, int64_t c1) { col2im_channels(g, col, x, c0, c1); });
+                  [&](int64_t c0, int64_t c1) { col2im_channels(g, col, x, c0, c1); });
 }
 
 template <typename T>

@@ -162,8 +162,13 @@ TEST(Winograd, ChosenWhereConvHSays) {
   kc::Conv2dGeometry autocast = geometry(8, 64, 56, 56, 64, 1);
   autocast.bf16 = true;
   EXPECT_FALSE(kc::conv2d_takes_winograd(autocast));
+  const kc::Conv2dGeometry layer1 = geometry(1, 64, 56, 56, 64, 1);
+  const int64_t scratch_on = kc::conv2d_workspace_elems(layer1);
+  EXPECT_GE(scratch_on, kc::winograd_weight_elems(64, 64) + kc::winograd_workspace_elems(layer1));
   kc::set_conv_winograd(false);
-  EXPECT_FALSE(kc::conv2d_takes_winograd(geometry(1, 64, 56, 56, 64, 1)));
+  EXPECT_FALSE(kc::conv2d_takes_winograd(layer1));
+  // The scratch size does not follow the switch: a call sized before a flip stays safe.
+  EXPECT_EQ(kc::conv2d_workspace_elems(layer1), scratch_on);
   kc::set_conv_winograd(was);
 }
 
