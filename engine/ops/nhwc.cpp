@@ -47,8 +47,10 @@ void nhwc_unpack_cpu(const OpCall& c) {
 }
 
 // The CPU twin of an NHWC bfloat16 convolution runs the NCHW float32 one on the (exact)
-// widened operands: the geometry without its NHWC/bf16 marks, x [B, C, H, W] and
-// w [O, C, kh, kw] widened from the op's inputs, and the im2col workspace.
+// widened operands: the geometry without its NHWC mark, x [B, C, H, W] and w [O, C, kh, kw]
+// widened from the op's inputs, and the im2col workspace. The bf16 mark stays: it keeps
+// the twin's products those of the bfloat16 operands themselves (no Winograd transform),
+// float32 sums of exact products, as the tensor cores compute them.
 struct WidenedConv {
   kc::Conv2dGeometry g;
   Tensor x, w, ws;
@@ -57,7 +59,6 @@ WidenedConv widened_conv(const ConvNhwcParams& p, const OpCall& c) {
   WidenedConv r{p.g, {}, {}, {}};
   kc::Conv2dGeometry& g = r.g;
   g.nhwc = false;
-  g.bf16 = false;
   r.x = Tensor::empty({g.batch, g.in_channels, g.in_h, g.in_w});
   r.w = Tensor::empty({g.out_channels, g.in_channels, g.kernel_h, g.kernel_w});
   kc::nhwc_bf16_to_nchw({g.batch, g.in_channels, g.in_h * g.in_w}, c.in[0].data<uint16_t>(),

@@ -31,7 +31,9 @@ struct Conv2dGeometry {
   int64_t out_h = 0, out_w = 0;
   // Autocast (engine/autocast.h): operands rounded to bfloat16, float32 accumulation,
   // outputs (y before its bias, grad_x, grad_w) rounded to bfloat16, as cuDNN's bfloat16
-  // convolution stores them. Read by the op adapters, not by the kernels below.
+  // convolution stores them. Read by the op adapters; the kernels below read it only to
+  // keep such a convolution off Winograd (whose transforms would multiply other values
+  // than the bfloat16 operands).
   bool bf16 = false;
   // The NHWC op (engine/ops/nhwc.h): x [B, H, W, C], w [O, kh, kw, C] and y [B, Ho, Wo, O]
   // in bfloat16 (bf16 is set too). Read by the CUDA side to describe them to cuDNN.
