@@ -138,23 +138,6 @@ void im2col_into(const Conv2dGeometry& g, const T* x, T* col, int64_t ld) {
                   [&](int64_t c0, int64_t c1) { im2col_channels(g, x, col, ld, c0, c1); });
 }
 
-// y_b = relu?(y_b + residual_b) over one image's n outputs (the epilogue, conv.h).
-template <typename T>
-void epilogue(const Conv2dGeometry& g, T* yb, const T* rb, int64_t n) {
-  if (rb) {
-    if (g.relu) {
-      for (int64_t i = 0; i < n; ++i) {
-        const T v = yb[i] + rb[i];
-        yb[i] = v > T(0) ? v : T(0);
-      }
-    } else {
-      for (int64_t i = 0; i < n; ++i) yb[i] += rb[i];
-    }
-  } else if (g.relu) {
-    for (int64_t i = 0; i < n; ++i) yb[i] = yb[i] > T(0) ? yb[i] : T(0);
-  }
-}
-
 // y [O, n] = bias, broadcast along each row (the product then adds onto it: beta = 1).
 template <typename T>
 void fill_bias(const T* bias, int64_t O, int64_t n, T* y) {
@@ -190,7 +173,7 @@ void forward_group(const Conv2dGeometry& g, const T* x, const T* w, const T* bia
     for (int64_t j = 0; j < G; ++j) {
       const int64_t at = (b0 + j) * O * N + o0 * N;
       for (int64_t o = o0; o < o1; ++o) std::copy_n(ys + o * ld + j * N, N, y + at + (o - o0) * N);
-      epilogue(g, y + at, residual ? residual + at : nullptr, (o1 - o0) * N);
+      conv2d_epilogue(g, y + at, residual ? residual + at : nullptr, (o1 - o0) * N);
     }
   });
 }
@@ -276,7 +259,7 @@ void conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* bi
     if (residual || g.relu) {
       const T* rb = residual ? residual + b * O * N : nullptr;
       parallel_ranges(O, O * N, [&](int64_t o0, int64_t o1) {
-        epilogue(g, yb + o0 * N, rb ? rb + o0 * N : nullptr, (o1 - o0) * N);
+        conv2d_epilogue(g, yb + o0 * N, rb ? rb + o0 * N : nullptr, (o1 - o0) * N);
       });
     }
   }
@@ -323,8 +306,25 @@ void conv2d_backward(const Conv2dGeometry& g, const T* x, const T* w, const T* g
   }
 }
 
+template <typename T>
+void conv2d_epilogue(const Conv2dGeometry& g, T* y, const T* residual, int64_t n) {
+  if (residual) {
+    if (g.relu) {
+      for (int64_t i = 0; i < n; ++i) {
+        const T v = y[i] + residual[i];
+        y[i] = v > T(0) ? v : T(0);
+      }
+    } else {
+      for (int64_t i = 0; i < n; ++i) y[i] += residual[i];
+    }
+  } else if (g.relu) {
+    for (int64_t i = 0; i < n; ++i) y[i] = y[i] > T(0) ? y[i] : T(0);
+  }
+}
+
 #define CAPTION_CONV_INSTANTIATE(T)                                                        \
   template void im2col<T>(const Conv2dGeometry&, const T*, T*);                            \
+  template void conv2d_epilogue<T>(const Conv2dGeometry&, T*, const T*, int64_t);          \
   template void col2im<T>(const Conv2dGeometry&, const T*, T*);                            \
   template void conv2d_forward<T>(const Conv2dGeometry&, const T*, const T*, const T*,     \
                                   const T*, T*, T*);                                       \

@@ -78,6 +78,12 @@ template <typename T>
 void conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* bias,
                     const T* residual, T* y, T* workspace);
 
+// The epilogue alone, in place over n outputs that already hold their product and bias:
+// y = y + residual (when given), then ReLU where g.relu (v > 0 ? v : 0). The forwards
+// above (im2col and Winograd) apply it to each output block while it is in cache.
+template <typename T>
+void conv2d_epilogue(const Conv2dGeometry& g, T* y, const T* residual, int64_t n);
+
 // Gradients for grad_y [B, O, Ho, Wo]; each of grad_x [B, C, H, W], grad_w [O, C, kh, kw],
 // grad_bias [O] may be null (not needed) and is written (=) otherwise. x is needed only
 // for grad_w, w only for grad_x.

@@ -147,22 +147,8 @@ void transform_outputs(const Conv2dGeometry& g, const T* M, const T* bias, const
           const T* src = i == 0 ? top : bottom;
           const int64_t at = image + (2 * r + i) * Wo;
           T* dst = y + at;
-          const T* res = residual ? residual + at : nullptr;
-          if (res && g.relu) {
-            for (int64_t k = 0; k < Wo; ++k) {
-              const T v = (src[k] + b) + res[k];
-              dst[k] = v > T(0) ? v : T(0);
-            }
-          } else if (res) {
-            for (int64_t k = 0; k < Wo; ++k) dst[k] = (src[k] + b) + res[k];
-          } else if (g.relu) {
-            for (int64_t k = 0; k < Wo; ++k) {
-              const T v = src[k] + b;
-              dst[k] = v > T(0) ? v : T(0);
-            }
-          } else {
-            for (int64_t k = 0; k < Wo; ++k) dst[k] = src[k] + b;
-          }
+          for (int64_t k = 0; k < Wo; ++k) dst[k] = src[k] + b;
+          conv2d_epilogue(g, dst, residual ? residual + at : nullptr, Wo);
         }
       }
     }
@@ -175,8 +161,6 @@ bool winograd_applies(const Conv2dGeometry& g) {
   return g.kernel_h == 3 && g.kernel_w == 3 && g.stride_h == 1 && g.stride_w == 1 &&
          g.dilation_h == 1 && g.dilation_w == 1 && g.out_h > 0 && g.out_w > 0;
 }
-
-int64_t winograd_tiles(const Conv2dGeometry& g) { return tiling(g).per_image; }
 
 int64_t winograd_weight_elems(int64_t out_channels, int64_t in_channels) {
   return 16 * block_stride(out_channels * in_channels);

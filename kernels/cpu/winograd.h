@@ -30,9 +30,6 @@ namespace caption::kernels::cpu {
 // 3x3, stride 1, dilation 1, any padding, at least one output.
 bool winograd_applies(const Conv2dGeometry& g);
 
-// Tiles (2x2 output blocks) of one image: ceil(Ho/2) * ceil(Wo/2).
-int64_t winograd_tiles(const Conv2dGeometry& g);
-
 // Elements of the transformed filters U [16, O, C] (their 16 blocks padded apart).
 int64_t winograd_weight_elems(int64_t out_channels, int64_t in_channels);
 
