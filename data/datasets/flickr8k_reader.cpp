@@ -100,6 +100,8 @@ Flickr8kData read_flickr8k(const fs::path& root, const Flickr8kOptions& options)
     entry.numbers.push_back(k);
     ++out.report.caption_lines;
   });
+  CAPTION_CHECK(out.report.caption_lines > 0, tname,
+                ": no captions (expected lines 'name.jpg#k<TAB>caption')");
 
   const struct {
     const char* file;
@@ -135,6 +137,9 @@ Flickr8kData read_flickr8k(const fs::path& root, const Flickr8kOptions& options)
     });
   }
   for (const auto& [name, entry] : by_name) out.report.unsplit_images += !entry.used;
+  CAPTION_CHECK(!out.dataset.samples.empty(), root.string(),
+                ": the split files (Flickr_8k.trainImages.txt, .devImages.txt, .testImages.txt) "
+                "list no image");
   return out;
 }
 

@@ -65,6 +65,7 @@ CaptionDataset read_karpathy_json(const fs::path& json_path, const KarpathyOptio
   if (auto it = root.find("dataset"); it != root.end() && it->is_string()) ds.name = it->get<std::string>();
 
   const json& images = f.array(root, "top level", "images");
+  if (images.empty()) f.fail("top level", "'images' is empty");
   ds.samples.reserve(images.size());
   for (size_t i = 0; i < images.size(); ++i) {
     const std::string where = str("images[", i, "]");

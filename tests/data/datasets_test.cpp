@@ -118,6 +118,13 @@ TEST(Flickr8kReader, SplitProblems) {
 
   expect_error([&] { read_flickr8k(tmp_dir("nothing")); }, {"Flickr8k.token.txt", "no such file"});
 
+  // A folder that yields no sample is refused here, not later as an empty training set.
+  expect_error([&] { read_flickr8k(flickr_root("blank", "\n\n")); },
+               {"Flickr8k.token.txt", "no captions"});
+  const fs::path unlisted = flickr_root("unlisted");
+  for (const char* f : {"Flickr_8k.trainImages.txt", "Flickr_8k.devImages.txt"}) write(unlisted / f, "");
+  expect_error([&] { read_flickr8k(unlisted); }, {"unlisted", "split files", "list no image"});
+
   const fs::path noimg = flickr_root("noimg");
   Flickr8kOptions check;
   check.check_images = ImageFileCheck::RequireExists;
@@ -183,10 +190,11 @@ TEST(KarpathyReader, ReadsSplitsAndPaths) {
                {"COCO_val2014_000000391895.jpg", "missing", "images[0]"});
 
   // Without "dataset", the name is the file's stem.
-  write(dir / "dataset_flickr8k.json", R"({"images": []})");
-  const CaptionDataset empty = read_karpathy_json(dir / "dataset_flickr8k.json");
-  EXPECT_EQ(empty.name, "dataset_flickr8k");
-  EXPECT_TRUE(empty.samples.empty());
+  write(dir / "dataset_flickr8k.json",
+        R"({"images": [{"filename": "a.jpg", "split": "test", "sentences": [{"tokens": ["a"], "raw": "a"}]}]})");
+  const CaptionDataset unnamed = read_karpathy_json(dir / "dataset_flickr8k.json");
+  EXPECT_EQ(unnamed.name, "dataset_flickr8k");
+  EXPECT_EQ(unnamed.samples.size(), 1u);
 }
 
 TEST(KarpathyReader, MalformedInputNamesFieldAndIndex) {
@@ -201,6 +209,7 @@ TEST(KarpathyReader, MalformedInputNamesFieldAndIndex) {
       {"", {"malformed JSON"}},
       {R"([1, 2])", {"top level", "must be an object"}},
       {R"({"imgs": []})", {"top level.images", "missing"}},
+      {R"({"images": []})", {"top level", "'images' is empty"}},
       {R"({"images": {}})", {"images", "must be an array"}},
       {R"({"images": [)" + ok_image + R"(, 7]})", {"images[1]", "must be an object"}},
       {R"({"images": [)" + ok_image + R"(, {"split": "train", "sentences": []}]})", {"images[1].filename", "missing"}},
