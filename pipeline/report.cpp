@@ -25,8 +25,14 @@ std::vector<nlohmann::json> MetricsLog::read(const std::string& path) {
   CAPTION_CHECK(in, path, ": cannot open the metrics log");
   std::vector<nlohmann::json> out;
   std::string line;
-  while (std::getline(in, line))
-    if (!line.empty()) out.push_back(nlohmann::json::parse(line));
+  for (size_t line_no = 1; std::getline(in, line); ++line_no) {
+    if (line.empty()) continue;
+    try {
+      out.push_back(nlohmann::json::parse(line));
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(str(path, ":", line_no, ": not a JSON record: ", e.what()));
+    }
+  }
   return out;
 }
 

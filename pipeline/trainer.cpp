@@ -310,21 +310,37 @@ Trainer::Trainer(TrainOptions options, std::ostream& log) : impl_(std::make_uniq
   }
 
   if (resuming) {
-    LoadedTensors st = load_tensors(m.file("last.state.safetensors").string());
+    const std::string state_path = m.file("last.state.safetensors").string();
+    LoadedTensors st = load_tensors(state_path);
     NamedTensors optim;
     for (const auto& [name, t] : st.tensors)
       if (name.rfind("optim.", 0) == 0) optim.emplace_back(name.substr(6), t.to(m.device));
     m.optimizer->import_state(optim);
-    const std::vector<int64_t> epoch = st.at("trainer.epoch").to_vector<int64_t>();
-    const std::vector<int64_t> g = st.at("trainer.generator").to_vector<int64_t>();
-    const std::vector<int64_t> pos = st.at("trainer.loader").to_vector<int64_t>();
+    auto counters = [&](const char* name, size_t n) {
+      std::vector<int64_t> v = st.at(name).to_vector<int64_t>();
+      CAPTION_CHECK(v.size() == n, state_path, ": '", name, "' holds ", v.size(), " values, expected ", n);
+      return v;
+    };
+    const std::vector<int64_t> epoch = counters("trainer.epoch", 1);
+    const std::vector<int64_t> g = counters("trainer.generator", 2);
+    const std::vector<int64_t> pos = counters("trainer.loader", 2);
+    CAPTION_CHECK(epoch[0] >= 0 && epoch[0] <= 1'000'000, state_path, ": completed epochs ", epoch[0],
+                  " is not a count of epochs");
     m.completed_epochs = static_cast<int>(epoch[0]);
     m.gen.set_state(static_cast<uint64_t>(g[0]), static_cast<uint64_t>(g[1]));
     m.train_loader->seek({pos[0], pos[1]});
-    auto meta = [&](const char* k) { return nlohmann::json::parse(st.metadata.at(k)); };
-    m.scheduler->import_state(meta("scheduler"));
-    if (m.early) m.early->import_state(meta("early_stopping"));
-    for (const auto& r : meta("history")) m.history.push_back(record_from_json(r));
+    auto meta = [&](const char* k) {
+      const auto it = st.metadata.find(k);
+      CAPTION_CHECK(it != st.metadata.end(), state_path, ": no '", k, "' in its metadata");
+      return nlohmann::json::parse(it->second);
+    };
+    try {
+      m.scheduler->import_state(meta("scheduler"));
+      if (m.early) m.early->import_state(meta("early_stopping"));
+      for (const auto& r : meta("history")) m.history.push_back(record_from_json(r));
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(str(state_path, ": malformed trainer state in its metadata: ", e.what()));
+    }
     log << "resumed after epoch " << m.completed_epochs << "\n";
   }
   m.apply_lrs();

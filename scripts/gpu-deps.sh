@@ -30,7 +30,8 @@ force=0
 # which needs libgfortran5 and libquadmath0 (not in a CUDA image, as a rule).
 pkgs=(libopenblas-pthread-dev libopenblas0-pthread libgfortran5 libquadmath0
       libgtest-dev libgmock-dev libbenchmark-dev libbenchmark1debian libcli11-dev
-      libstb-dev nlohmann-json3-dev wordnet-base python3-nltk)
+      libstb-dev libjpeg62-turbo libjpeg62-turbo-dev libpng16-16 libpng-dev
+      nlohmann-json3-dev wordnet-base python3-nltk)
 
 if ! command -v apt-get >/dev/null || ! command -v dpkg >/dev/null; then
   echo "gpu-deps: needs apt-get and dpkg (a Debian 12 machine)" >&2
@@ -100,6 +101,8 @@ rm -f "$ob"/libopenblas*.a "$ob"/libblas.* "$ob"/liblapack.*
 # stb: header-only use; the compiled libstb and the headers we never include go.
 rm -f "$root/usr/lib/$arch"/libstb.*
 find "$root/usr/include/stb" -type f ! -name 'stb_image*.h' -delete
+# libjpeg-turbo and libpng: shared libraries only (their static archives go).
+rm -f "$root/usr/lib/$arch"/libjpeg.a "$root/usr/lib/$arch"/libturbojpeg.a "$root/usr/lib/$arch"/libpng*.a
 # WordNet: data/text/wordnet.cpp reads index.<pos> and <pos>.exc only (data.* is 22 MB).
 # WordNet: what data/text/wordnet.cpp reads (index.*, *.exc), and data.adj, whose header
 # NLTK's reader checks for the version (tests/data/nltk_text_reference.py).
@@ -137,6 +140,9 @@ for f in usr/include/$arch/openblas-pthread/cblas.h usr/lib/$arch/openblas-pthre
          usr/lib/$arch/libbenchmark.so usr/lib/$arch/cmake/benchmark/benchmarkConfig.cmake \
          usr/include/CLI/CLI.hpp usr/share/cmake/CLI11/CLI11Config.cmake \
          usr/include/stb/stb_image.h usr/include/nlohmann/json.hpp \
+         usr/include/jpeglib.h usr/include/$arch/jconfig.h usr/lib/$arch/libjpeg.so \
+         usr/lib/$arch/libjpeg.so.62 usr/include/png.h usr/lib/$arch/libpng16.so \
+         usr/lib/$arch/libpng16.so.16 \
          usr/share/cmake/nlohmann_json/nlohmann_jsonConfig.cmake \
          usr/share/wordnet/index.noun usr/share/wordnet/verb.exc; do
   [ -e "$root/$f" ] || { echo "gpu-deps: $f missing after unpacking" >&2; exit 1; }

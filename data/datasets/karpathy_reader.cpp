@@ -56,6 +56,8 @@ CaptionDataset read_karpathy_json(const fs::path& json_path, const KarpathyOptio
     root = json::parse(bytes.begin(), bytes.end());
   } catch (const json::parse_error& e) {
     throw Error(str(file, ": malformed JSON at byte ", e.byte, " (", e.what(), ")"));
+  } catch (const json::exception& e) {  // e.g. a number too large for a double
+    throw Error(str(file, ": malformed JSON (", e.what(), ")"));
   }
   const Fields f(file);
   if (!root.is_object()) f.fail("top level", str("must be an object, found ", root.type_name()));

@@ -98,8 +98,8 @@ Vocabulary Vocabulary::load(const std::filesystem::path& path) {
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
-    // e.byte locates the problem; the message already says where and what.
+  } catch (const nlohmann::json::exception& e) {
+    // A parse_error's message says where and what; out_of_range is a number too large.
     throw Error(str(path.string(), ": not valid JSON: ", e.what()));
   }
   return from_json(j, path.string());

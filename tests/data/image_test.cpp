@@ -1,5 +1,6 @@
 // Tests of data/image: decoding each accepted format (fixtures written here with
-// stb_image_write, and a GIF assembled byte by byte), refusal of broken and hostile
+// stb_image_write, and a GIF assembled byte by byte), JPEG and PNG decoding equal to
+// PIL's byte for byte (tests/data/pil_decode_reference.py), refusal of broken and hostile
 // inputs with messages that name the file, PIL-compatible resizing (against PIL itself
 // through tests/data/pil_resize_reference.py), normalisation and its inverse, and PNG
 // writing.
@@ -306,6 +307,85 @@ TEST(ImageResize, MatchesPilBilinear) {
     EXPECT_LE(worst, 1) << c.name;
     EXPECT_EQ(differing, 0u) << c.name << ": " << differing << " values differ by one level";
   }
+}
+
+// JPEG and PNG decode as PIL decodes them (Image.open(f).convert("RGB"), torchvision's
+// loader), byte for byte: the files and PIL's pixels come from
+// tests/data/pil_decode_reference.py (baseline JPEG at 4:2:0, 4:2:2 and 4:4:4,
+// progressive, optimised Huffman tables, odd sizes, greyscale, CMYK; PNG in RGB, RGBA,
+// grey, grey + alpha, palettes with and without transparency, 1 bit).
+TEST(ImageDecode, JpegAndPngMatchPilExactly) {
+  const char* python = CAPTION_REFERENCE_PYTHON;
+  if (!fs::exists(python)) GTEST_SKIP() << python << " not found: no PIL reference";
+  if (std::system((std::string(python) + " -c 'import PIL' >/dev/null 2>&1").c_str()) != 0)
+    GTEST_SKIP() << "PIL is not installed for " << python << " (python3-pil)";
+  const fs::path dir = tmp_dir() / "pil_decode";
+  fs::remove_all(dir);
+  const std::string cmd = std::string(python) + " '" + CAPTION_SOURCE_DIR +
+                          "/tests/data/pil_decode_reference.py' '" + dir.string() + "'";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  std::ifstream list(dir / "cases.txt");
+  std::string name;
+  int cases = 0;
+  while (std::getline(list, name)) {
+    if (name.empty()) continue;
+    ++cases;
+    std::ifstream ref(dir / (fs::path(name).stem().string() + ".rgb"), std::ios::binary);
+    int w = 0, h = 0;
+    ref >> w >> h;
+    ref.get();  // the newline
+    std::vector<std::uint8_t> want(static_cast<size_t>(w) * h * 3);
+    ref.read(reinterpret_cast<char*>(want.data()), static_cast<std::streamsize>(want.size()));
+    ASSERT_TRUE(ref.good()) << name;
+    const RgbImage got = caption::data::load_image(dir / name);
+    ASSERT_EQ(got.width, w) << name;
+    ASSERT_EQ(got.height, h) << name;
+    size_t differing = 0;
+    int worst = 0;
+    for (size_t i = 0; i < want.size(); ++i) {
+      const int d = std::abs(int(got.pixels[i]) - int(want[i]));
+      differing += d != 0;
+      worst = std::max(worst, d);
+    }
+    EXPECT_EQ(differing, 0u) << name << ": " << differing << " of " << want.size()
+                             << " values differ from PIL's, by up to " << worst;
+  }
+  EXPECT_EQ(cases, 16);
+}
+
+// 16-bit samples keep their high byte. PIL differs here on purpose of ours: it opens a
+// 16-bit greyscale PNG as 32-bit integers and its convert("RGB") clips them at 255, so
+// nearly every pixel turns white; the high byte is the image.
+TEST(ImageDecode, SixteenBitPngKeepsTheHighByte) {
+  // A 3x1 greyscale PNG, 16 bits per sample, values 0x1234, 0xABCD, 0xFF00.
+  const std::vector<std::uint16_t> values = {0x1234, 0xABCD, 0xFF00};
+  std::vector<std::uint8_t> raw = {0};  // filter type of the one row
+  for (std::uint16_t v : values) {
+    raw.push_back(static_cast<std::uint8_t>(v >> 8));
+    raw.push_back(static_cast<std::uint8_t>(v & 0xFF));
+  }
+  // stb_image_write's zlib wrapper compresses the row; the chunks are assembled here.
+  int zlen = 0;
+  unsigned char* z = stbi_zlib_compress(raw.data(), static_cast<int>(raw.size()), &zlen, 8);
+  ASSERT_NE(z, nullptr);
+  std::vector<std::uint8_t> png = {0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A};
+  auto chunk = [&](const char* type, const std::vector<std::uint8_t>& data) {
+    const std::uint32_t n = static_cast<std::uint32_t>(data.size());
+    for (int s = 24; s >= 0; s -= 8) png.push_back(static_cast<std::uint8_t>(n >> s));
+    std::vector<std::uint8_t> body(type, type + 4);
+    body.insert(body.end(), data.begin(), data.end());
+    png.insert(png.end(), body.begin(), body.end());
+    const std::uint32_t crc = stbiw__crc32(body.data(), static_cast<int>(body.size()));
+    for (int s = 24; s >= 0; s -= 8) png.push_back(static_cast<std::uint8_t>(crc >> s));
+  };
+  chunk("IHDR", {0, 0, 0, 3, 0, 0, 0, 1, 16, 0, 0, 0, 0});
+  chunk("IDAT", std::vector<std::uint8_t>(z, z + zlen));
+  chunk("IEND", {});
+  STBIW_FREE(z);
+  const RgbImage im = caption::data::decode_image(png, "grey16.png");
+  ASSERT_EQ(im.width, 3);
+  ASSERT_EQ(im.height, 1);
+  EXPECT_EQ(im.pixels, (std::vector<std::uint8_t>{0x12, 0x12, 0x12, 0xAB, 0xAB, 0xAB, 0xFF, 0xFF, 0xFF}));
 }
 
 TEST(ImageTransform, NormaliseAndInverse) {

@@ -13,6 +13,7 @@
 #include <stdexcept>
 #include <sstream>
 
+#include "engine/tensor_io.h"
 #include "pipeline/captioner.h"
 #include "pipeline/report.h"
 #include "pipeline/session.h"
@@ -93,6 +94,44 @@ TEST(Trainer, ResumeContinuesExactlyAsAnUninterruptedRun) {
   ASSERT_EQ(history.size(), 3u);
   ASSERT_EQ(resumed.size(), all.size());
   for (size_t i = 0; i < all.size(); ++i) EXPECT_EQ(resumed[i], all[i]) << "batch " << i;
+}
+
+// A damaged trainer state (hand-edited, or written by another version) is refused by
+// name: the state file and what is wrong in it, never a crash or a foreign exception.
+TEST(Trainer, ResumeRefusesADamagedStateByName) {
+  std::ostringstream log;
+  TrainOptions first = tiny_options("trainer_damaged");
+  first.stop_after = 1;
+  Trainer(first, log).fit();
+  const std::string state = (fs::path(first.output) / "last.state.safetensors").string();
+  const LoadedTensors good = load_tensors(state);
+  TrainOptions again = first;
+  again.stop_after = 0;
+  again.resume = true;
+  auto expect_refused = [&](const std::map<std::string, Tensor>& tensors,
+                            const std::map<std::string, std::string>& meta, const std::string& needle) {
+    save_tensors(state, NamedTensors(tensors.begin(), tensors.end()), meta);
+    try {
+      Trainer t(again, log);
+      ADD_FAILURE() << "accepted; expected an error containing " << needle;
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find("last.state.safetensors"), std::string::npos) << what;
+      EXPECT_NE(what.find(needle), std::string::npos) << what;
+    }
+  };
+  auto meta = good.metadata;
+  meta["history"] = R"([{"epoch": 1,)";
+  expect_refused(good.tensors, meta, "malformed trainer state");
+  meta = good.metadata;
+  meta.erase("scheduler");
+  expect_refused(good.tensors, meta, "no 'scheduler'");
+  auto tensors = good.tensors;
+  tensors.at("trainer.epoch") = Tensor::zeros({0}, DType::I64);
+  expect_refused(tensors, good.metadata, "'trainer.epoch' holds 0 values");
+  // The intact state still resumes.
+  save_tensors(state, NamedTensors(good.tensors.begin(), good.tensors.end()), good.metadata);
+  EXPECT_EQ(Trainer(again, log).fit().size(), 3u);
 }
 
 TEST(Trainer, EvaluationAndPredictionFilesAgree) {
