@@ -192,8 +192,9 @@ TEST_F(LoaderTest, OneCaptionPerImageDrawsFromSeedAndEpoch) {
   int changed = 0;
   for (const auto& [id, caption] : chosen[0]) {
     changed += chosen[1].at(id) != caption;
+    const std::string& image_id = id;  // clang before 16 captures no structured binding
     const auto it = std::find_if(dataset_.samples.begin(), dataset_.samples.end(),
-                                 [&](const CaptionSample& s) { return s.image_id == id; });
+                                 [&](const CaptionSample& s) { return s.image_id == image_id; });
     bool found = false;
     for (const std::string& c : it->captions) {
       auto ids = vocab_->encode_caption(normalizer_.normalize(c), options.encode).value();
