@@ -27,7 +27,9 @@ namespace caption::kernels::cpu {
   constexpr float kHi = 88.72283f, kLo = -87.33654f;
   constexpr float kLog2e = 1.44269504088896341f;
   constexpr float kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;
-  const float xc = x < kLo ? kLo : (x > kHi ? kHi : x);
+  // Written so that NaN clamps to kLo too: converting a NaN n to int below would be
+  // undefined (UBSan's finding); NaN's result is restored at the end.
+  const float xc = x >= kLo ? (x <= kHi ? x : kHi) : kLo;
   // n = round(x / ln2); floor(v + 0.5) vectorises (roundps) where lround would not.
   const float n = std::floor(xc * kLog2e + 0.5f);
   const float r = (xc - n * kLn2Hi) - n * kLn2Lo;
