@@ -17,6 +17,10 @@
 
 namespace caption::data::detail {
 
+// Refuses (caption::Error naming the input) a zero size or one beyond the limits.
+void check_dimensions(std::string_view name, std::int64_t width, std::int64_t height,
+                      const DecodeLimits& limits);
+
 // Colour handling, as PIL's convert("RGB") of what PIL decodes: greyscale repeated into
 // three channels; CMYK and YCCK (Adobe's inverted CMYK, as PIL assumes for every
 // four-channel JPEG) converted as PIL converts CMYK; libjpeg's defaults otherwise

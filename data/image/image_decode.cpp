@@ -211,6 +211,15 @@ bool header_dimensions(std::span<const std::uint8_t> b, ImageFormat format, std:
 
 }  // namespace
 
+void detail::check_dimensions(std::string_view name, std::int64_t width, std::int64_t height,
+                              const DecodeLimits& limits) {
+  CAPTION_CHECK(width > 0 && height > 0, name, ": image has zero size (", width, "x", height, ")");
+  CAPTION_CHECK(width <= limits.max_side && height <= limits.max_side &&
+                    width * height <= limits.max_pixels,
+                name, ": image dimensions ", width, "x", height, " exceed the limit (",
+                limits.max_side, " per side, ", limits.max_pixels, " pixels); refusing to decode");
+}
+
 RgbImage decode_image(std::span<const std::uint8_t> bytes, std::string_view name,
                       const DecodeLimits& limits) {
   CAPTION_CHECK(!bytes.empty(), name, ": empty file, not an image");
@@ -222,11 +231,7 @@ RgbImage decode_image(std::span<const std::uint8_t> bytes, std::string_view name
 
   std::int64_t hw = 0, hh = 0;
   if (header_dimensions(bytes, format, hw, hh)) {
-    CAPTION_CHECK(hw > 0 && hh > 0, name, ": image has zero size (", hw, "x", hh, ")");
-    CAPTION_CHECK(hw <= limits.max_side && hh <= limits.max_side && hw * hh <= limits.max_pixels,
-                  name, ": image dimensions ", hw, "x", hh, " exceed the limit (",
-                  limits.max_side, " per side, ", limits.max_pixels,
-                  " pixels); refusing to decode");
+    detail::check_dimensions(name, hw, hh, limits);
   }
 
   std::string truncation;
@@ -245,12 +250,7 @@ RgbImage decode_image(std::span<const std::uint8_t> bytes, std::string_view name
     throw Error(str(name, ": not a decodable image (corrupt ", format_name(format),
                     " header; stb: ", why ? why : "unknown", ")"));
   }
-  CAPTION_CHECK(w > 0 && h > 0, name, ": image has zero size (", w, "x", h, ")");
-  CAPTION_CHECK(w <= limits.max_side && h <= limits.max_side &&
-                    static_cast<std::int64_t>(w) * h <= limits.max_pixels,
-                name, ": image dimensions ", w, "x", h, " exceed the limit (",
-                limits.max_side, " per side, ", limits.max_pixels,
-                " pixels); refusing to decode");
+  detail::check_dimensions(name, w, h, limits);
 
   int dw = 0, dh = 0, dc = 0;
   stbi_uc* data = stbi_load_from_memory(bytes.data(), len, &dw, &dh, &dc, 3);

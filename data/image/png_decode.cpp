@@ -101,10 +101,7 @@ RgbImage decode_png(std::span<const std::uint8_t> bytes, std::string_view name,
   if (!session.read_header(limits.max_side))
     throw Error(str(name, ": not a decodable image (corrupt PNG: ", session.message(), ")"));
   const std::int64_t w = session.width(), h = session.height();
-  CAPTION_CHECK(w > 0 && h > 0, name, ": image has zero size (", w, "x", h, ")");
-  CAPTION_CHECK(w <= limits.max_side && h <= limits.max_side && w * h <= limits.max_pixels, name,
-                ": image dimensions ", w, "x", h, " exceed the limit (", limits.max_side,
-                " per side, ", limits.max_pixels, " pixels); refusing to decode");
+  check_dimensions(name, w, h, limits);
   RgbImage image(static_cast<int>(w), static_cast<int>(h));
   std::vector<png_bytep> rows(static_cast<size_t>(h));
   for (size_t y = 0; y < rows.size(); ++y) rows[y] = image.pixels.data() + y * static_cast<size_t>(w) * 3;
