@@ -73,8 +73,8 @@ class Session {
   // Reads the headers and chooses the output colour space. False on error (message()).
   bool read_header() {
     if (setjmp(err_.jump)) return false;
+    created_ = true;  // before: a failed create leaves cinfo_.mem null, which destroy checks
     jpeg_create_decompress(&cinfo_);
-    created_ = true;
     cinfo_.progress = &progress_;
     jpeg_mem_src(&cinfo_, bytes_.data(), static_cast<unsigned long>(bytes_.size()));
     jpeg_read_header(&cinfo_, TRUE);
