@@ -45,6 +45,6 @@ void log_info(const std::string& message) noexcept;
   do {                                                                                \
     if (!(cond))                                                                      \
       throw ::caption::Error(::caption::str("internal error: ", #cond, " failed at ", \
-                                            __FILE__, ":", __LINE__, ": ",            \
-                                            ##__VA_ARGS__));                          \
+                                            __FILE__, ":", __LINE__,                  \
+                                            ": " __VA_OPT__(, ) __VA_ARGS__));        \
   } while (0)

@@ -15,12 +15,8 @@
 #include <cstdint>
 
 #include "kernels/cpu/elementwise.h"
+#include "kernels/host_device.h"
 
-#if defined(__CUDACC__)
-#define CAPTION_HD __host__ __device__
-#else
-#define CAPTION_HD
-#endif
 
 namespace caption::kernels {
 

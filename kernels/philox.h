@@ -6,11 +6,7 @@
 
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define CAPTION_HD __host__ __device__ __forceinline__
-#else
-#define CAPTION_HD inline
-#endif
+#include "kernels/host_device.h"
 
 namespace caption::kernels {
 
@@ -18,11 +14,11 @@ struct Philox4 {
   uint32_t v[4];
 };
 
-CAPTION_HD uint32_t mulhi32(uint32_t a, uint32_t b) {
+CAPTION_HD_INLINE uint32_t mulhi32(uint32_t a, uint32_t b) {
   return static_cast<uint32_t>((static_cast<uint64_t>(a) * b) >> 32);
 }
 
-CAPTION_HD Philox4 philox4x32_10(uint64_t counter, uint64_t seed) {
+CAPTION_HD_INLINE Philox4 philox4x32_10(uint64_t counter, uint64_t seed) {
   uint32_t c0 = static_cast<uint32_t>(counter), c1 = static_cast<uint32_t>(counter >> 32);
   uint32_t c2 = 0, c3 = 0;
   uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
@@ -39,11 +35,11 @@ CAPTION_HD Philox4 philox4x32_10(uint64_t counter, uint64_t seed) {
 }
 
 // The i-th 32-bit word of the stream (seed, offset).
-CAPTION_HD uint32_t philox_word(uint64_t seed, uint64_t offset, uint64_t i) {
+CAPTION_HD_INLINE uint32_t philox_word(uint64_t seed, uint64_t offset, uint64_t i) {
   return philox4x32_10(offset + i / 4, seed).v[i % 4];
 }
 
 // A float in [0, 1) from the top 24 bits of a word (exactly representable).
-CAPTION_HD float word_to_unit_float(uint32_t w) { return static_cast<float>(w >> 8) * (1.0f / 16777216.0f); }
+CAPTION_HD_INLINE float word_to_unit_float(uint32_t w) { return static_cast<float>(w >> 8) * (1.0f / 16777216.0f); }
 
 }  // namespace caption::kernels
