@@ -3,14 +3,15 @@
 # more. Idempotent: packages already present are not touched, and apt is not called at
 # all when nothing is missing. Usage: scripts/install-deps.sh [build|test|all]
 #   build: compilers' libraries (OpenBLAS, GoogleTest, Google Benchmark, CLI11, stb,
-#          libjpeg-turbo, libpng, nlohmann-json, WordNet database)
+#          libjpeg-turbo, libpng, nlohmann-json, WordNet database; pkgconf for the
+#          install test's pkg-config half)
 #   test:  build + the reference packages the tests compare against (PyTorch 1.13 CPU,
 #          torchvision, NLTK, PIL, numpy) for Debian's /usr/bin/python3
 set -euo pipefail
 what=${1:-all}
 build_pkgs=(cmake ninja-build g++ libopenblas-dev googletest libgtest-dev libgmock-dev
             libbenchmark-dev libcli11-dev libstb-dev libjpeg62-turbo-dev libpng-dev
-            nlohmann-json3-dev wordnet-base)
+            nlohmann-json3-dev wordnet-base pkgconf)
 test_pkgs=(python3 python3-torch python3-torchvision python3-nltk python3-numpy python3-pil)
 case "$what" in
   build) want=("${build_pkgs[@]}") ;;

@@ -6,12 +6,9 @@
 // $CAPTION_APP when set. The build must make it before this test runs; a missing
 // binary fails the test rather than skipping it.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -20,6 +17,7 @@
 #include "engine/autocast.h"
 #include "pipeline/captioner.h"
 #include "tests/harness/harness.h"
+#include "tests/harness/shell.h"
 #include "tests/pipeline/tiny_checkpoint.h"
 
 namespace caption::pipeline {
@@ -27,36 +25,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct AppRun {
-  int exit_code = -1;
-  std::string out, err;
-};
-
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> lines;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) lines.push_back(line);
-  return lines;
-}
-
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-std::string shell_quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) {
-    if (c == '\'')
-      q.append("'\\''");
-    else
-      q.push_back(c);
-  }
-  q.push_back('\'');
-  return q;
-}
+using AppRun = testing::CommandResult;
+using testing::lines_of;
 
 class CaptionAppTest : public ::testing::Test {
  protected:
@@ -87,16 +57,9 @@ class CaptionAppTest : public ::testing::Test {
     const fs::path bin = binary();
     EXPECT_TRUE(fs::exists(bin)) << "the caption program is not built: " << bin
                                  << " (build the caption app before this test, or set CAPTION_APP)";
-    std::string cmd = shell_quote(bin.string());
-    for (const std::string& a : args) cmd.append(" ").append(shell_quote(a));
-    const fs::path out = *dir_ / "stdout.txt", err = *dir_ / "stderr.txt";
-    cmd.append(" >").append(shell_quote(out.string())).append(" 2>").append(shell_quote(err.string()));
-    const int status = std::system(cmd.c_str());
-    AppRun r;
-    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    r.out = read_text(out);
-    r.err = read_text(err);
-    return r;
+    std::vector<std::string> words = {bin.string()};
+    words.insert(words.end(), args.begin(), args.end());
+    return testing::run_shell(testing::shell_words(words), *dir_);
   }
 
   static fs::path* dir_;
