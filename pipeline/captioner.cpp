@@ -94,6 +94,7 @@ std::vector<CaptionResult> Captioner::caption_batch(const std::vector<PreparedIm
     std::memcpy(pixels.data() + (i - begin) * per_image, in.data.data(), per_image * sizeof(float));
   }
   NoGradGuard no_grad;
+  const std::lock_guard lock(*model_mutex_);
   const Tensor batch = Tensor::from_vector<float>(pixels, {B, 3, size, size}).to(device_);
   const Tensor features = checkpoint_.model->encode_distinct(batch, folded_.get());  // [B, P, D]
   const std::vector<nn::DecodedCaption> decoded = nn::decode(checkpoint_.model->decoder, features, options);

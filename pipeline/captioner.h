@@ -17,11 +17,20 @@
 //   come in input order all the same. read_threads: by default 1 on the CPU (the products
 //   already use every core through BLAS; one reader overlaps reading with them) and up to
 //   8 on a GPU (there reading is most of the work).
+// - Threads: the const members may be called from several threads at once on one
+//   Captioner (a service's request threads, say). Images are read and preprocessed in
+//   the calling threads concurrently; the model runs one batch at a time (no fairness
+//   promised between threads), since on a CPU one pass already uses every core through
+//   BLAS and on a GPU the passes share one stream and the recorded graphs the model
+//   keeps. Results do not depend on the interleaving. set_batch_size, set_read_threads,
+//   moving and destroying must not overlap other calls. Autocast (engine/autocast.h) is
+//   per thread: set it in each calling thread.
 #pragma once
 
 #include <exception>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -127,6 +136,8 @@ class Captioner {
   // The encoder with every batch norm folded once (nn/folded_resnet.h); null when the
   // encoder's folding is off (CAPTION_FOLD_BN=0).
   std::unique_ptr<nn::FoldedResNet> folded_;
+  // Held while the model runs a batch (a pointer, so that the Captioner stays movable).
+  std::unique_ptr<std::mutex> model_mutex_ = std::make_unique<std::mutex>();
   data::ImageTransform transform_;
   int batch_size_ = kDefaultBatchSize;
   int read_threads_;

@@ -16,6 +16,7 @@
 #include "pipeline/attention_map.h"
 #include "pipeline/captioner.h"
 #include "pipeline/session.h"
+#include "tests/pipeline/concurrent_captioning.h"
 #include "tests/pipeline/tiny_checkpoint.h"
 
 namespace caption::pipeline {
@@ -161,6 +162,14 @@ TEST_F(CaptionerTest, BatchedEqualsOneByOne) {
       for (size_t i = 0; i < from_prepared.size(); ++i) expect_same(from_prepared[i], single[i], 1e-5f);
     }
   }
+}
+
+// Four threads on one Captioner (a service's request threads): the same results as alone.
+TEST_F(CaptionerTest, ConcurrentCallsGiveTheResultsOfCallsAlone) {
+  Captioner alone(*checkpoint_), shared(*checkpoint_);
+  alone.set_batch_size(2);  // several batches per list, so the threads' batches interleave
+  shared.set_batch_size(2);
+  testing::expect_concurrent_calls_match(alone, shared, *images_, 4, 6);
 }
 
 TEST_F(CaptionerTest, AttentionMapsAreDistributionsOverTheGrid) {
