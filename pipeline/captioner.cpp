@@ -63,6 +63,23 @@ PreparedImage Captioner::prepare(const std::string& image_path) const {
   return p;
 }
 
+PreparedImage Captioner::prepare_encoded(std::span<const std::uint8_t> bytes, const std::string& name) const {
+  return prepare_pixels(data::decode_image(bytes, name, transform_.limits), name);
+}
+
+PreparedImage Captioner::prepare_pixels(data::RgbImage image, const std::string& name) const {
+  CAPTION_CHECK(image.width > 0 && image.height > 0, name, ": the image is empty (", image.width, "x",
+                image.height, ")");
+  const size_t want = static_cast<size_t>(image.width) * static_cast<size_t>(image.height) * 3;
+  CAPTION_CHECK(image.pixels.size() == want, name, ": ", image.width, "x", image.height, " RGB needs ", want,
+                " bytes of pixels, got ", image.pixels.size());
+  PreparedImage p;
+  p.path = name;
+  p.image = std::move(image);
+  p.input = data::preprocess(p.image, transform_);
+  return p;
+}
+
 CaptionResult Captioner::to_result(const std::string& path, const nn::DecodedCaption& decoded) const {
   CaptionResult r;
   r.image_path = path;

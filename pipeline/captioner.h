@@ -31,6 +31,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -92,6 +93,13 @@ class Captioner {
 
   // Reads and preprocesses one image; throws caption::Error naming the path.
   PreparedImage prepare(const std::string& image_path) const;
+  // An image already in memory (an upload, a database blob): its encoded file, JPEG, PNG,
+  // BMP or GIF, recognised by its bytes and decoded under the same limits as a file.
+  // `name` stands for the path in errors and in the result's image_path.
+  PreparedImage prepare_encoded(std::span<const std::uint8_t> bytes, const std::string& name) const;
+  // Decoded 8-bit RGB pixels (a video frame, a camera buffer); refused, naming `name`,
+  // when empty or when image.pixels does not hold width * height * 3 values.
+  PreparedImage prepare_pixels(data::RgbImage image, const std::string& name) const;
 
   CaptionResult caption(const std::string& image_path) const { return caption(image_path, default_options()); }
   CaptionResult caption(const std::string& image_path, const nn::DecodeOptions& options) const;

@@ -2,12 +2,12 @@
 // to bottom: the one pixel format the rest of the pipeline sees, whatever the file held
 // (grey is expanded to three channels, alpha is dropped, as PIL's convert("RGB") does).
 //
-// Decoding uses stb_image, but only for the four formats the project accepts (JPEG,
-// PNG, BMP, GIF first frame). The format is recognised by its magic bytes first, since
-// stb's TGA probe would otherwise accept many random byte strings. Dimensions are read
-// with stbi_info before any pixel is decoded and capped, so a small file that claims a
-// huge image (a decompression bomb) is refused without allocating. stb silently
-// zero-fills truncated BMPs, so BMPs get a size check of their own.
+// Four formats are accepted (JPEG, PNG, BMP, GIF first frame), recognised by their magic
+// bytes. JPEG and PNG decode through libjpeg-turbo and libpng, as PIL does, so the pixels
+// are PIL's (data/image/codecs.h); BMP and GIF through stb_image. Dimensions are read
+// before any pixel is decoded and capped, so a small file that claims a huge image (a
+// decompression bomb) is refused without allocating. stb silently zero-fills truncated
+// BMPs, so BMPs get a size check of their own.
 #pragma once
 
 #include <cstdint>

@@ -16,6 +16,7 @@
 #include "pipeline/attention_map.h"
 #include "pipeline/captioner.h"
 #include "pipeline/session.h"
+#include "tests/harness/expect_error.h"
 #include "tests/pipeline/concurrent_captioning.h"
 #include "tests/pipeline/tiny_checkpoint.h"
 
@@ -162,6 +163,38 @@ TEST_F(CaptionerTest, BatchedEqualsOneByOne) {
       for (size_t i = 0; i < from_prepared.size(); ++i) expect_same(from_prepared[i], single[i], 1e-5f);
     }
   }
+}
+
+// Images already in memory (an upload's bytes, a decoded frame) caption as their files
+// do; the name given stands for the path in the result and in errors.
+TEST_F(CaptionerTest, ImagesInMemoryCaptionAsTheirFiles) {
+  const Captioner c(*checkpoint_);
+  for (int width : {1, 2}) {
+    const nn::DecodeOptions options = beam(c, width);
+    for (const std::string& image : *images_) {
+      const PreparedImage from_file = c.prepare(image);
+      const std::vector<std::uint8_t> bytes = data::read_file_bytes(image);
+      const PreparedImage encoded = c.prepare_encoded(bytes, "upload:" + image);
+      const PreparedImage pixels = c.prepare_pixels(data::load_image(image), "frame:" + image);
+      EXPECT_EQ(encoded.path, "upload:" + image);
+      EXPECT_EQ(encoded.input.data, from_file.input.data) << image;
+      EXPECT_EQ(pixels.input.data, from_file.input.data) << image;
+      EXPECT_EQ(pixels.image.pixels, from_file.image.pixels) << image;
+      // One at a time: a batch of two groups the encoder's products differently.
+      CaptionResult want = c.caption(image, options);
+      want.image_path = "upload:" + image;
+      expect_same(c.caption_prepared({encoded}, options).at(0), want, 0.0f);
+      want.image_path = "frame:" + image;
+      expect_same(c.caption_prepared({pixels}, options).at(0), want, 0.0f);
+    }
+  }
+  const std::vector<std::uint8_t> garbage = {'n', 'o', 't', ' ', 'a', 'n', ' ', 'i', 'm', 'a', 'g', 'e'};
+  EXPECT_ERROR_WITH(c.prepare_encoded(garbage, "upload-7"), "upload-7: not a decodable image");
+  EXPECT_ERROR_WITH(c.prepare_encoded({}, "upload-8"), "upload-8: empty file");
+  EXPECT_ERROR_WITH(c.prepare_pixels(data::RgbImage{}, "frame-0"), "frame-0: the image is empty");
+  data::RgbImage short_pixels(4, 3);
+  short_pixels.pixels.pop_back();
+  EXPECT_ERROR_WITH(c.prepare_pixels(short_pixels, "frame-1"), "frame-1: 4x3 RGB needs 36 bytes of pixels, got 35");
 }
 
 // Four threads on one Captioner (a service's request threads): the same results as alone.
