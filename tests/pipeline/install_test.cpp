@@ -136,7 +136,10 @@ TEST(Install, TheInstalledTreeHoldsWhatItShould) {
         lib / "cmake/caption/captionConfigVersion.cmake", lib / "cmake/caption/captionTargets.cmake",
         lib / "pkgconfig/caption.pc", include / "pipeline/captioner.h", include / "engine/tensor.h",
         include / "nn/caption_model.h", include / "data/image/image.h", include / "kernels/cpu/blas.h",
-        prefix / CAPTION_INSTALL_BINDIR / "caption", prefix / CAPTION_INSTALL_BINDIR / "caption-train"})
+        prefix / CAPTION_INSTALL_BINDIR / "caption", prefix / CAPTION_INSTALL_BINDIR / "caption-train",
+        prefix / CAPTION_INSTALL_DATADIR / "caption/configs/synthetic.toml",
+        prefix / CAPTION_INSTALL_DATADIR / "caption/configs/flickr8k_resnet50.toml",
+        prefix / CAPTION_INSTALL_DATADIR / "caption/weights-tools/convert_torchvision.py"})
     EXPECT_TRUE(fs::exists(p)) << p << " was not installed";
   // Installed files do not reach back into the build folder for libraries.
   for (const fs::path& p : {lib / "libcaption.so", prefix / CAPTION_INSTALL_BINDIR / "caption",
@@ -207,6 +210,34 @@ TEST(Install, TheProgramsRunFromAMovedPrefix) {
   const std::string text = testing::read_text(config);
   EXPECT_EQ(text.find(CAPTION_INSTALL_BINARY_DIR), std::string::npos) << "the package names the build folder";
   EXPECT_EQ(text.find((dir / "prefix").string()), std::string::npos) << "the package names the install prefix";
+}
+
+// What a user of the installed programs starts from: the configurations (read by the
+// installed caption-train) and the weight converter (run from where it was installed,
+// finding its sibling modules), which makes a ResNet-18 file without any download.
+TEST(Install, TheConfigsAndTheWeightConverterWorkFromThePrefix) {
+  const fs::path dir = testing::scratch_dir("pipeline_install");
+  const fs::path moved = dir / "moved";
+  fs::rename(install_into(dir), moved);
+  const fs::path share = moved / CAPTION_INSTALL_DATADIR / "caption";
+  const fs::path train = moved / CAPTION_INSTALL_BINDIR / "caption-train";
+  const CommandResult fit =
+      run_shell(shell_words({train.string(), "fit", "--config", (share / "configs/synthetic.toml").string(), "--data",
+                             (dir / "no-such-data").string(), "--output", (dir / "run").string()}),
+                dir);
+  EXPECT_EQ(fit.exit_code, 1) << fit.err;
+  EXPECT_NE(fit.err.find("no-such-data"), std::string::npos) << "the config was refused before the data:\n" << fit.err;
+
+  const std::string python = CAPTION_REFERENCE_PYTHON;
+  if (run_shell(shell_quote(python) + " -c 'import torch, torchvision'", dir).exit_code != 0)
+    GTEST_SKIP() << python << " lacks torch or torchvision: the converter cannot run";
+  const fs::path out = dir / "resnet18.safetensors";
+  const CommandResult convert =
+      run_shell(shell_words({python, (share / "weights-tools/convert_torchvision.py").string(), "--depth", "18",
+                             "--random-init", "1", out.string()}),
+                dir);
+  EXPECT_EQ(convert.exit_code, 0) << convert.out << convert.err;
+  EXPECT_GT(fs::exists(out) ? fs::file_size(out) : 0, uintmax_t{40} << 20) << "ResNet-18's 11.7M parameters";
 }
 
 #ifdef CAPTION_INSTALL_PKG_CONFIG
