@@ -7,9 +7,15 @@
 // stem already used in this run gets "-2", "-3", ...) and reports each file on stderr
 // (and as "attention_map" in the JSON), so stdout stays one record per image.
 //
+// IMAGE "-" (alone) reads one encoded image from standard input, named "stdin" in the
+// output, errors and attention-map file (`curl -s URL | caption --checkpoint M -`).
+//
 // Exit status: 0 when every image was captioned; 1 when an image could not be read
 // (reported on stderr, naming it; the other images are still captioned) or the run
 // failed (missing or damaged checkpoint, unwritable output); 2 for usage errors.
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <set>
@@ -73,6 +79,20 @@ fs::path attention_path(const fs::path& dir, const std::string& image, std::set<
   return dir / (name + ".png");
 }
 
+// Standard input's bytes, up to one more than `limit` (the decoder then refuses the
+// file as too large, so an endless pipe cannot exhaust memory).
+std::vector<std::uint8_t> read_stdin(std::uintmax_t limit) {
+  std::vector<std::uint8_t> bytes;
+  std::vector<std::uint8_t> chunk(size_t{1} << 16);
+  size_t n = 0;
+  while ((n = std::fread(chunk.data(), 1, chunk.size(), stdin)) > 0) {
+    bytes.insert(bytes.end(), chunk.begin(), chunk.begin() + static_cast<std::ptrdiff_t>(n));
+    if (bytes.size() > limit) break;
+  }
+  if (std::ferror(stdin)) throw caption::Error("stdin: could not be read");
+  return bytes;
+}
+
 nlohmann::json to_json(const CaptionResult& r) {
   nlohmann::json j;
   j["path"] = r.image_path;
@@ -107,34 +127,45 @@ int run(const Options& o) {
   int failed = 0;
   const caption::AutocastGuard autocast(o.amp);
 
-  captioner.caption_each(
-      o.images, decode,
-      [&](const CaptionResult& r, const caption::pipeline::PreparedImage& prepared) {
-        std::string map_file;
-        if (!o.attention_dir.empty()) {
-          const fs::path path = attention_path(map_dir, r.image_path, used_names);
-          caption::pipeline::write_attention_map(path, prepared.image, r);
-          map_file = path.string();
-        }
-        if (o.json) {
-          nlohmann::json j = to_json(r);
-          if (!map_file.empty()) j["attention_map"] = map_file;
-          std::cout << j.dump() << '\n';
-        } else if (several) {
-          std::cout << r.image_path << '\t' << r.text << '\n';
-        } else {
-          std::cout << r.text << '\n';
-        }
-        std::cout.flush();
-        if (!map_file.empty()) std::cerr << "caption: attention map for " << r.image_path << ": " << map_file << '\n';
-      },
-      [&](const std::string& path, const caption::Error& e) {
-        ++failed;
-        // The decoder's messages name the file; say which input it was in any case.
-        const std::string message = e.what();
-        std::cerr << "caption: error: " << (message.find(path) == std::string::npos ? path + ": " : "") << message
-                  << '\n';
-      });
+  const auto print = [&](const CaptionResult& r, const caption::pipeline::PreparedImage& prepared) {
+    std::string map_file;
+    if (!o.attention_dir.empty()) {
+      const fs::path path = attention_path(map_dir, r.image_path, used_names);
+      caption::pipeline::write_attention_map(path, prepared.image, r);
+      map_file = path.string();
+    }
+    if (o.json) {
+      nlohmann::json j = to_json(r);
+      if (!map_file.empty()) j["attention_map"] = map_file;
+      std::cout << j.dump() << '\n';
+    } else if (several) {
+      std::cout << r.image_path << '\t' << r.text << '\n';
+    } else {
+      std::cout << r.text << '\n';
+    }
+    std::cout.flush();
+    if (!map_file.empty()) std::cerr << "caption: attention map for " << r.image_path << ": " << map_file << '\n';
+  };
+  const auto report = [&](const std::string& path, const caption::Error& e) {
+    ++failed;
+    // The decoder's messages name the file; say which input it was in any case.
+    const std::string message = e.what();
+    std::cerr << "caption: error: " << (message.find(path) == std::string::npos ? path + ": " : "") << message
+              << '\n';
+  };
+
+  if (o.images.size() == 1 && o.images.front() == "-") {
+    const std::string name = "stdin";
+    std::vector<caption::pipeline::PreparedImage> prepared;
+    try {
+      prepared.push_back(captioner.prepare_encoded(read_stdin(captioner.transform().limits.max_file_bytes), name));
+    } catch (const caption::Error& e) {
+      report(name, e);
+    }
+    if (!prepared.empty()) print(captioner.caption_prepared(prepared, decode).front(), prepared.front());
+  } else {
+    captioner.caption_each(o.images, decode, print, report);
+  }
   if (failed > 0) {
     std::cerr << "caption: " << failed << " of " << o.images.size() << " images could not be read\n";
     return kExitRuntimeError;
@@ -177,7 +208,8 @@ int main(int argc, char** argv) {
                  "Threads reading images ahead of the model (0: read each batch before captioning it; "
                  "default: 1 on a CPU, up to 8 on a GPU)")
       ->check(CLI::Range(0, 256));
-  app.add_option("IMAGE", o.images, "Images to caption (JPEG, PNG, BMP, GIF)")->required();
+  app.add_option("IMAGE", o.images, "Images to caption (JPEG, PNG, BMP, GIF); '-' alone: one image from standard input")
+      ->required();
   app.set_version_flag("--version", std::string("caption ") + CAPTION_VERSION);
 
   try {
@@ -186,6 +218,10 @@ int main(int argc, char** argv) {
     // --help and --version are "errors" with exit code 0; everything else is usage.
     const int code = app.exit(e);
     return code == 0 ? 0 : kExitUsage;
+  }
+  if (o.images.size() > 1 && std::find(o.images.begin(), o.images.end(), "-") != o.images.end()) {
+    std::cerr << "caption: IMAGE '-' (standard input) must be the only image\n";
+    return kExitUsage;
   }
   try {
     // Denormal numbers flushed to zero, here and in OpenBLAS's threads (kernels/cpu/blas.h).

@@ -166,6 +166,41 @@ TEST_F(CaptionAppTest, AmpCaptionsUnderAutocast) {
   EXPECT_TRUE(testing::near(j.at("log_probs").get<std::vector<float>>(), amp.log_probs, 1e-6, "log_probs"));
 }
 
+// '-' reads one encoded image from standard input (`curl -s URL | caption ... -`).
+TEST_F(CaptionAppTest, StandardInputIsOneImage) {
+  const auto run_with_input = [](std::vector<std::string> args, const std::string& input) {
+    args.insert(args.begin(), binary().string());
+    return testing::run_shell(testing::shell_words(args) + " < " + testing::shell_quote(input), *dir_);
+  };
+  const Captioner captioner(*checkpoint_);
+  const CaptionResult want = captioner.caption((*images_)[1]);
+  AppRun r = run_with_input({"--checkpoint", *checkpoint_, "-"}, (*images_)[1]);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, want.text + "\n");
+
+  const fs::path maps = *dir_ / "stdin-maps";
+  r = run_with_input({"--checkpoint", *checkpoint_, "--json", "--attention-map", maps.string(), "-"}, (*images_)[1]);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j.at("path"), "stdin");
+  EXPECT_EQ(j.at("words").get<std::vector<std::string>>(), want.words);
+  EXPECT_EQ(j.at("attention_map"), (maps / "stdin.png").string());
+  EXPECT_TRUE(fs::exists(maps / "stdin.png"));
+
+  const std::string garbage = (*dir_ / "garbage.bin").string();
+  data::write_file_atomic(garbage, std::string_view("this is not an image at all"));
+  r = run_with_input({"--checkpoint", *checkpoint_, "-"}, garbage);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("stdin: not a decodable image"), std::string::npos) << r.err;
+  EXPECT_TRUE(r.out.empty()) << r.out;
+  r = run_with_input({"--checkpoint", *checkpoint_, "-"}, "/dev/null");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("stdin: empty file"), std::string::npos) << r.err;
+  r = run_with_input({"--checkpoint", *checkpoint_, "-", (*images_)[0]}, (*images_)[1]);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("must be the only image"), std::string::npos) << r.err;
+}
+
 TEST_F(CaptionAppTest, AttentionMapsAreWrittenPerImage) {
   const fs::path maps = *dir_ / "maps" / "nested";
   const AppRun r = run({"--checkpoint", *checkpoint_, "--json", "--attention-map", maps.string(), (*images_)[0],
