@@ -28,6 +28,8 @@
 # step is listed as SKIP, and a skipped bench leaves its seconds to ctest and the sanitizer),
 # CHECK_PROFILE_ROWS (benchmark rows to run again with the per-op profile, comma-separated).
 # CHECK_TEST_THREADS (OpenBLAS / OpenMP threads per test process under ctest; default 4).
+# CHECK_BUILD_S (the build's own limit, default 330 s; only a dry run on a small CPU
+# machine needs more).
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 2
 repo=$PWD
@@ -308,7 +310,7 @@ t0=$(date +%s)
 built=0
 if [ $configured -eq 1 ]; then
   echo "### build: cmake --build $build -j$jobs" >>"$BUILDLOG"
-  t=$(cap 330 150)  # leave 150 s for ctest and the sanitizer
+  t=$(cap "${CHECK_BUILD_S:-330}" 150)  # leave 150 s for ctest and the sanitizer
   # Keep going past a failing file so that one error does not hide the others, and so
   # that the tests which did build can still run.
   keep_going=()
@@ -420,13 +422,16 @@ fi
 # CAPTION_CUDNN_BENCHMARK=1: the engine's cuDNN convolutions choose algorithms by measuring.
 t0=$(date +%s)
 : >"$BENCHLOG"
+# Defined (and a previous run's removed) even when the step is skipped: the summary reads it.
+compare_md=$work/bench-compare.md
+rm -f "$compare_md"
 if skipping bench; then
   record bench SKIP 0 "CHECK_SKIP"
 else
 bench_bin=$build/bench/bench_gpu
 ours_json=$work/bench-ours.json torch_json=$work/bench-torch.json
-bench_ckpt=$work/bench-weights.safetensors compare_md=$work/bench-compare.md
-rm -f "$ours_json" "$torch_json" "$bench_ckpt" "$compare_md"
+bench_ckpt=$work/bench-weights.safetensors
+rm -f "$ours_json" "$torch_json" "$bench_ckpt"
 # The peak for "% of peak": the best copy bandwidth device_probe measured, else H100 SXM's.
 peak=$(awk '/^RESULT copy_/ && $5 == "ok" && $3 > m {m = $3} END {if (m) print m}' "$PROBE")
 peak=${peak:-3350}
