@@ -56,11 +56,7 @@ void Captioner::check_options(const nn::DecodeOptions& options) const {
 }
 
 PreparedImage Captioner::prepare(const std::string& image_path) const {
-  PreparedImage p;
-  p.path = image_path;
-  p.image = data::load_image(image_path, transform_.limits);
-  p.input = data::preprocess(p.image, transform_);
-  return p;
+  return prepare_pixels(data::load_image(image_path, transform_.limits), image_path);
 }
 
 PreparedImage Captioner::prepare_encoded(std::span<const std::uint8_t> bytes, const std::string& name) const {
