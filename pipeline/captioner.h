@@ -27,6 +27,7 @@
 //   per thread: set it in each calling thread.
 #pragma once
 
+#include <cstdint>
 #include <exception>
 #include <functional>
 #include <memory>

@@ -1,8 +1,9 @@
 // libcaption as a native program links it: `cmake --install` of this build into a fresh
 // prefix, then examples/embed built against the installed tree (the CMake package, and
 // pkg-config's caption.pc), run on a checkpoint, its output compared with the Captioner of
-// this process. Also: the installed programs run from a moved prefix, and every installed
-// header compiles in one translation unit with nothing but the installed include folder.
+// this process. Also: the installed programs, configs and weight converter run from a
+// moved prefix, and every installed header compiles in one translation unit with nothing
+// but the installed include folder.
 //
 // tests/CMakeLists.txt passes the build's facts (binary dir, CMake, compiler, generator,
 // install folders, prefix path, pkg-config) as CAPTION_INSTALL_* definitions.
